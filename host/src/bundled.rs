@@ -1,0 +1,16 @@
+//! What the `weft` binary carries with it: the standard step library and the
+//! example workflows, embedded at build time by `host/build.rs`, so
+//! `cargo install --path host` alone yields a `weft` that runs the bundled
+//! workflows from any directory.
+
+include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
+
+/// The embedded plugins as `(name, component bytes)`.
+pub fn builtin_plugins() -> impl Iterator<Item = (&'static str, &'static [u8])> {
+    BUILTIN_PLUGINS.iter().copied()
+}
+
+/// The bundled workflows (`workflows/*.yaml`) as `(name, YAML text)`.
+pub fn bundled_workflows() -> impl Iterator<Item = (&'static str, &'static str)> {
+    BUNDLED_WORKFLOWS.iter().copied()
+}

@@ -1,0 +1,306 @@
+//! The only module that touches wasmtime: engine configuration, the compiled
+//! component cache, `InstancePre`s, one fresh `Store` per step attempt, and
+//! the limits enforced inside it (memory, epoch deadline, fuel, output size).
+//!
+//! Architecture invariant: a `Store` lives for exactly one attempt and is
+//! dropped after it, so nothing a component does survives into the next
+//! attempt or job. No other module names a wasmtime type.
+
+mod bindings;
+mod cache;
+pub mod limits;
+mod runner;
+mod stdio;
+
+pub use cache::default_cache_dir;
+pub use runner::WasmStepRunner;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use wasmtime::component::{Component, Linker, types::ComponentItem};
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::capabilities::{self, ImportClass};
+use bindings::StepPre;
+use limits::{EPOCH_TICK, MAX_TABLE_ELEMENTS, MEMORY_CEILING};
+use runner::StepState;
+
+/// Component instances the pooling allocator keeps slots for; it bounds how
+/// many step attempts can run at once in one host.
+pub const DEFAULT_MAX_INSTANCES: u32 = 256;
+
+/// How the engine is configured; fixed for the life of a host.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Use the pooling instance allocator (pre-reserved slots; fast
+    /// instantiation). Turning it off is for comparison benchmarks.
+    pub pooling: bool,
+    /// Pool slots, i.e. the most step attempts running at once.
+    pub max_instances: u32,
+    /// Meter fuel, so workflows can set `limits.fuel`. Costs guest speed.
+    pub fuel_metering: bool,
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            pooling: true,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            fuel_metering: false,
+            cache_dir: default_cache_dir(),
+        }
+    }
+}
+
+/// Why the engine could not start or could not load a component.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Wasmtime rejected the engine configuration.
+    #[error("cannot configure the wasm engine: {0}")]
+    Config(String),
+    /// The bytes are not a valid component, or do not target the step world.
+    #[error("plugin `{plugin}` cannot be used as a step: {reason}")]
+    InvalidComponent {
+        /// The plugin's name.
+        plugin: String,
+        /// What is wrong, for people.
+        reason: String,
+    },
+}
+
+/// Counters that show what the engine did; tests use them to prove the
+/// compile cache works.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Components compiled by Cranelift.
+    pub compiled: u64,
+    /// Components loaded from the on-disk cache instead.
+    pub cache_hits: u64,
+}
+
+/// A wasmtime engine set up for step components, with its linker and cache.
+pub struct Engine {
+    engine: wasmtime::Engine,
+    linker: Linker<StepState>,
+    cache: cache::CompileCache,
+    settings: EngineSettings,
+    compiled: AtomicU64,
+    cache_hits: AtomicU64,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A compiled component, ready to instantiate cheaply for each attempt.
+pub struct CompiledPlugin {
+    /// The plugin's name (as workflows refer to it).
+    pub name: String,
+    /// Interfaces and functions it imports, e.g. `weft:plugin/logging@0.1.0`.
+    pub imports: Vec<String>,
+    /// What it exports.
+    pub exports: Vec<String>,
+    /// Size of the component in bytes.
+    pub size: usize,
+    /// Whether it was loaded from the compile cache.
+    pub from_cache: bool,
+    pre: StepPre<StepState>,
+}
+
+impl std::fmt::Debug for CompiledPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledPlugin").field("name", &self.name).field("imports", &self.imports).finish()
+    }
+}
+
+impl CompiledPlugin {
+    /// The grants this plugin's imports need, with the import that needs each.
+    pub fn required_grants(&self) -> Vec<(&'static str, String)> {
+        self.imports
+            .iter()
+            .filter_map(|import| match capabilities::classify_import(import) {
+                ImportClass::Capability(cap) => cap.grant.map(|grant| (grant, import.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Engine {
+    /// Builds an engine and starts its epoch ticker.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Config`] when wasmtime rejects the configuration (for
+    /// example when the pooling allocator cannot reserve its address space).
+    pub fn new(settings: EngineSettings) -> Result<Self, EngineError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.consume_fuel(settings.fuel_metering);
+        if settings.pooling {
+            let mut pool = PoolingAllocationConfig::default();
+            let instances = settings.max_instances.max(1);
+            pool.total_component_instances(instances)
+                .total_core_instances(instances.saturating_mul(8))
+                .max_core_instances_per_component(32)
+                .total_memories(instances.saturating_mul(2))
+                .max_memories_per_component(4)
+                .total_tables(instances.saturating_mul(4))
+                .max_tables_per_component(8)
+                .table_elements(MAX_TABLE_ELEMENTS)
+                .total_stacks(instances)
+                .max_memory_size(usize::try_from(MEMORY_CEILING).unwrap_or(usize::MAX));
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = wasmtime::Engine::new(&config).map_err(|e| EngineError::Config(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| EngineError::Config(format!("{e:#}")))?;
+        runner::add_capabilities_to_linker(&mut linker).map_err(|e| EngineError::Config(format!("{e:#}")))?;
+        let cache = cache::CompileCache::new(settings.cache_dir.clone(), &engine);
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
+        Ok(Engine {
+            engine,
+            linker,
+            cache,
+            settings,
+            compiled: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            ticker_stop,
+        })
+    }
+
+    /// The settings this engine was built with.
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// What the engine has compiled and loaded so far.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            compiled: self.compiled.load(Ordering::Relaxed),
+            cache_hits: self.cache_hits.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The compile cache directory, if caching is on.
+    pub fn cache_dir(&self) -> Option<&std::path::Path> {
+        self.cache.dir()
+    }
+
+    /// Whether `bytes` are already compiled in the on-disk cache.
+    pub fn is_cached(&self, bytes: &[u8]) -> bool {
+        self.cache.contains(&self.cache.key(bytes))
+    }
+
+    /// Compiles (or loads from the cache) a component and prepares it for
+    /// instantiation as a step.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::InvalidComponent`] when the bytes are not a component,
+    /// import something this host does not provide, or do not export the
+    /// `step` world's `run` function.
+    pub fn load_plugin(&self, name: &str, bytes: &[u8]) -> Result<CompiledPlugin, EngineError> {
+        let invalid = |reason: String| EngineError::InvalidComponent { plugin: name.to_string(), reason };
+        let key = self.cache.key(bytes);
+        let cached = self.cache.load(&key).and_then(|artifact| {
+            // SAFETY: `Component::deserialize` trusts its input to be an
+            // artifact produced by `Component::serialize` of a compatible
+            // engine. The cache only holds what `store` wrote from
+            // `serialize`, keyed by this engine's compatibility hash, and
+            // `load` verified the SHA-256 written beside it, so a truncated
+            // or tampered file never reaches this call. Wasmtime additionally
+            // checks the artifact's header against the engine.
+            #[allow(unsafe_code)]
+            let component = unsafe { Component::deserialize(&self.engine, &artifact) };
+            component
+                .inspect_err(|e| tracing::warn!(plugin = name, error = %e, "cached component unusable; recompiling"))
+                .ok()
+        });
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(component) => {
+                self.cache_hits.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(plugin = name, "loaded compiled component from cache");
+                component
+            }
+            None => {
+                let started = std::time::Instant::now();
+                let component = Component::new(&self.engine, bytes)
+                    .map_err(|e| invalid(format!("not a valid WebAssembly component: {}", root_cause(&e))))?;
+                self.compiled.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(plugin = name, elapsed = ?started.elapsed(), "compiled component");
+                match component.serialize() {
+                    Ok(artifact) => self.cache.store(&key, &artifact),
+                    Err(e) => tracing::warn!(plugin = name, error = %e, "cannot serialize compiled component"),
+                }
+                component
+            }
+        };
+
+        let ty = component.component_type();
+        let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        for import in &imports {
+            match capabilities::classify_import(import) {
+                ImportClass::Wasi | ImportClass::Capability(_) => {}
+                ImportClass::UnsupportedVersion { found } => {
+                    return Err(invalid(format!(
+                        "it was built against weft:plugin@{found}, but this host supports weft:plugin@{}.{}.x; \
+                         rebuild it against the WIT in this host's `wit/` directory",
+                        capabilities::SUPPORTED_PACKAGE_VERSION.0,
+                        capabilities::SUPPORTED_PACKAGE_VERSION.1
+                    )));
+                }
+                ImportClass::Unknown => {
+                    return Err(invalid(format!(
+                        "it imports `{import}`, which this host does not provide"
+                    )));
+                }
+            }
+        }
+        let exports_run = ty.exports(&self.engine).any(|(n, item)| n == "run" && matches!(item.ty, ComponentItem::ComponentFunc(_)));
+        if !exports_run {
+            return Err(invalid(format!(
+                "it does not export a `run` function (exports: {}); build it for the `weft:plugin/step` world",
+                if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
+            )));
+        }
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| invalid(format!("{e:#}")))?;
+        let pre = StepPre::new(instance_pre)
+            .map_err(|e| invalid(format!("its exports do not match the `step` world: {}", root_cause(&e))))?;
+        Ok(CompiledPlugin { name: name.to_string(), imports, exports, size: bytes.len(), from_cache, pre })
+    }
+}
+
+fn root_cause(error: &wasmtime::Error) -> String {
+    error.root_cause().to_string()
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until `stop` is set.
+fn spawn_epoch_ticker(engine: wasmtime::Engine, stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new().name("weft-epoch".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(EPOCH_TICK);
+            engine.increment_epoch();
+        }
+    });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the epoch ticker; step deadlines will not be enforced");
+    }
+}

@@ -1,0 +1,355 @@
+//! The embeddable API: build a [`Host`] (engine settings, plugin sources),
+//! load workflows (parse, compile their plugins, check grants and ceilings),
+//! and run jobs. The `weft` binary is a thin user of this module.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::capabilities;
+use crate::engine::{CompiledPlugin, Engine, EngineError, EngineSettings, EngineStats, WasmStepRunner, limits};
+use crate::item::Item;
+use crate::scheduler::{JobOutcome, Scheduler, SchedulerSettings};
+use crate::workflow::{
+    self, Ceilings, Diagnostic, HostFacts, PluginFacts, RequiredGrant, Workflow, WorkflowError,
+};
+
+/// Where a plugin's component bytes come from.
+#[derive(Debug, Clone)]
+pub enum PluginSource {
+    /// Compiled into this binary.
+    Embedded(&'static [u8]),
+    /// Given by the embedding program.
+    Bytes(Arc<[u8]>),
+    /// A `.wasm` file, read when first needed.
+    File(PathBuf),
+}
+
+/// Why a host could not be built, a workflow loaded, or a plugin read.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The workflow file is invalid (every problem is listed).
+    #[error(transparent)]
+    Workflow(#[from] WorkflowError),
+    /// The workflow file could not be read.
+    #[error("cannot read workflow {path}: {source}")]
+    ReadWorkflow {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A plugin file could not be read.
+    #[error("cannot read plugin `{plugin}` from {path}: {source}")]
+    ReadPlugin {
+        /// The plugin's name.
+        plugin: String,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The engine could not start or rejected a component.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// No plugin of that name is registered.
+    #[error("unknown plugin `{0}`")]
+    UnknownPlugin(String),
+}
+
+/// Configures and builds a [`Host`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), weft::HostError> {
+/// use weft::{HostBuilder, Item};
+///
+/// let host = HostBuilder::new().build()?;
+/// let workflow = host.load_workflow_file("workflows/pdf-digest.yaml")?;
+/// let pdf = std::fs::read("document.pdf").expect("a PDF to read");
+/// let outcome = host.run_job(&workflow, "job-1", vec![Item::bytes(pdf)]).await;
+/// println!("{}", serde_json::to_string_pretty(&outcome.report).expect("reports serialise"));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct HostBuilder {
+    engine: EngineSettings,
+    scheduler: SchedulerSettings,
+    plugins: BTreeMap<String, PluginSource>,
+}
+
+impl Default for HostBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HostBuilder {
+    /// A builder with default engine settings and the standard step library.
+    pub fn new() -> Self {
+        let plugins = crate::bundled::builtin_plugins()
+            .map(|(name, bytes)| (name.to_string(), PluginSource::Embedded(bytes)))
+            .collect();
+        HostBuilder { engine: EngineSettings::default(), scheduler: SchedulerSettings::default(), plugins }
+    }
+
+    /// Replaces the engine settings (pooling, fuel metering, cache directory).
+    pub fn engine_settings(mut self, settings: EngineSettings) -> Self {
+        self.engine = settings;
+        self
+    }
+
+    /// Replaces the scheduler settings (default timeout).
+    pub fn scheduler_settings(mut self, settings: SchedulerSettings) -> Self {
+        self.scheduler = settings;
+        self
+    }
+
+    /// Registers (or replaces) a plugin under `name`.
+    pub fn plugin(mut self, name: impl Into<String>, source: PluginSource) -> Self {
+        self.plugins.insert(name.into(), source);
+        self
+    }
+
+    /// Removes the standard step library (only explicitly added plugins remain).
+    pub fn without_builtin_plugins(mut self) -> Self {
+        self.plugins.retain(|_, source| !matches!(source, PluginSource::Embedded(_)));
+        self
+    }
+
+    /// Builds the host.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::Engine`] when the wasm engine cannot be configured.
+    pub fn build(self) -> Result<Host, HostError> {
+        let engine = Arc::new(Engine::new(self.engine)?);
+        Ok(Host {
+            engine,
+            scheduler: self.scheduler,
+            sources: Mutex::new(self.plugins),
+            compiled: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+/// A Weft host: an engine, its plugins, and the scheduler settings.
+#[derive(Debug)]
+pub struct Host {
+    engine: Arc<Engine>,
+    scheduler: SchedulerSettings,
+    sources: Mutex<BTreeMap<String, PluginSource>>,
+    compiled: Mutex<HashMap<String, Arc<CompiledPlugin>>>,
+}
+
+/// A workflow that passed every check against this host, with its plugins
+/// compiled; run it any number of times with [`Host::run_job`].
+#[derive(Clone)]
+pub struct LoadedWorkflow {
+    workflow: Arc<Workflow>,
+    runner: Arc<WasmStepRunner>,
+}
+
+impl std::fmt::Debug for LoadedWorkflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedWorkflow").field("workflow", &self.workflow.name).finish_non_exhaustive()
+    }
+}
+
+impl LoadedWorkflow {
+    /// The validated workflow.
+    pub fn workflow(&self) -> &Workflow {
+        &self.workflow
+    }
+}
+
+/// What `weft plugins` shows about one plugin.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginInfo {
+    /// The name workflows use.
+    pub name: String,
+    /// Component size in bytes.
+    pub size: usize,
+    /// Its imports.
+    pub imports: Vec<String>,
+    /// Its exports.
+    pub exports: Vec<String>,
+    /// Grants a workflow step must give it.
+    pub required_grants: Vec<String>,
+}
+
+impl Host {
+    /// What the engine compiled and loaded from cache so far.
+    pub fn engine_stats(&self) -> EngineStats {
+        self.engine.stats()
+    }
+
+    /// The names of the registered plugins.
+    pub fn plugin_names(&self) -> Vec<String> {
+        self.sources.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
+    }
+
+    /// The ceilings a workflow's limits are checked against.
+    pub fn ceilings(&self) -> Ceilings {
+        Ceilings {
+            memory: limits::MEMORY_CEILING,
+            fuel: None,
+            output: limits::OUTPUT_CEILING,
+            timeout: limits::TIMEOUT_CEILING,
+            map_concurrency: limits::MAP_CONCURRENCY_CEILING,
+        }
+    }
+
+    /// Compiles (or loads from cache) a registered plugin.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::UnknownPlugin`], [`HostError::ReadPlugin`], or
+    /// [`HostError::Engine`] when the component cannot be used as a step.
+    pub fn compile_plugin(&self, name: &str) -> Result<Arc<CompiledPlugin>, HostError> {
+        if let Some(done) = self.compiled.lock().unwrap_or_else(PoisonError::into_inner).get(name) {
+            return Ok(done.clone());
+        }
+        let source = self
+            .sources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| HostError::UnknownPlugin(name.to_string()))?;
+        let compiled = match source {
+            PluginSource::Embedded(bytes) => self.engine.load_plugin(name, bytes)?,
+            PluginSource::Bytes(bytes) => self.engine.load_plugin(name, &bytes)?,
+            PluginSource::File(path) => {
+                let bytes = std::fs::read(&path).map_err(|source| HostError::ReadPlugin {
+                    plugin: name.to_string(),
+                    path: path.clone(),
+                    source,
+                })?;
+                self.engine.load_plugin(name, &bytes)?
+            }
+        };
+        let compiled = Arc::new(compiled);
+        self.compiled.lock().unwrap_or_else(PoisonError::into_inner).insert(name.to_string(), compiled.clone());
+        Ok(compiled)
+    }
+
+    /// Describes every registered plugin (compiling those not yet compiled).
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::compile_plugin`].
+    pub fn plugins(&self) -> Result<Vec<PluginInfo>, HostError> {
+        self.plugin_names()
+            .iter()
+            .map(|name| {
+                let plugin = self.compile_plugin(name)?;
+                Ok(PluginInfo {
+                    name: name.clone(),
+                    size: plugin.size,
+                    imports: plugin.imports.clone(),
+                    exports: plugin.exports.clone(),
+                    required_grants: plugin.required_grants().into_iter().map(|(g, _)| g.to_string()).collect(),
+                })
+            })
+            .collect()
+    }
+
+    /// Reads, validates and prepares a workflow file. Plugins named as a
+    /// path ending in `.wasm` are resolved relative to the file.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::ReadWorkflow`] when the file cannot be read, and
+    /// [`HostError::Workflow`] listing every problem found otherwise.
+    pub fn load_workflow_file(&self, path: impl AsRef<Path>) -> Result<LoadedWorkflow, HostError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| HostError::ReadWorkflow { path: path.to_path_buf(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        self.load_workflow_str(&path.display().to_string(), &text, base)
+    }
+
+    /// Validates and prepares a workflow from text; `source_name` appears in
+    /// messages and `base_dir` resolves `.wasm` plugin paths.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::Workflow`] listing every problem found.
+    pub fn load_workflow_str(&self, source_name: &str, text: &str, base_dir: &Path) -> Result<LoadedWorkflow, HostError> {
+        // File-level problems and host-level ones (unknown plugins, grants,
+        // ceilings) are reported together, so one run shows every mistake.
+        let (workflow, mut problems) = workflow::parse_partial(source_name, text)?;
+        let mut facts = HostFacts {
+            plugins: BTreeMap::new(),
+            ceilings: self.ceilings(),
+            known_grants: capabilities::known_grants().map(str::to_string).collect::<BTreeSet<_>>(),
+        };
+        for name in self.plugin_names() {
+            facts.plugins.insert(name, PluginFacts::default());
+        }
+        let mut plugins = HashMap::new();
+        let mut configs = HashMap::new();
+        for step in &workflow.steps {
+            if step.plugin.ends_with(".wasm") && !facts.plugins.contains_key(&step.plugin) {
+                let path = base_dir.join(&step.plugin);
+                self.sources
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(step.plugin.clone(), PluginSource::File(path));
+                facts.plugins.insert(step.plugin.clone(), PluginFacts::default());
+            }
+            if !facts.plugins.contains_key(&step.plugin) {
+                continue; // reported by check_against_host, with suggestions
+            }
+            if limits_need_fuel(step) && !self.engine.settings().fuel_metering {
+                problems.push(Diagnostic::new(
+                    workflow.source.clone(),
+                    step.spans.limits.fuel.unwrap_or(step.span),
+                    format!(
+                        "step `{}` sets `limits.fuel`, but this host does not meter fuel; \
+                         enable fuel metering (`weft run --fuel`) or remove the limit",
+                        step.id
+                    ),
+                ));
+            }
+            match self.compile_plugin(&step.plugin) {
+                Ok(plugin) => {
+                    let required = plugin
+                        .required_grants()
+                        .into_iter()
+                        .map(|(grant, import)| RequiredGrant { grant: grant.to_string(), import })
+                        .collect();
+                    facts.plugins.insert(step.plugin.clone(), PluginFacts { required_grants: required });
+                    plugins.insert(step.id.clone(), plugin);
+                    configs.insert(step.id.clone(), Arc::from(step.config.to_string()));
+                }
+                Err(error) => problems.push(Diagnostic::new(
+                    workflow.source.clone(),
+                    step.spans.plugin,
+                    format!("step `{}`: {error}", step.id),
+                )),
+            }
+        }
+        if let Err(WorkflowError::Invalid { diagnostics, .. }) = workflow::check_against_host(&workflow, &facts) {
+            problems.extend(diagnostics);
+        }
+        if !problems.is_empty() {
+            problems.sort_by_key(|d| d.span);
+            return Err(HostError::Workflow(WorkflowError::Invalid { source_name: workflow.source.clone(), diagnostics: problems }));
+        }
+        let runner = Arc::new(WasmStepRunner::new(self.engine.clone(), plugins, configs));
+        Ok(LoadedWorkflow { workflow: Arc::new(workflow), runner })
+    }
+
+    /// Runs one job through a loaded workflow. Failures of steps are part of
+    /// the outcome, never an `Err`: the report says which step failed and why.
+    pub async fn run_job(&self, workflow: &LoadedWorkflow, job_id: &str, input: Vec<Item>) -> JobOutcome {
+        Scheduler::new(workflow.runner.clone(), self.scheduler.clone())
+            .run_job(&workflow.workflow, job_id, input)
+            .await
+    }
+}
+
+fn limits_need_fuel(step: &workflow::StepSpec) -> bool {
+    step.limits.fuel.is_some()
+}

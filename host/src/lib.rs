@@ -1,0 +1,36 @@
+//! Weft: an embeddable host that runs declarative workflows of sandboxed
+//! WebAssembly components.
+//!
+//! A workflow file declares a DAG of steps; each step is a Wasm component
+//! (WASI 0.2, the `weft:plugin/step` world in `wit/`) that can touch only
+//! what its workflow grants. The host owns retries with backoff, timeouts and
+//! limits. The data flows through the modules in this order:
+//!
+//! - [`workflow`]: parse and validate a workflow file into a typed DAG;
+//! - [`scheduler`]: run the DAG for one job (ordering, fan-out, retries);
+//! - [`engine`]: run one step attempt in a fresh wasmtime store;
+//! - [`capabilities`]: what a step may reach outside its sandbox.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), weft::HostError> {
+//! let host = weft::HostBuilder::new().build()?;
+//! let workflow = host.load_workflow_file("workflows/pdf-digest.yaml")?;
+//! let pdf = std::fs::read("sample.pdf").expect("a PDF");
+//! let outcome = host.run_job(&workflow, "job-1", vec![weft::Item::bytes(pdf)]).await;
+//! assert_eq!(outcome.report.status, weft::scheduler::JobStatus::Succeeded);
+//! # Ok(()) }
+//! ```
+//!
+//! See `host/examples/embed.rs` for a complete program.
+
+pub mod capabilities;
+pub mod engine;
+mod host;
+pub mod item;
+mod bundled;
+pub mod scheduler;
+pub mod workflow;
+
+pub use host::{Host, HostBuilder, HostError, LoadedWorkflow, PluginInfo, PluginSource};
+pub use bundled::bundled_workflows;
+pub use item::{Item, Payload};

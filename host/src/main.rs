@@ -1,0 +1,343 @@
+//! The `weft` command line: argument parsing, tracing setup, exit codes.
+//! Everything else lives in the library.
+
+use std::io::{IsTerminal as _, Read as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use weft::engine::EngineSettings;
+use weft::scheduler::{JobOutcome, JobStatus, StepStatus};
+use weft::{HostBuilder, HostError, Item};
+
+/// Exit status: the job failed.
+const EXIT_JOB_FAILED: u8 = 1;
+/// Exit status: the invocation or the workflow was invalid.
+const EXIT_INVALID: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "weft",
+    version,
+    about = "Run declarative workflows of sandboxed WebAssembly components",
+    long_about = "Run declarative workflows of sandboxed WebAssembly components.\n\n\
+        A workflow file (YAML) declares steps; each step is a Wasm component that can \
+        touch only what the workflow grants it. Weft owns retries, timeouts and limits.\n\n\
+        Try: weft run pdf-digest --input document.pdf"
+)]
+struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    /// Directory for compiled components [default: $WEFT_CACHE_DIR, $XDG_CACHE_HOME/weft or ~/.cache/weft].
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Do not read or write the compile cache.
+    #[arg(long, global = true)]
+    no_cache: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one job through a workflow and print the job result as JSON.
+    ///
+    /// Exit status: 0 the job succeeded, 1 it failed (the error says which
+    /// step and why), 2 the invocation or workflow was invalid.
+    Run {
+        /// A workflow file, or the name of a bundled workflow (see `weft workflows`).
+        workflow: String,
+        /// The job's input file; `-` reads standard input.
+        #[arg(short, long, value_name = "PATH")]
+        input: PathBuf,
+        /// How to pass the input to the first steps.
+        #[arg(long, value_enum, default_value_t = InputKind::Auto)]
+        input_as: InputKind,
+        /// The job id [default: a new random id].
+        #[arg(long)]
+        job_id: Option<String>,
+        /// Also print every intermediate step's output (may hold raw, unmasked text).
+        #[arg(long)]
+        show_intermediate: bool,
+        /// Meter fuel so `limits.fuel` can be enforced (slower guests).
+        #[arg(long)]
+        fuel: bool,
+    },
+    /// Check workflow files and print every problem found.
+    Validate {
+        /// Workflow files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the built-in step components with their imports and exports.
+    Plugins {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the bundled workflows.
+    Workflows,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum InputKind {
+    /// PDF and non-UTF-8 files as bytes, everything else as text.
+    Auto,
+    /// Always text (must be UTF-8).
+    Text,
+    /// Always bytes.
+    Bytes,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() { ExitCode::from(EXIT_INVALID) } else { ExitCode::SUCCESS };
+        }
+    };
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_JOB_FAILED);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn engine_settings(cli: &Cli, fuel: bool) -> EngineSettings {
+    let mut settings = EngineSettings { fuel_metering: fuel, ..EngineSettings::default() };
+    if cli.no_cache {
+        settings.cache_dir = None;
+    } else if let Some(dir) = &cli.cache_dir {
+        settings.cache_dir = Some(dir.clone());
+    }
+    settings
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Run { workflow, input, input_as, job_id, show_intermediate, fuel } => {
+            let settings = engine_settings(&cli, *fuel);
+            run(settings, workflow, input, *input_as, job_id.clone(), *show_intermediate).await
+        }
+        Command::Validate { files } => validate(engine_settings(&cli, true), files),
+        Command::Plugins { json } => plugins(engine_settings(&cli, false), *json),
+        Command::Workflows => {
+            for (name, _) in weft::bundled_workflows() {
+                println!("{name}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Loads a workflow from a file, or from the bundled ones by name.
+fn load_workflow(host: &weft::Host, workflow: &str) -> Result<weft::LoadedWorkflow, HostError> {
+    let path = Path::new(workflow);
+    if !path.exists()
+        && let Some((name, text)) = weft::bundled_workflows().find(|(name, _)| *name == workflow)
+    {
+        return host.load_workflow_str(&format!("<bundled>/{name}.yaml"), text, Path::new("."));
+    }
+    host.load_workflow_file(path)
+}
+
+async fn run(
+    settings: EngineSettings,
+    workflow: &str,
+    input: &Path,
+    input_as: InputKind,
+    job_id: Option<String>,
+    show_intermediate: bool,
+) -> Result<ExitCode> {
+    let bytes = read_input(input)?;
+    let item = make_input_item(bytes, input_as, input)?;
+    let host = HostBuilder::new().engine_settings(settings).build()?;
+    let loaded = match load_workflow(&host, workflow) {
+        Ok(loaded) => loaded,
+        Err(HostError::Workflow(error)) => {
+            eprintln!("{error}");
+            eprintln!("error: the workflow is invalid");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let job_id = job_id.unwrap_or_else(new_job_id);
+    let progress = Progress::start(&loaded.workflow().name);
+    let outcome = host.run_job(&loaded, &job_id, vec![item]).await;
+    progress.finish();
+    summarise(&outcome);
+
+    let json = job_json(&loaded, &outcome, show_intermediate)?;
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(match outcome.report.status {
+        JobStatus::Succeeded => ExitCode::SUCCESS,
+        JobStatus::Failed => ExitCode::from(EXIT_JOB_FAILED),
+    })
+}
+
+fn read_input(input: &Path) -> Result<Vec<u8>> {
+    if input == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::stdin().read_to_end(&mut bytes).context("cannot read the input from stdin")?;
+        return Ok(bytes);
+    }
+    std::fs::read(input).with_context(|| format!("cannot read input {}", input.display()))
+}
+
+fn make_input_item(bytes: Vec<u8>, kind: InputKind, path: &Path) -> Result<Item> {
+    let as_bytes = match kind {
+        InputKind::Bytes => true,
+        InputKind::Text => false,
+        InputKind::Auto => bytes.starts_with(b"%PDF-") || std::str::from_utf8(&bytes).is_err(),
+    };
+    let item = if as_bytes {
+        Item::bytes(bytes)
+    } else {
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow::anyhow!("input {} is not UTF-8 text; use --input-as bytes", path.display()))?;
+        Item::text(text)
+    };
+    let source = if path == Path::new("-") { "stdin".to_string() } else { path.display().to_string() };
+    Ok(item.with_metadata("source", source))
+}
+
+fn new_job_id() -> String {
+    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    format!("job-{millis:x}-{:08x}", rand::random::<u32>())
+}
+
+/// The job result: the report, plus the outputs of the final steps (and of
+/// every step only when asked, since they may hold raw, unmasked text).
+fn job_json(loaded: &weft::LoadedWorkflow, outcome: &JobOutcome, show_intermediate: bool) -> Result<serde_json::Value> {
+    let mut json = serde_json::to_value(&outcome.report)?;
+    let sinks: Vec<&str> = loaded.workflow().sinks().iter().map(|s| s.id.as_str()).collect();
+    let mut outputs = serde_json::Map::new();
+    let mut intermediate = serde_json::Map::new();
+    for (step, items) in &outcome.outputs {
+        let value = serde_json::to_value(items.as_ref())?;
+        if sinks.contains(&step.as_str()) {
+            outputs.insert(step.clone(), value);
+        } else if show_intermediate {
+            intermediate.insert(step.clone(), value);
+        }
+    }
+    if let Some(object) = json.as_object_mut() {
+        object.insert("outputs".into(), outputs.into());
+        if show_intermediate {
+            object.insert("intermediate".into(), intermediate.into());
+        }
+    }
+    Ok(json)
+}
+
+/// A one-line summary per step on stderr, and the failure in words.
+fn summarise(outcome: &JobOutcome) {
+    for step in &outcome.report.steps {
+        let mark = match step.status {
+            StepStatus::Succeeded => "ok",
+            StepStatus::Failed => "FAILED",
+            StepStatus::Cancelled => "cancelled",
+            StepStatus::Skipped => "skipped",
+        };
+        eprintln!(
+            "  {mark:>9}  {:<20} {} attempt(s), {} -> {} items, {:.1?}",
+            step.id,
+            step.attempts.len(),
+            step.input_items,
+            step.output_items,
+            step.duration
+        );
+    }
+    if let Some(error) = &outcome.report.error {
+        eprintln!("error: job {} failed at step `{}`: {}", outcome.report.job_id, error.step, error.failure.message);
+    }
+}
+
+/// A spinner on stderr while the job runs, only when stderr is a terminal.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn start(workflow: &str) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner().with_message(format!("running {workflow}"));
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Progress(Some(bar))
+    }
+
+    fn finish(self) {
+        if let Some(bar) = self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn validate(settings: EngineSettings, files: &[PathBuf]) -> Result<ExitCode> {
+    let host = HostBuilder::new().engine_settings(settings).build()?;
+    let mut invalid = 0;
+    for file in files {
+        match host.load_workflow_file(file) {
+            Ok(loaded) => println!("{}: ok ({} steps)", file.display(), loaded.workflow().steps.len()),
+            Err(error) => {
+                invalid += 1;
+                println!("{error}");
+            }
+        }
+    }
+    if invalid > 0 {
+        eprintln!("error: {invalid} of {} workflow file(s) invalid", files.len());
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plugins(settings: EngineSettings, json: bool) -> Result<ExitCode> {
+    let host = HostBuilder::new().engine_settings(settings).build()?;
+    let plugins = host.plugins()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plugins)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for plugin in plugins {
+        println!("{} ({} KiB)", plugin.name, plugin.size / 1024);
+        println!("  exports: {}", plugin.exports.join(", "));
+        let weft_imports: Vec<&str> =
+            plugin.imports.iter().map(String::as_str).filter(|i| !i.starts_with("wasi:")).collect();
+        let wasi = plugin.imports.len() - weft_imports.len();
+        println!("  imports: {} (+ {wasi} sandboxed WASI interfaces)", weft_imports.join(", "));
+        if !plugin.required_grants.is_empty() {
+            println!("  needs grants: {}", plugin.required_grants.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,421 @@
+//! Runs one job through a workflow's DAG: ordering, concurrency of
+//! independent branches, `map` fan-out with a bound, retries with exponential
+//! backoff and jitter (honouring retry-after), per-attempt timeouts, and a
+//! report of every attempt.
+//!
+//! Architecture invariant: this module never names a wasmtime or NATS type.
+//! It drives a [`StepRunner`]; the engine is one implementation, tests use
+//! fakes under paused tokio time so backoff schedules are checked exactly.
+
+mod backoff;
+mod report;
+
+pub use backoff::{JitterSource, RandomJitter, backoff_delay};
+pub use report::{AttemptRecord, JobReport, JobStatus, StepReport, StepStatus};
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use serde::Serialize;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use crate::item::Item;
+use crate::workflow::{StepSpec, Workflow};
+
+/// Timeout for a step attempt whose workflow sets none.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One attempt of one step (or of one item of a `map` step).
+#[derive(Debug, Clone)]
+pub struct StepAttempt {
+    /// The job this attempt belongs to.
+    pub job_id: Arc<str>,
+    /// The step as declared in the workflow.
+    pub step: Arc<StepSpec>,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The input item's index for a `map` step.
+    pub item_index: Option<u32>,
+    /// Wall-clock budget of this attempt; the runner should stop the step
+    /// when it is spent (the scheduler also enforces it).
+    pub timeout: Duration,
+    /// The items this attempt processes.
+    pub input: Vec<Item>,
+}
+
+/// Executes step attempts. The engine implements it with Wasm components.
+pub trait StepRunner: Send + Sync + 'static {
+    /// Runs one attempt to completion or failure.
+    fn run(
+        &self,
+        attempt: StepAttempt,
+    ) -> impl Future<Output = Result<Vec<Item>, StepFailure>> + Send;
+}
+
+/// Why an attempt failed, as the host classifies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The step reported a transient error.
+    Retryable,
+    /// The step asked to be retried no sooner than a given delay.
+    RetryAfter,
+    /// The step reported that retrying cannot help.
+    Fatal,
+    /// The attempt ran past its timeout.
+    Timeout,
+    /// The component trapped (a panic, an `unreachable`, a bad memory access).
+    Trap,
+    /// The component tried to grow its memory past the step's limit.
+    MemoryLimit,
+    /// The component used up the step's fuel.
+    FuelExhausted,
+    /// The component overflowed its stack (unbounded recursion).
+    StackOverflow,
+    /// The component returned more output than the step's limit.
+    OutputTooLarge,
+    /// The host could not run the component at all.
+    Host,
+}
+
+impl FailureKind {
+    /// Whether an attempt that failed this way may be retried.
+    ///
+    /// Timeouts are retried (a slow dependency may recover); traps and limit
+    /// breaches are deterministic for the same input, so they are not.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, FailureKind::Retryable | FailureKind::RetryAfter | FailureKind::Timeout)
+    }
+}
+
+/// A failed attempt: what kind of failure and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepFailure {
+    /// The classification that decides retries.
+    pub kind: FailureKind,
+    /// For [`FailureKind::RetryAfter`], the earliest retry the step asked for.
+    #[serde(skip_serializing_if = "Option::is_none", with = "report::opt_millis")]
+    pub retry_after: Option<Duration>,
+    /// What happened, in words a user can act on.
+    pub message: String,
+}
+
+impl StepFailure {
+    /// A failure of the given kind.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        StepFailure { kind, retry_after: None, message: message.into() }
+    }
+
+    /// A retry-after failure.
+    pub fn retry_after(delay: Duration, message: impl Into<String>) -> Self {
+        StepFailure { kind: FailureKind::RetryAfter, retry_after: Some(delay), message: message.into() }
+    }
+}
+
+impl std::fmt::Display for StepFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Scheduler settings that are not part of a workflow file.
+#[derive(Debug, Clone)]
+pub struct SchedulerSettings {
+    /// Timeout for steps that declare none.
+    pub default_timeout: Duration,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        SchedulerSettings { default_timeout: DEFAULT_STEP_TIMEOUT }
+    }
+}
+
+/// Runs jobs through workflows with a [`StepRunner`].
+pub struct Scheduler<R> {
+    runner: Arc<R>,
+    jitter: Arc<dyn JitterSource>,
+    settings: SchedulerSettings,
+}
+
+impl<R> Clone for Scheduler<R> {
+    fn clone(&self) -> Self {
+        Scheduler { runner: self.runner.clone(), jitter: self.jitter.clone(), settings: self.settings.clone() }
+    }
+}
+
+/// Everything a finished job produced.
+#[derive(Debug)]
+pub struct JobOutcome {
+    /// Status, per-step attempts and timings.
+    pub report: JobReport,
+    /// The output items of every step that succeeded, by step id.
+    pub outputs: BTreeMap<String, Arc<Vec<Item>>>,
+}
+
+type StepResult = (usize, Result<Arc<Vec<Item>>, StepFailure>, StepReport);
+
+impl<R: StepRunner> Scheduler<R> {
+    /// A scheduler with random full jitter.
+    pub fn new(runner: Arc<R>, settings: SchedulerSettings) -> Self {
+        Scheduler { runner, jitter: Arc::new(RandomJitter), settings }
+    }
+
+    /// Replaces the jitter source (tests use a deterministic one).
+    pub fn with_jitter(mut self, jitter: Arc<dyn JitterSource>) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Runs one job to completion: every step whose needs succeeded runs,
+    /// independent steps concurrently; the first step that fails for good
+    /// fails the job, cancels the steps still running and skips the rest.
+    pub async fn run_job(&self, workflow: &Workflow, job_id: &str, input: Vec<Item>) -> JobOutcome {
+        let started = Instant::now();
+        let job_id: Arc<str> = Arc::from(job_id);
+        let steps: Vec<Arc<StepSpec>> = workflow.steps.iter().cloned().map(Arc::new).collect();
+        let index_of: HashMap<&str, usize> =
+            steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+        let input = Arc::new(input);
+
+        let mut reports: Vec<Option<StepReport>> = vec![None; steps.len()];
+        let mut outputs: Vec<Option<Arc<Vec<Item>>>> = vec![None; steps.len()];
+        let mut started_steps = vec![false; steps.len()];
+        let mut running: JoinSet<StepResult> = JoinSet::new();
+        let mut failure: Option<(String, StepFailure)> = None;
+
+        loop {
+            if failure.is_none() {
+                for (i, step) in steps.iter().enumerate() {
+                    if started_steps[i] {
+                        continue;
+                    }
+                    let needs: Option<Vec<usize>> =
+                        step.needs.iter().map(|n| index_of.get(n.as_str()).copied()).collect();
+                    let Some(needs) = needs else { continue };
+                    if !needs.iter().all(|&n| outputs[n].is_some()) {
+                        continue;
+                    }
+                    started_steps[i] = true;
+                    let step_input: Vec<Item> = if needs.is_empty() {
+                        input.as_ref().clone()
+                    } else {
+                        needs.iter().flat_map(|&n| outputs[n].iter().flat_map(|o| o.iter().cloned())).collect()
+                    };
+                    let unit = StepExecution {
+                        runner: self.runner.clone(),
+                        jitter: self.jitter.clone(),
+                        job_id: job_id.clone(),
+                        step: step.clone(),
+                        timeout: step.timeout.unwrap_or(self.settings.default_timeout),
+                    };
+                    let span = tracing::info_span!(
+                        "step",
+                        job.id = %job_id,
+                        workflow = %workflow.name,
+                        step = %step.id,
+                        plugin = %step.plugin
+                    );
+                    running.spawn(
+                        async move {
+                            let (result, report) = unit.run(step_input).await;
+                            (i, result, report)
+                        }
+                        .instrument(span),
+                    );
+                }
+            }
+            let Some(joined) = running.join_next().await else { break };
+            match joined {
+                Ok((i, result, report)) => {
+                    match result {
+                        Ok(items) => outputs[i] = Some(items),
+                        Err(err) => {
+                            if failure.is_none() {
+                                failure = Some((steps[i].id.clone(), err));
+                                running.abort_all();
+                            }
+                        }
+                    }
+                    reports[i] = Some(report);
+                }
+                Err(join_error) if join_error.is_cancelled() => {}
+                Err(join_error) => {
+                    // A panic in a runner is a host bug; report it rather than lose the job.
+                    if failure.is_none() {
+                        failure = Some((
+                            "<host>".to_string(),
+                            StepFailure::new(FailureKind::Host, format!("a step task panicked: {join_error}")),
+                        ));
+                        running.abort_all();
+                    }
+                }
+            }
+        }
+
+        let step_reports: Vec<StepReport> = steps
+            .iter()
+            .zip(reports)
+            .zip(&started_steps)
+            .map(|((step, report), &was_started)| {
+                report.unwrap_or_else(|| {
+                    let status = if was_started { StepStatus::Cancelled } else { StepStatus::Skipped };
+                    StepReport::not_run(step, status)
+                })
+            })
+            .collect();
+        let outputs: BTreeMap<String, Arc<Vec<Item>>> = steps
+            .iter()
+            .zip(outputs)
+            .filter_map(|(step, out)| out.map(|o| (step.id.clone(), o)))
+            .collect();
+        let (status, error) = match failure {
+            None => (JobStatus::Succeeded, None),
+            Some((step, failure)) => (JobStatus::Failed, Some(report::JobError { step, failure })),
+        };
+        JobOutcome {
+            report: JobReport {
+                job_id: job_id.to_string(),
+                workflow: workflow.name.clone(),
+                workflow_version: workflow.version.clone(),
+                status,
+                error,
+                duration: started.elapsed(),
+                steps: step_reports,
+            },
+            outputs,
+        }
+    }
+}
+
+/// Everything needed to run one step of one job, owned so it can be spawned.
+struct StepExecution<R> {
+    runner: Arc<R>,
+    jitter: Arc<dyn JitterSource>,
+    job_id: Arc<str>,
+    step: Arc<StepSpec>,
+    timeout: Duration,
+}
+
+impl<R: StepRunner> StepExecution<R> {
+    async fn run(self, input: Vec<Item>) -> (Result<Arc<Vec<Item>>, StepFailure>, StepReport) {
+        let started = Instant::now();
+        let input_items = input.len();
+        let mut attempts = Vec::new();
+        let result = match &self.step.map {
+            None => self.run_with_retries(None, input, started, &mut attempts).await,
+            Some(map) => {
+                let concurrency = map.concurrency.max(1);
+                let this = &self;
+                let mut per_item = futures::stream::iter(input.into_iter().enumerate())
+                    .map(|(index, item)| {
+                        let index = u32::try_from(index).unwrap_or(u32::MAX);
+                        async move {
+                            let mut records = Vec::new();
+                            let result =
+                                this.run_with_retries(Some(index), vec![item], started, &mut records).await;
+                            (result, records)
+                        }
+                    })
+                    .buffered(concurrency);
+                let mut collected = Vec::new();
+                let mut failed = None;
+                while let Some((result, records)) = per_item.next().await {
+                    attempts.extend(records);
+                    match result {
+                        Ok(items) => collected.extend(items),
+                        Err(err) => {
+                            failed = Some(err);
+                            break;
+                        }
+                    }
+                }
+                match failed {
+                    Some(err) => Err(err),
+                    None => Ok(collected),
+                }
+            }
+        };
+        let output_items = result.as_ref().map(Vec::len).unwrap_or(0);
+        let report = StepReport {
+            id: self.step.id.clone(),
+            plugin: self.step.plugin.clone(),
+            status: if result.is_ok() { StepStatus::Succeeded } else { StepStatus::Failed },
+            input_items,
+            output_items,
+            duration: started.elapsed(),
+            attempts,
+            error: result.as_ref().err().cloned(),
+        };
+        (result.map(Arc::new), report)
+    }
+
+    /// Runs one unit of work (the whole step, or one item of a map step)
+    /// until it succeeds, fails for good, or uses up its attempts.
+    async fn run_with_retries(
+        &self,
+        item_index: Option<u32>,
+        input: Vec<Item>,
+        step_started: Instant,
+        records: &mut Vec<AttemptRecord>,
+    ) -> Result<Vec<Item>, StepFailure> {
+        let policy = &self.step.retry;
+        let max_attempts = policy.max_attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            let attempt_started = Instant::now();
+            let request = StepAttempt {
+                job_id: self.job_id.clone(),
+                step: self.step.clone(),
+                attempt,
+                item_index,
+                timeout: self.timeout,
+                input: input.clone(),
+            };
+            let result = match tokio::time::timeout(self.timeout, self.runner.run(request)).await {
+                Ok(result) => result,
+                Err(_) => Err(StepFailure::new(
+                    FailureKind::Timeout,
+                    format!("step `{}` did not finish within its timeout of {:?}", self.step.id, self.timeout),
+                )),
+            };
+            let mut record = AttemptRecord {
+                attempt,
+                item_index,
+                started_at: attempt_started.duration_since(step_started),
+                duration: attempt_started.elapsed(),
+                output_items: result.as_ref().map(Vec::len).ok(),
+                error: result.as_ref().err().cloned(),
+                retry_in: None,
+            };
+            match result {
+                Ok(items) => {
+                    tracing::debug!(step = %self.step.id, attempt, items = items.len(), "attempt succeeded");
+                    records.push(record);
+                    return Ok(items);
+                }
+                Err(err) if err.kind.is_retryable() && attempt < max_attempts => {
+                    let delay = backoff_delay(policy, attempt, err.retry_after, self.jitter.as_ref());
+                    tracing::warn!(step = %self.step.id, attempt, kind = ?err.kind, retry_in = ?delay, error = %err.message, "attempt failed; retrying");
+                    record.retry_in = Some(delay);
+                    records.push(record);
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(err) => {
+                    tracing::warn!(step = %self.step.id, attempt, kind = ?err.kind, error = %err.message, "step failed");
+                    records.push(record);
+                    return Err(err);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,139 @@
+//! The `weft` binary as a user runs it: exit codes, JSON on stdout,
+//! messages on stderr.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use crate::support::{component_path, repo_root};
+
+fn weft(args: &[&str], cwd: &Path) -> Output {
+    static CACHE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| tempfile::tempdir().unwrap());
+    Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .current_dir(cwd)
+        .env("WEFT_CACHE_DIR", cache.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("weft runs")
+}
+
+fn stdout_json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    })
+}
+
+#[test]
+fn run_prints_the_job_result_and_only_final_outputs() {
+    let out = weft(&["run", "workflows/pdf-digest.yaml", "--input", "workflows/samples/sample.pdf"], &repo_root());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let json = stdout_json(&out);
+    assert_eq!(json["status"], "succeeded");
+    assert_eq!(json["workflow"], "pdf-digest");
+    assert!(json["outputs"]["chunk"].as_array().is_some_and(|c| !c.is_empty()));
+    assert!(json["outputs"].get("load").is_none(), "intermediate output is hidden by default");
+    assert!(json.get("intermediate").is_none());
+    let steps = json["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    assert_eq!(steps[0]["output_items"], 2);
+    assert_eq!(steps[0]["attempts"].as_array().unwrap().len(), 1);
+
+    let out = weft(
+        &["run", "workflows/pdf-digest.yaml", "--input", "workflows/samples/sample.pdf", "--show-intermediate"],
+        &repo_root(),
+    );
+    let json = stdout_json(&out);
+    assert_eq!(json["intermediate"]["load"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn bundled_workflows_run_from_any_directory() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let pdf = elsewhere.path().join("doc.pdf");
+    std::fs::copy(repo_root().join("workflows/samples/sample.pdf"), &pdf).unwrap();
+    let out = weft(&["run", "pdf-digest", "--input", "doc.pdf"], elsewhere.path());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout_json(&out)["status"], "succeeded");
+    let listed = weft(&["workflows"], elsewhere.path());
+    assert!(String::from_utf8_lossy(&listed.stdout).lines().any(|l| l == "pdf-digest"));
+}
+
+#[test]
+fn a_failed_job_exits_1_and_names_the_step_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = dir.path().join("crash.yaml");
+    let trap = component_path("trap");
+    std::fs::write(&workflow, format!("name: crash\nversion: '1'\nsteps:\n  - id: explode\n    plugin: {}\n", trap.display()))
+        .unwrap();
+    std::fs::write(dir.path().join("in.txt"), "hello").unwrap();
+    let out = weft(&["run", "crash.yaml", "--input", "in.txt"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("failed at step `explode`"), "{stderr}");
+    assert!(stderr.contains("boom"), "{stderr}");
+    let json = stdout_json(&out);
+    assert_eq!(json["status"], "failed");
+    assert_eq!(json["error"]["step"], "explode");
+    assert_eq!(json["error"]["kind"], "trap");
+}
+
+#[test]
+fn an_invalid_workflow_exits_2_with_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = dir.path().join("bad.yaml");
+    std::fs::write(
+        &workflow,
+        "name: bad\nversion: '1'\nsteps:\n  - id: a\n    plugin: pdf-lod\n    timout: 5s\n  - id: b\n    plugin: chunk\n    needs: [c]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("in.txt"), "hello").unwrap();
+    let out = weft(&["run", "bad.yaml", "--input", "in.txt"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "no job result for an invalid workflow");
+
+    let out = weft(&["validate", "bad.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("bad.yaml:5:13:") && text.contains("pdf-lod"), "{text}");
+    assert!(text.contains("bad.yaml:6:5:") && text.contains("timout"), "{text}");
+    assert!(text.contains("bad.yaml:9:") && text.contains("`c`"), "{text}");
+}
+
+#[test]
+fn validate_accepts_every_bundled_workflow() {
+    let mut files: Vec<String> = std::fs::read_dir(repo_root().join("workflows"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| p.display().to_string())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let out = weft(&args, &repo_root());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn plugins_lists_the_standard_library_with_imports() {
+    let out = weft(&["plugins", "--json"], &repo_root());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let json = stdout_json(&out);
+    let names: Vec<&str> = json.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"pdf-load") && names.contains(&"chunk"), "{names:?}");
+    for plugin in json.as_array().unwrap() {
+        assert!(plugin["exports"].as_array().unwrap().iter().any(|e| e == "run"));
+    }
+}
+
+#[test]
+fn bad_invocations_exit_2_and_help_exits_0() {
+    assert_eq!(weft(&["run"], &repo_root()).status.code(), Some(2));
+    assert_eq!(weft(&["run", "pdf-digest", "--input", "/nonexistent/file.pdf"], &repo_root()).status.code(), Some(2));
+    let help = weft(&["--help"], &repo_root());
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("validate"));
+}

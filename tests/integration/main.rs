@@ -1,0 +1,12 @@
+//! Integration tests: real components built from `plugins/` and
+//! `tests/components/`, run by the real engine (one test binary, as in
+//! wasmtime's `tests/all`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod cache;
+mod cli;
+mod pdf;
+mod retries;
+mod sandbox;

@@ -1,0 +1,75 @@
+//! Shared helpers: hosts with the test components registered, and a fresh
+//! compile cache per test so tests never share state.
+
+use std::path::{Path, PathBuf};
+
+use weft::engine::EngineSettings;
+use weft::scheduler::JobOutcome;
+use weft::{Host, HostBuilder, Item, LoadedWorkflow, PluginSource};
+
+/// Where host/build.rs put the compiled components.
+pub const COMPONENTS_DIR: &str = env!("WEFT_COMPONENTS_DIR");
+
+/// The misbehaving and helper components under `tests/components/`.
+pub const TEST_COMPONENTS: &[&str] = &[
+    "spin",
+    "memory-hog",
+    "deep-recursion",
+    "trap",
+    "huge-output",
+    "sandbox-probe",
+    "flaky",
+    "rate-limited",
+    "noop",
+    "echo-config",
+];
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+}
+
+/// The shared PDF corpus (`../shared/corpus/pdf` from the repository root).
+pub fn corpus_dir() -> PathBuf {
+    repo_root().join("../shared/corpus/pdf")
+}
+
+pub fn component_path(name: &str) -> PathBuf {
+    Path::new(COMPONENTS_DIR).join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// A host with the standard library plus every test component, caching
+/// compiled code in `cache_dir`.
+pub fn host_with_cache(cache_dir: Option<&Path>) -> Host {
+    let settings = EngineSettings { cache_dir: cache_dir.map(Path::to_path_buf), fuel_metering: true, ..EngineSettings::default() };
+    let mut builder = HostBuilder::new().engine_settings(settings);
+    for name in TEST_COMPONENTS {
+        builder = builder.plugin(*name, PluginSource::File(component_path(name)));
+    }
+    builder.build().expect("host builds")
+}
+
+/// A host sharing one process-wide cache directory (compiles each component
+/// once per test run rather than once per test).
+pub fn host() -> Host {
+    static CACHE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = CACHE.get_or_init(|| tempfile::tempdir().expect("temp dir"));
+    host_with_cache(Some(dir.path()))
+}
+
+pub fn load(host: &Host, yaml: &str) -> LoadedWorkflow {
+    match host.load_workflow_str("test.yaml", yaml, &repo_root()) {
+        Ok(loaded) => loaded,
+        Err(error) => panic!("test workflow should load:\n{error}"),
+    }
+}
+
+/// A one-step workflow running `plugin` with extra YAML step fields.
+pub fn one_step(plugin: &str, extra: &str) -> String {
+    format!("name: t\nversion: '1'\nsteps:\n  - id: s\n    plugin: {plugin}\n{extra}")
+}
+
+pub async fn run_one(host: &Host, yaml: &str, input: Vec<Item>) -> JobOutcome {
+    let loaded = load(host, yaml);
+    host.run_job(&loaded, "job-test", input).await
+}
