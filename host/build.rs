@@ -18,10 +18,7 @@ const WASM_TARGET: &str = "wasm32-wasip2";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
-    let root = manifest_dir
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| fail("host/ has no parent directory"));
+    let root = manifest_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| fail("host/ has no parent directory"));
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap_or_else(|_| fail("OUT_DIR is not set")));
 
     for watched in ["wit", "plugins", "tests/components", "workflows", "Cargo.toml", "Cargo.lock"] {
@@ -79,9 +76,8 @@ fn main() {
     // (for readable traps); DWARF goes.
     cargo.env("CARGO_PROFILE_RELEASE_DEBUG", "false").env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
 
-    let status = cargo
-        .status()
-        .unwrap_or_else(|e| fail(&format!("could not start cargo to build the components: {e}")));
+    let status =
+        cargo.status().unwrap_or_else(|e| fail(&format!("could not start cargo to build the components: {e}")));
     if !status.success() {
         fail(&format!(
             "building the Wasm components failed (see the cargo output above). \
@@ -117,8 +113,7 @@ fn main() {
         let _ = writeln!(generated, "    ({name:?}, include_str!({:?})),", path.display().to_string());
     }
     generated.push_str("];\n");
-    fs::write(out_dir.join("bundled.rs"), generated)
-        .unwrap_or_else(|e| fail(&format!("cannot write bundled.rs: {e}")));
+    fs::write(out_dir.join("bundled.rs"), generated).unwrap_or_else(|e| fail(&format!("cannot write bundled.rs: {e}")));
     println!("cargo:rustc-env=WEFT_COMPONENTS_DIR={}", artifacts.display());
 }
 

@@ -19,8 +19,9 @@ fn noop_component() -> Vec<u8> {
 }
 
 fn attempt() -> StepAttempt {
-    let workflow = weft::workflow::parse("bench.yaml", "name: b\nversion: '1'\nsteps:\n  - id: noop\n    plugin: noop\n")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let workflow =
+        weft::workflow::parse("bench.yaml", "name: b\nversion: '1'\nsteps:\n  - id: noop\n    plugin: noop\n")
+            .unwrap_or_else(|e| panic!("{e}"));
     StepAttempt {
         job_id: Arc::from("bench"),
         step: Arc::new(workflow.steps[0].clone()),

@@ -17,7 +17,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (_, yaml) = weft::bundled_workflows().find(|(name, _)| *name == "pdf-digest").ok_or("no pdf-digest")?;
     let workflow = host.load_workflow_str("pdf-digest.yaml", yaml, Path::new("."))?;
 
-    let outcome = host.run_job(&workflow, "example-job", vec![Item::bytes(pdf).with_metadata("source", pdf_path)]).await;
+    let outcome =
+        host.run_job(&workflow, "example-job", vec![Item::bytes(pdf).with_metadata("source", pdf_path)]).await;
     println!("{}", serde_json::to_string_pretty(&outcome.report)?);
     for chunk in outcome.outputs.get("chunk").map(|c| c.as_slice()).unwrap_or_default().iter().take(3) {
         println!("--- page {:?}\n{}", chunk.metadata_value("page"), chunk.as_text().unwrap_or_default());

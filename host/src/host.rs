@@ -10,9 +10,7 @@ use crate::capabilities;
 use crate::engine::{CompiledPlugin, Engine, EngineError, EngineSettings, EngineStats, WasmStepRunner, limits};
 use crate::item::Item;
 use crate::scheduler::{JobOutcome, Scheduler, SchedulerSettings};
-use crate::workflow::{
-    self, Ceilings, Diagnostic, HostFacts, PluginFacts, RequiredGrant, Workflow, WorkflowError,
-};
+use crate::workflow::{self, Ceilings, Diagnostic, HostFacts, PluginFacts, RequiredGrant, Workflow, WorkflowError};
 
 /// Where a plugin's component bytes come from.
 #[derive(Debug, Clone)]
@@ -275,7 +273,12 @@ impl Host {
     /// # Errors
     ///
     /// [`HostError::Workflow`] listing every problem found.
-    pub fn load_workflow_str(&self, source_name: &str, text: &str, base_dir: &Path) -> Result<LoadedWorkflow, HostError> {
+    pub fn load_workflow_str(
+        &self,
+        source_name: &str,
+        text: &str,
+        base_dir: &Path,
+    ) -> Result<LoadedWorkflow, HostError> {
         // File-level problems and host-level ones (unknown plugins, grants,
         // ceilings) are reported together, so one run shows every mistake.
         let (workflow, mut problems) = workflow::parse_partial(source_name, text)?;
@@ -335,7 +338,10 @@ impl Host {
         }
         if !problems.is_empty() {
             problems.sort_by_key(|d| d.span);
-            return Err(HostError::Workflow(WorkflowError::Invalid { source_name: workflow.source.clone(), diagnostics: problems }));
+            return Err(HostError::Workflow(WorkflowError::Invalid {
+                source_name: workflow.source.clone(),
+                diagnostics: problems,
+            }));
         }
         let runner = Arc::new(WasmStepRunner::new(self.engine.clone(), plugins, configs));
         Ok(LoadedWorkflow { workflow: Arc::new(workflow), runner })
@@ -344,9 +350,7 @@ impl Host {
     /// Runs one job through a loaded workflow. Failures of steps are part of
     /// the outcome, never an `Err`: the report says which step failed and why.
     pub async fn run_job(&self, workflow: &LoadedWorkflow, job_id: &str, input: Vec<Item>) -> JobOutcome {
-        Scheduler::new(workflow.runner.clone(), self.scheduler.clone())
-            .run_job(&workflow.workflow, job_id, input)
-            .await
+        Scheduler::new(workflow.runner.clone(), self.scheduler.clone()).run_job(&workflow.workflow, job_id, input).await
     }
 }
 

@@ -23,14 +23,14 @@
 //!
 //! See `host/examples/embed.rs` for a complete program.
 
+mod bundled;
 pub mod capabilities;
 pub mod engine;
 mod host;
 pub mod item;
-mod bundled;
 pub mod scheduler;
 pub mod workflow;
 
-pub use host::{Host, HostBuilder, HostError, LoadedWorkflow, PluginInfo, PluginSource};
 pub use bundled::bundled_workflows;
+pub use host::{Host, HostBuilder, HostError, LoadedWorkflow, PluginInfo, PluginSource};
 pub use item::{Item, Payload};

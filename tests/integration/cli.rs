@@ -21,7 +21,11 @@ fn weft(args: &[&str], cwd: &Path) -> Output {
 
 fn stdout_json(output: &Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
     })
 }
 
@@ -65,8 +69,11 @@ fn a_failed_job_exits_1_and_names_the_step_and_reason() {
     let dir = tempfile::tempdir().unwrap();
     let workflow = dir.path().join("crash.yaml");
     let trap = component_path("trap");
-    std::fs::write(&workflow, format!("name: crash\nversion: '1'\nsteps:\n  - id: explode\n    plugin: {}\n", trap.display()))
-        .unwrap();
+    std::fs::write(
+        &workflow,
+        format!("name: crash\nversion: '1'\nsteps:\n  - id: explode\n    plugin: {}\n", trap.display()),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("in.txt"), "hello").unwrap();
     let out = weft(&["run", "crash.yaml", "--input", "in.txt"], dir.path());
     assert_eq!(out.status.code(), Some(1));
@@ -136,4 +143,25 @@ fn bad_invocations_exit_2_and_help_exits_0() {
     let help = weft(&["--help"], &repo_root());
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("validate"));
+}
+
+#[test]
+fn guest_stdout_stderr_and_logs_become_tagged_log_lines_not_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = component_path("sandbox-probe");
+    std::fs::write(
+        dir.path().join("probe.yaml"),
+        format!("name: probe\nversion: '1'\nsteps:\n  - id: look\n    plugin: {}\n", probe.display()),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("in.txt"), "hello").unwrap();
+    let out = weft(&["-v", "run", "probe.yaml", "--input", "in.txt"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // stdout stays pure JSON: the guest's own stdout never reaches it.
+    assert_eq!(stdout_json(&out)["status"], "succeeded");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in ["probe stdout line", "probe stderr line", "probe log line"] {
+        let tagged = stderr.lines().find(|l| l.contains(line)).unwrap_or_else(|| panic!("no `{line}` in:\n{stderr}"));
+        assert!(tagged.contains("step=look") && tagged.contains("attempt=1"), "untagged: {tagged}");
+    }
 }

@@ -7,6 +7,7 @@ mod support;
 
 mod cache;
 mod cli;
+mod loading;
 mod pdf;
 mod retries;
 mod sandbox;

@@ -11,9 +11,11 @@ const LOAD_ONLY: &str = "name: load-only\nversion: '1'\nsteps:\n  - id: load\n  
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pdf_digest_chunks_the_sample_pdf_with_page_metadata() {
     let host = host();
-    let loaded = host.load_workflow_file(repo_root().join("workflows/pdf-digest.yaml")).expect("bundled workflow loads");
+    let loaded =
+        host.load_workflow_file(repo_root().join("workflows/pdf-digest.yaml")).expect("bundled workflow loads");
     let pdf = std::fs::read(repo_root().join("workflows/samples/sample.pdf")).unwrap();
-    let outcome = host.run_job(&loaded, "job-sample", vec![Item::bytes(pdf).with_metadata("source", "sample.pdf")]).await;
+    let outcome =
+        host.run_job(&loaded, "job-sample", vec![Item::bytes(pdf).with_metadata("source", "sample.pdf")]).await;
     assert_eq!(outcome.report.status, JobStatus::Succeeded, "{:?}", outcome.report.error);
     let pages = &outcome.outputs["load"];
     assert_eq!(pages.len(), 2);

@@ -35,7 +35,8 @@ async fn a_flaky_step_is_retried_until_it_succeeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempts_run_out_and_the_job_fails_with_the_history() {
     let host = host();
-    let yaml = one_step("flaky", "    config: { fail_times: 5 }\n    retry: { max_attempts: 2, initial_backoff: 10ms }\n");
+    let yaml =
+        one_step("flaky", "    config: { fail_times: 5 }\n    retry: { max_attempts: 2, initial_backoff: 10ms }\n");
     let outcome = run_one(&host, &yaml, vec![Item::text("payload")]).await;
     assert_eq!(outcome.report.status, JobStatus::Failed);
     assert_eq!(outcome.report.steps[0].attempts.len(), 2);
@@ -75,7 +76,8 @@ async fn retry_after_is_honoured_even_above_the_backoff() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_job_report_serialises_every_attempt() {
     let host = host();
-    let yaml = one_step("flaky", "    config: { fail_times: 1 }\n    retry: { max_attempts: 2, initial_backoff: 1ms }\n");
+    let yaml =
+        one_step("flaky", "    config: { fail_times: 1 }\n    retry: { max_attempts: 2, initial_backoff: 1ms }\n");
     let outcome = run_one(&host, &yaml, vec![Item::text("payload")]).await;
     let json = serde_json::to_value(&outcome.report).unwrap();
     assert_eq!(json["status"], "succeeded");

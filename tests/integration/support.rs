@@ -41,7 +41,11 @@ pub fn component_path(name: &str) -> PathBuf {
 /// A host with the standard library plus every test component, caching
 /// compiled code in `cache_dir`.
 pub fn host_with_cache(cache_dir: Option<&Path>) -> Host {
-    let settings = EngineSettings { cache_dir: cache_dir.map(Path::to_path_buf), fuel_metering: true, ..EngineSettings::default() };
+    let settings = EngineSettings {
+        cache_dir: cache_dir.map(Path::to_path_buf),
+        fuel_metering: true,
+        ..EngineSettings::default()
+    };
     let mut builder = HostBuilder::new().engine_settings(settings);
     for name in TEST_COMPONENTS {
         builder = builder.plugin(*name, PluginSource::File(component_path(name)));

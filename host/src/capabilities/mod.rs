@@ -70,11 +70,7 @@ pub fn classify_import(name: &str) -> ImportClass {
     if let Some(rest) = interface.strip_prefix("wasi:") {
         let package = rest.split('/').next().unwrap_or_default();
         let wasi_02 = version.is_none_or(|v| v.starts_with("0.2."));
-        return if WASI_PACKAGES.contains(&package) && wasi_02 {
-            ImportClass::Wasi
-        } else {
-            ImportClass::Unknown
-        };
+        return if WASI_PACKAGES.contains(&package) && wasi_02 { ImportClass::Wasi } else { ImportClass::Unknown };
     }
     let Some(capability) = CAPABILITIES.iter().find(|c| c.interface == interface) else {
         return ImportClass::Unknown;
@@ -106,7 +102,9 @@ mod tests {
         assert_eq!(classify_import("wasi:cli/environment@0.2.3"), ImportClass::Wasi);
         assert_eq!(classify_import("wasi:http/outgoing-handler@0.2.3"), ImportClass::Unknown);
         assert_eq!(classify_import("wasi:cli/environment@0.3.0"), ImportClass::Unknown);
-        assert!(matches!(classify_import("weft:plugin/logging@0.1.0"), ImportClass::Capability(c) if c.grant.is_none()));
+        assert!(
+            matches!(classify_import("weft:plugin/logging@0.1.0"), ImportClass::Capability(c) if c.grant.is_none())
+        );
         assert!(matches!(classify_import("weft:plugin/logging@0.1.7"), ImportClass::Capability(_)));
         assert_eq!(
             classify_import("weft:plugin/logging@0.2.0"),

@@ -7,8 +7,8 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+use self::weft::plugin::types;
 use crate::item::{self as host, Payload};
-use weft::plugin::types;
 
 impl From<host::Item> for types::Item {
     fn from(item: host::Item) -> Self {

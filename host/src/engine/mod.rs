@@ -268,13 +268,12 @@ impl Engine {
                     )));
                 }
                 ImportClass::Unknown => {
-                    return Err(invalid(format!(
-                        "it imports `{import}`, which this host does not provide"
-                    )));
+                    return Err(invalid(format!("it imports `{import}`, which this host does not provide")));
                 }
             }
         }
-        let exports_run = ty.exports(&self.engine).any(|(n, item)| n == "run" && matches!(item.ty, ComponentItem::ComponentFunc(_)));
+        let exports_run =
+            ty.exports(&self.engine).any(|(n, item)| n == "run" && matches!(item.ty, ComponentItem::ComponentFunc(_)));
         if !exports_run {
             return Err(invalid(format!(
                 "it does not export a `run` function (exports: {}); build it for the `weft:plugin/step` world",

@@ -10,7 +10,8 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{Step, weft::plugin::logging, weft::plugin::types};
+use super::bindings::Step;
+use super::bindings::weft::plugin::{logging, types};
 use super::limits::{ResolvedLimits, StepLimiter, human_bytes};
 use super::stdio::TracingOutput;
 use super::{CompiledPlugin, Engine};
@@ -119,7 +120,8 @@ impl Engine {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let state = StepState { wasi, table: ResourceTable::new(), limiter: StepLimiter::new(limits.memory), log: log.clone() };
+        let state =
+            StepState { wasi, table: ResourceTable::new(), limiter: StepLimiter::new(limits.memory), log: log.clone() };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         if self.settings.fuel_metering {
@@ -129,11 +131,7 @@ impl Engine {
         let deadline = Instant::now() + attempt.timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Err(DeadlineExceeded.into())
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
+            if Instant::now() >= deadline { Err(DeadlineExceeded.into()) } else { Ok(UpdateDeadline::Yield(1)) }
         });
 
         let ctx = types::Context {
@@ -253,13 +251,14 @@ impl Describe<'_> {
             Some(trap) => {
                 let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
                 let stderr: Vec<&str> = log.recent_stderr().collect();
-                let detail = if stderr.is_empty() { String::new() } else { format!("; its last stderr: {}", stderr.join(" | ")) };
+                let detail = if stderr.is_empty() {
+                    String::new()
+                } else {
+                    format!("; its last stderr: {}", stderr.join(" | "))
+                };
                 StepFailure::new(FailureKind::Trap, format!("step `{step}` crashed: {trap}{detail}"))
             }
-            None => StepFailure::new(
-                FailureKind::Host,
-                format!("step `{step}` could not run: {}", error.root_cause()),
-            ),
+            None => StepFailure::new(FailureKind::Host, format!("step `{step}` could not run: {}", error.root_cause())),
         }
     }
 }

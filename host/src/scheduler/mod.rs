@@ -51,10 +51,7 @@ pub struct StepAttempt {
 /// Executes step attempts. The engine implements it with Wasm components.
 pub trait StepRunner: Send + Sync + 'static {
     /// Runs one attempt to completion or failure.
-    fn run(
-        &self,
-        attempt: StepAttempt,
-    ) -> impl Future<Output = Result<Vec<Item>, StepFailure>> + Send;
+    fn run(&self, attempt: StepAttempt) -> impl Future<Output = Result<Vec<Item>, StepFailure>> + Send;
 }
 
 /// Why an attempt failed, as the host classifies it.
@@ -179,8 +176,7 @@ impl<R: StepRunner> Scheduler<R> {
         let started = Instant::now();
         let job_id: Arc<str> = Arc::from(job_id);
         let steps: Vec<Arc<StepSpec>> = workflow.steps.iter().cloned().map(Arc::new).collect();
-        let index_of: HashMap<&str, usize> =
-            steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+        let index_of: HashMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
         let input = Arc::new(input);
 
         let mut reports: Vec<Option<StepReport>> = vec![None; steps.len()];
@@ -269,11 +265,8 @@ impl<R: StepRunner> Scheduler<R> {
                 })
             })
             .collect();
-        let outputs: BTreeMap<String, Arc<Vec<Item>>> = steps
-            .iter()
-            .zip(outputs)
-            .filter_map(|(step, out)| out.map(|o| (step.id.clone(), o)))
-            .collect();
+        let outputs: BTreeMap<String, Arc<Vec<Item>>> =
+            steps.iter().zip(outputs).filter_map(|(step, out)| out.map(|o| (step.id.clone(), o))).collect();
         let (status, error) = match failure {
             None => (JobStatus::Succeeded, None),
             Some((step, failure)) => (JobStatus::Failed, Some(report::JobError { step, failure })),
@@ -317,8 +310,7 @@ impl<R: StepRunner> StepExecution<R> {
                         let index = u32::try_from(index).unwrap_or(u32::MAX);
                         async move {
                             let mut records = Vec::new();
-                            let result =
-                                this.run_with_retries(Some(index), vec![item], started, &mut records).await;
+                            let result = this.run_with_retries(Some(index), vec![item], started, &mut records).await;
                             (result, records)
                         }
                     })

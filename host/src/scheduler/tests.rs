@@ -17,12 +17,15 @@ struct Behaviour {
 
 type Script = Box<dyn Fn(&StepAttempt) -> Behaviour + Send + Sync>;
 
+/// One recorded attempt: step id, attempt, item index, start time.
+type Call = (String, u32, Option<u32>, Duration);
+
 /// A step runner whose steps follow a script, recording when each attempt
 /// started (in paused time) and how many ran at once.
 struct FakeRunner {
     scripts: HashMap<String, Script>,
     epoch: Instant,
-    calls: Mutex<Vec<(String, u32, Option<u32>, Duration)>>,
+    calls: Mutex<Vec<Call>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
 }
@@ -127,9 +130,8 @@ async fn retries_follow_exponential_backoff_capped_at_max() {
 #[tokio::test(start_paused = true)]
 async fn full_jitter_draws_below_the_exponential_ceiling() {
     let yaml = ONE_STEP_NO_JITTER.replace("jitter: none", "jitter: full");
-    let runner = FakeRunner::new().script("a", |a| {
-        if a.attempt < 3 { fail(FailureKind::Timeout) } else { ok_after(Duration::ZERO, vec![]) }
-    });
+    let runner = FakeRunner::new()
+        .script("a", |a| if a.attempt < 3 { fail(FailureKind::Timeout) } else { ok_after(Duration::ZERO, vec![]) });
     let (outcome, runner) = run(&yaml, runner, vec![]).await;
     assert_eq!(outcome.report.status, JobStatus::Succeeded);
     // HalfJitter: half of 100ms, then half of 200ms.

@@ -18,10 +18,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self {
-            size: 1000,
-            overlap: 100,
-        }
+        Self { size: 1000, overlap: 100 }
     }
 }
 
@@ -39,10 +36,7 @@ impl Config {
     pub fn from_json(json: &str) -> Result<Self, String> {
         let json = json.trim();
         let raw: RawConfig = if json.is_empty() || json == "null" {
-            RawConfig {
-                size: None,
-                overlap: None,
-            }
+            RawConfig { size: None, overlap: None }
         } else {
             let value: serde_json::Value =
                 serde_json::from_str(json).map_err(|e| format!("invalid chunk config: {e}"))?;
@@ -91,11 +85,8 @@ const OWN_KEYS: [&str; 4] = ["chunk_index", "chunk_of_item", "char_start", "char
 pub fn chunk_items(items: &[(String, Vec<(String, String)>)], cfg: &Config) -> Vec<(String, Vec<(String, String)>)> {
     let mut out = Vec::new();
     for (text, metadata) in items {
-        let base: Vec<(String, String)> = metadata
-            .iter()
-            .filter(|(k, _)| !OWN_KEYS.contains(&k.as_str()))
-            .cloned()
-            .collect();
+        let base: Vec<(String, String)> =
+            metadata.iter().filter(|(k, _)| !OWN_KEYS.contains(&k.as_str())).cloned().collect();
         for (of_item, chunk) in split_text(text, cfg).into_iter().enumerate() {
             let mut meta = base.clone();
             meta.push(("chunk_index".into(), out.len().to_string()));
@@ -116,11 +107,7 @@ pub fn split_text<'a>(text: &'a str, cfg: &Config) -> Vec<Chunk<'a>> {
     let overlap = cfg.overlap.min(size - 1);
     // Byte offset of every char, plus the end: `bounds[i]..bounds[j]` is the
     // text of chars `i..j`.
-    let bounds: Vec<usize> = text
-        .char_indices()
-        .map(|(i, _)| i)
-        .chain(std::iter::once(text.len()))
-        .collect();
+    let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).chain(std::iter::once(text.len())).collect();
     let chars: Vec<char> = text.chars().collect();
     let n = chars.len();
 
@@ -137,11 +124,7 @@ pub fn split_text<'a>(text: &'a str, cfg: &Config) -> Vec<Chunk<'a>> {
         };
         let piece = &text[bounds[start]..bounds[end]];
         if !piece.trim().is_empty() {
-            chunks.push(Chunk {
-                text: piece,
-                char_start: start,
-                char_end: end,
-            });
+            chunks.push(Chunk { text: piece, char_start: start, char_end: end });
         }
         if end == n {
             break;
@@ -185,12 +168,7 @@ fn break_point(chars: &[char], earliest: usize, latest: usize) -> usize {
 /// Whether the newline at `newline` closes a blank line (`\n` + optional
 /// spaces/tabs/`\r` + `\n`).
 fn is_paragraph_break(chars: &[char], newline: usize) -> bool {
-    chars[..newline]
-        .iter()
-        .rev()
-        .take(64)
-        .take_while(|c| c.is_whitespace())
-        .any(|c| *c == '\n')
+    chars[..newline].iter().rev().take(64).take_while(|c| c.is_whitespace()).any(|c| *c == '\n')
 }
 
 fn is_sentence_end(c: char) -> bool {

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use lopdf::{DecompressError, Document, Error as PdfError, LoadOptions, Object, ParseError};
+use lopdf::{DecompressError, Document, Error as PdfError, LoadOptions, Object, ObjectId, ParseError};
 use serde::Deserialize;
 
 const MIB: usize = 1024 * 1024;
@@ -36,11 +36,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self {
-            max_pages: 5000,
-            max_output_bytes: 64 * MIB,
-            max_decompressed_bytes: 64 * MIB,
-        }
+        Self { max_pages: 5000, max_output_bytes: 64 * MIB, max_decompressed_bytes: 64 * MIB }
     }
 }
 
@@ -83,10 +79,7 @@ impl Page {
     /// The page's `warning` metadata, set when its text could not (fully)
     /// be extracted.
     pub fn warning(&self) -> Option<&str> {
-        self.metadata
-            .iter()
-            .find(|(k, _)| k == "warning")
-            .map(|(_, v)| v.as_str())
+        self.metadata.iter().find(|(k, _)| k == "warning").map(|(_, v)| v.as_str())
     }
 }
 
@@ -107,18 +100,11 @@ pub enum LoadError {
     NoPages,
     /// The file loaded, but no page has any extractable text (scanned
     /// images, say). `problem` is the first extraction failure, if any.
-    NoText {
-        page_count: usize,
-        problem: Option<String>,
-    },
+    NoText { page_count: usize, problem: Option<String> },
     /// More pages than `max_pages`.
     TooManyPages { count: usize, limit: usize },
     /// The extracted text passed `max_output_bytes`.
-    OutputTooLarge {
-        limit: usize,
-        page: usize,
-        page_count: usize,
-    },
+    OutputTooLarge { limit: usize, page: usize, page_count: usize },
     /// A stream needed to load the document inflates past
     /// `max_decompressed_bytes`.
     DecompressionLimit { limit: usize },
@@ -129,43 +115,28 @@ impl fmt::Display for LoadError {
         match self {
             LoadError::Empty => write!(f, "not a PDF: the input is empty (0 bytes)"),
             LoadError::NotPdf => write!(f, "not a PDF: missing %PDF header"),
-            LoadError::Encrypted => write!(
-                f,
-                "the PDF is encrypted (password-protected); decrypt it before submitting"
-            ),
-            LoadError::Encryption(detail) => write!(
-                f,
-                "the PDF is encrypted and cannot be decrypted here ({detail}); decrypt it before submitting"
-            ),
+            LoadError::Encrypted => {
+                write!(f, "the PDF is encrypted (password-protected); decrypt it before submitting")
+            }
+            LoadError::Encryption(detail) => {
+                write!(f, "the PDF is encrypted and cannot be decrypted here ({detail}); decrypt it before submitting")
+            }
             LoadError::Damaged(detail) => write!(f, "the PDF is damaged: {detail}"),
-            LoadError::NoPages => write!(
-                f,
-                "the PDF is damaged: no pages found (the page tree is missing or unreadable)"
-            ),
-            LoadError::NoText {
-                page_count,
-                problem: None,
-            } => write!(
+            LoadError::NoPages => {
+                write!(f, "the PDF is damaged: no pages found (the page tree is missing or unreadable)")
+            }
+            LoadError::NoText { page_count, problem: None } => write!(
                 f,
                 "the PDF has no extractable text on any of its {page_count} page(s) \
                  (it may be scanned images; run OCR on it first)"
             ),
-            LoadError::NoText {
-                page_count,
-                problem: Some(problem),
-            } => write!(
-                f,
-                "no text could be extracted from any of the PDF's {page_count} page(s): {problem}"
-            ),
-            LoadError::TooManyPages { count, limit } => write!(
-                f,
-                "the PDF has {count} pages, more than the max_pages limit of {limit}"
-            ),
-            LoadError::OutputTooLarge {
-                limit,
-                page,
-                page_count,
-            } => write!(
+            LoadError::NoText { page_count, problem: Some(problem) } => {
+                write!(f, "no text could be extracted from any of the PDF's {page_count} page(s): {problem}")
+            }
+            LoadError::TooManyPages { count, limit } => {
+                write!(f, "the PDF has {count} pages, more than the max_pages limit of {limit}")
+            }
+            LoadError::OutputTooLarge { limit, page, page_count } => write!(
                 f,
                 "the extracted text exceeds the max_output_bytes limit of {limit} bytes \
                  (reached on page {page} of {page_count})"
@@ -208,10 +179,7 @@ pub fn load_pdf_with_budget(
         return Err(LoadError::NotPdf);
     }
 
-    let options = LoadOptions {
-        max_decompressed_size: Some(cfg.max_decompressed_bytes),
-        ..LoadOptions::default()
-    };
+    let options = LoadOptions { max_decompressed_size: Some(cfg.max_decompressed_bytes), ..LoadOptions::default() };
     let doc = Document::load_mem_with_options(bytes, options).map_err(|e| load_error(&e))?;
 
     // Without a usable password lopdf still "loads" an encrypted file but
@@ -227,39 +195,20 @@ pub fn load_pdf_with_budget(
         return Err(LoadError::NoPages);
     }
     if page_count > cfg.max_pages {
-        return Err(LoadError::TooManyPages {
-            count: page_count,
-            limit: cfg.max_pages,
-        });
+        return Err(LoadError::TooManyPages { count: page_count, limit: cfg.max_pages });
     }
 
-    const OWN_KEYS: [&str; 7] = [
-        "page",
-        "page_count",
-        "title",
-        "author",
-        "producer",
-        "creator",
-        "warning",
-    ];
-    let base: Vec<(String, String)> = meta
-        .iter()
-        .filter(|(k, _)| !OWN_KEYS.contains(&k.as_str()))
-        .cloned()
-        .collect();
+    const OWN_KEYS: [&str; 7] = ["page", "page_count", "title", "author", "producer", "creator", "warning"];
+    let base: Vec<(String, String)> = meta.iter().filter(|(k, _)| !OWN_KEYS.contains(&k.as_str())).cloned().collect();
     let info = document_info(&doc);
 
     let mut used = 0usize;
     let mut pages = Vec::with_capacity(page_count);
-    for number in 1..=page_count {
-        let (text, warning) = page_text(&doc, number, cfg.max_decompressed_bytes);
+    for (number, page_id) in (1..).zip(page_ids) {
+        let (text, warning) = page_text(&doc, page_id, cfg.max_decompressed_bytes);
         used = used.saturating_add(text.len());
         if used > budget {
-            return Err(LoadError::OutputTooLarge {
-                limit: cfg.max_output_bytes,
-                page: number,
-                page_count,
-            });
+            return Err(LoadError::OutputTooLarge { limit: cfg.max_output_bytes, page: number, page_count });
         }
         let mut metadata = base.clone();
         metadata.push(("page".into(), number.to_string()));
@@ -279,42 +228,27 @@ pub fn load_pdf_with_budget(
     Ok(pages)
 }
 
-/// Extracts one page's text with lopdf's `extract_text` logic (the chunked
-/// variant, so that text in fonts that decode is kept when another font on
-/// the page fails). Returns the text and a warning when something failed.
-fn page_text(doc: &Document, number: usize, max_decompressed: usize) -> (String, Option<String>) {
-    let Ok(number) = u32::try_from(number) else {
-        return (String::new(), Some("page number out of range".into()));
-    };
-    let mut text = String::new();
+/// Extracts one page's text (lopdf's `extract_text`, see [`crate::extract`]).
+/// Returns the text and a warning when something failed.
+fn page_text(doc: &Document, page_id: ObjectId, max_decompressed: usize) -> (String, Option<String>) {
+    let (text, errors) = crate::extract::page_text(doc, page_id, max_decompressed);
     let mut problems: Vec<String> = Vec::new();
-    for chunk in doc.extract_text_chunks_with_limit(&[number], max_decompressed) {
-        match chunk {
-            Ok(chunk) => text.push_str(&chunk),
-            Err(e) => {
-                let problem = match &e {
-                    PdfError::Decompress(DecompressError::MemoryLimitExceeded { .. }) => format!(
-                        "the page content decompresses to more than the \
-                         max_decompressed_bytes limit of {max_decompressed} bytes"
-                    ),
-                    _ => describe(&e),
-                };
-                if !problems.contains(&problem) {
-                    problems.push(problem);
-                }
-            }
+    for e in &errors {
+        let problem = match e {
+            PdfError::Decompress(DecompressError::MemoryLimitExceeded { .. }) => format!(
+                "the page content decompresses to more than the \
+                 max_decompressed_bytes limit of {max_decompressed} bytes"
+            ),
+            _ => describe(e),
+        };
+        if !problems.contains(&problem) {
+            problems.push(problem);
         }
     }
     let warning = match (problems.is_empty(), text.trim().is_empty()) {
         (true, _) => None,
-        (false, true) => Some(format!(
-            "text extraction failed on this page: {}",
-            problems.join("; ")
-        )),
-        (false, false) => Some(format!(
-            "some text on this page could not be extracted: {}",
-            problems.join("; ")
-        )),
+        (false, true) => Some(format!("text extraction failed on this page: {}", problems.join("; "))),
+        (false, false) => Some(format!("some text on this page could not be extracted: {}", problems.join("; "))),
     };
     (text, warning)
 }
@@ -322,28 +256,17 @@ fn page_text(doc: &Document, number: usize, max_decompressed: usize) -> (String,
 /// The document info dictionary's `Title`, `Author`, `Producer` and
 /// `Creator`, as metadata pairs, skipping absent, empty or undecodable ones.
 fn document_info(doc: &Document) -> Vec<(String, String)> {
-    let Ok(info) = doc
-        .trailer
-        .get_deref(b"Info", doc)
-        .and_then(Object::as_dict)
-    else {
+    let Ok(info) = doc.trailer.get_deref(b"Info", doc).and_then(Object::as_dict) else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for (key, name) in [
-        (&b"Title"[..], "title"),
-        (b"Author", "author"),
-        (b"Producer", "producer"),
-        (b"Creator", "creator"),
-    ] {
+    for (key, name) in
+        [(&b"Title"[..], "title"), (b"Author", "author"), (b"Producer", "producer"), (b"Creator", "creator")]
+    {
         let Ok(value) = info.get_deref(key, doc).and_then(lopdf::decode_text_string) else {
             continue;
         };
-        let value: String = value
-            .chars()
-            .filter(|c| *c != '\0')
-            .take(MAX_INFO_CHARS)
-            .collect();
+        let value: String = value.chars().filter(|c| *c != '\0').take(MAX_INFO_CHARS).collect();
         let value = value.trim();
         if !value.is_empty() {
             out.push((name.to_string(), value.to_string()));
@@ -378,10 +301,9 @@ fn describe(e: &PdfError) -> String {
                 chain(e)
             )
         }
-        PdfError::UnsupportedSecurityHandler(name) => format!(
-            "unsupported security handler /{}",
-            String::from_utf8_lossy(name)
-        ),
+        PdfError::UnsupportedSecurityHandler(name) => {
+            format!("unsupported security handler /{}", String::from_utf8_lossy(name))
+        }
         _ => chain(e),
     }
 }

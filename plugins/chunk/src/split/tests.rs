@@ -43,14 +43,7 @@ fn check<'a>(text: &'a str, c: &Config) -> Vec<Chunk<'a>> {
 #[test]
 fn short_text_is_one_chunk() {
     let chunks = check("Hello world.", &Config::default());
-    assert_eq!(
-        chunks,
-        vec![Chunk {
-            text: "Hello world.",
-            char_start: 0,
-            char_end: 12
-        }]
-    );
+    assert_eq!(chunks, vec![Chunk { text: "Hello world.", char_start: 0, char_end: 12 }]);
 }
 
 #[test]
@@ -78,10 +71,7 @@ fn sizes_respected_and_overlap_exact() {
 fn prefers_paragraph_then_sentence_then_whitespace() {
     let para = "First paragraph is here. It has two sentences.\n\nSecond paragraph goes on and on and on.";
     let chunks = check(para, &cfg(60, 0));
-    assert_eq!(
-        chunks[0].text,
-        "First paragraph is here. It has two sentences.\n\n"
-    );
+    assert_eq!(chunks[0].text, "First paragraph is here. It has two sentences.\n\n");
     assert!(chunks[1].text.starts_with("Second"));
 
     let sentences = "One sentence here. Another sentence that runs long enough.";
@@ -130,10 +120,7 @@ fn metadata_kept_and_indices_added() {
     let items = vec![
         (
             "a ".repeat(30),
-            vec![
-                ("page".to_string(), "1".to_string()),
-                ("chunk_index".to_string(), "stale".to_string()),
-            ],
+            vec![("page".to_string(), "1".to_string()), ("chunk_index".to_string(), "stale".to_string())],
         ),
         ("bbb".to_string(), vec![("page".to_string(), "2".to_string())]),
         (String::new(), vec![("page".to_string(), "3".to_string())]),

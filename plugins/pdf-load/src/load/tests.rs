@@ -23,17 +23,11 @@ fn corpus_files() -> Vec<PathBuf> {
 }
 
 fn meta(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn get<'a>(page: &'a Page, key: &str) -> Option<&'a str> {
-    page.metadata
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+    page.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 /// A small valid PDF with one line of Courier text per page.
@@ -161,10 +155,7 @@ fn corpus_every_file_yields_text_or_typed_error() {
 fn encrypted_file_message() {
     let bytes = std::fs::read(corpus_dir().join("libreoffice-writer-password.pdf")).unwrap();
     let err = load_pdf(&bytes, &[], &Config::default()).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "the PDF is encrypted (password-protected); decrypt it before submitting"
-    );
+    assert_eq!(err.to_string(), "the PDF is encrypted (password-protected); decrypt it before submitting");
 }
 
 #[test]
@@ -201,33 +192,21 @@ fn generated_pdf_round_trip() {
 #[test]
 fn page_cap() {
     let bytes = make_pdf(&["a", "b", "c"], None);
-    let cfg = Config {
-        max_pages: 2,
-        ..Config::default()
-    };
+    let cfg = Config { max_pages: 2, ..Config::default() };
     let err = load_pdf(&bytes, &[], &cfg).unwrap_err();
     assert_eq!(err, LoadError::TooManyPages { count: 3, limit: 2 });
     let message = err.to_string();
     assert!(message.contains('3') && message.contains('2'), "{message}");
-    let cfg = Config {
-        max_pages: 3,
-        ..Config::default()
-    };
+    let cfg = Config { max_pages: 3, ..Config::default() };
     assert_eq!(load_pdf(&bytes, &[], &cfg).unwrap().len(), 3);
 }
 
 #[test]
 fn output_cap() {
     let bytes = make_pdf(&["0123456789", "0123456789"], None);
-    let cfg = Config {
-        max_output_bytes: 15,
-        ..Config::default()
-    };
+    let cfg = Config { max_output_bytes: 15, ..Config::default() };
     let err = load_pdf(&bytes, &[], &cfg).unwrap_err();
-    assert!(
-        matches!(err, LoadError::OutputTooLarge { limit: 15, page: 2, page_count: 2 }),
-        "{err:?}"
-    );
+    assert!(matches!(err, LoadError::OutputTooLarge { limit: 15, page: 2, page_count: 2 }), "{err:?}");
 }
 
 #[test]
@@ -241,10 +220,7 @@ fn decompression_limit_on_page_content_is_a_page_warning() {
         }),
     );
     assert!(bytes.len() < 64 * 1024, "bomb should be small: {}", bytes.len());
-    let cfg = Config {
-        max_decompressed_bytes: 64 * 1024,
-        ..Config::default()
-    };
+    let cfg = Config { max_decompressed_bytes: 64 * 1024, ..Config::default() };
     let pages = load_pdf(&bytes, &[], &cfg).unwrap();
     assert_eq!(pages.len(), 2);
     assert!(pages[0].text.is_empty());
@@ -260,10 +236,8 @@ fn decompression_limit_while_loading_is_fatal() {
     let mut pdf = Vec::new();
     pdf.extend_from_slice(b"%PDF-1.5\n");
     let padding = vec![b' '; 512 * 1024];
-    let mut stream = Stream::new(
-        dictionary! { "Type" => "XRef", "Size" => 1, "W" => vec![1.into(), 1.into(), 1.into()] },
-        padding,
-    );
+    let mut stream =
+        Stream::new(dictionary! { "Type" => "XRef", "Size" => 1, "W" => vec![1.into(), 1.into(), 1.into()] }, padding);
     stream.compress().unwrap();
     let offset = pdf.len();
     pdf.extend_from_slice(b"1 0 obj\n");
@@ -276,10 +250,7 @@ fn decompression_limit_while_loading_is_fatal() {
     );
     pdf.extend_from_slice(&stream.content);
     pdf.extend_from_slice(format!("\nendstream\nendobj\nstartxref\n{offset}\n%%EOF").as_bytes());
-    let cfg = Config {
-        max_decompressed_bytes: 16 * 1024,
-        ..Config::default()
-    };
+    let cfg = Config { max_decompressed_bytes: 16 * 1024, ..Config::default() };
     let err = load_pdf(&pdf, &[], &cfg).unwrap_err();
     eprintln!("load-time bomb: {err:?}");
     assert!(
@@ -311,10 +282,7 @@ fn random_bytes_after_a_header_are_damaged() {
         let mut bytes = b"%PDF-1.7\n".to_vec();
         bytes.extend(random_bytes(seed, 4096));
         let err = load_pdf(&bytes, &[], &Config::default()).unwrap_err();
-        assert!(
-            matches!(err, LoadError::Damaged(_) | LoadError::NoPages),
-            "seed {seed}: {err:?}"
-        );
+        assert!(matches!(err, LoadError::Damaged(_) | LoadError::NoPages), "seed {seed}: {err:?}");
         assert!(err.to_string().starts_with("the PDF is damaged: "), "{err}");
     }
 }
@@ -396,4 +364,38 @@ fn config_parsing() {
     let err = Config::from_json(r#"{"max_pages": "ten"}"#).unwrap_err();
     assert!(err.starts_with("invalid pdf-load config"), "{err}");
     assert!(Config::from_json("[1]").is_err());
+}
+
+#[test]
+fn five_thousand_pages_load_in_linear_time() {
+    let n = 5000;
+    let texts: Vec<String> = (0..n).map(|i| format!("page {i}")).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let bytes = make_pdf(&refs, None);
+    let t = std::time::Instant::now();
+    let pages = load_pdf(&bytes, &[], &Config::default()).unwrap();
+    let elapsed = t.elapsed();
+    eprintln!("{n} pages: {elapsed:?} ({} bytes)", bytes.len());
+    // Linear: ~0.1 s natively. Per-page `extract_text(&[n])` took ~10 s.
+    assert!(elapsed < std::time::Duration::from_secs(5), "{elapsed:?}");
+    assert_eq!(pages.len(), n);
+    assert_eq!(pages[n - 1].text.trim(), format!("page {}", n - 1));
+}
+
+/// The id-keyed extractor gives exactly lopdf's `extract_text` output.
+#[test]
+fn extractor_matches_lopdf_extract_text() {
+    let mut compared = 0;
+    for path in corpus_files() {
+        let bytes = std::fs::read(&path).unwrap();
+        let Ok(doc) = Document::load_mem(&bytes) else { continue };
+        for (number, page_id) in doc.get_pages() {
+            let Ok(expected) = doc.extract_text(&[number]) else { continue };
+            let (text, errors) = crate::extract::page_text(&doc, page_id, lopdf::DEFAULT_MAX_DECOMPRESSED_SIZE);
+            assert!(errors.is_empty(), "{}: page {number}: {errors:?}", path.display());
+            assert_eq!(text, expected, "{}: page {number}", path.display());
+            compared += 1;
+        }
+    }
+    assert!(compared > 100, "compared only {compared} pages");
 }
