@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::capabilities;
 use crate::engine::{CompiledPlugin, Engine, EngineError, EngineSettings, EngineStats, WasmStepRunner, limits};
 use crate::item::Item;
-use crate::scheduler::{JobOutcome, Scheduler, SchedulerSettings};
+use crate::scheduler::{JobOptions, JobOutcome, Scheduler, SchedulerSettings};
 use crate::workflow::{self, Ceilings, Diagnostic, HostFacts, PluginFacts, RequiredGrant, Workflow, WorkflowError};
 
 /// Where a plugin's component bytes come from.
@@ -350,7 +350,21 @@ impl Host {
     /// Runs one job through a loaded workflow. Failures of steps are part of
     /// the outcome, never an `Err`: the report says which step failed and why.
     pub async fn run_job(&self, workflow: &LoadedWorkflow, job_id: &str, input: Vec<Item>) -> JobOutcome {
-        Scheduler::new(workflow.runner.clone(), self.scheduler.clone()).run_job(&workflow.workflow, job_id, input).await
+        self.run_job_with(workflow, job_id, input, JobOptions::default()).await
+    }
+
+    /// Like [`Host::run_job`], resuming from checkpoints and saving new ones
+    /// (see [`JobOptions`]).
+    pub async fn run_job_with(
+        &self,
+        workflow: &LoadedWorkflow,
+        job_id: &str,
+        input: Vec<Item>,
+        options: JobOptions,
+    ) -> JobOutcome {
+        Scheduler::new(workflow.runner.clone(), self.scheduler.clone())
+            .run_job_with(&workflow.workflow, job_id, input, options)
+            .await
     }
 }
 

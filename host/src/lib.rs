@@ -28,6 +28,7 @@ pub mod capabilities;
 pub mod engine;
 mod host;
 pub mod item;
+pub mod queue;
 pub mod scheduler;
 pub mod workflow;
 

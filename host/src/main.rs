@@ -83,6 +83,127 @@ enum Command {
     },
     /// List the bundled workflows.
     Workflows,
+    /// Pull jobs from NATS JetStream and run them (one of many workers).
+    Serve {
+        #[command(flatten)]
+        nats: NatsArgs,
+        /// Directory of workflow files to serve [default: the bundled workflows].
+        #[arg(long, value_name = "DIR")]
+        workflows: Option<PathBuf>,
+        /// Jobs run at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Runs of one job before it is dead-lettered.
+        #[arg(long, default_value_t = 3)]
+        max_job_attempts: u32,
+        /// Seconds to wait for in-flight jobs on SIGTERM/SIGINT before handing them back.
+        #[arg(long, default_value_t = 30)]
+        drain_grace_secs: u64,
+        /// Meter fuel so `limits.fuel` can be enforced.
+        #[arg(long)]
+        fuel: bool,
+        /// Seconds the server waits for an ack before redelivering a job
+        /// (in-progress acks keep long jobs alive); all workers must agree.
+        #[arg(long, default_value_t = 30)]
+        ack_wait_secs: u64,
+    },
+    /// Submit a job to NATS; prints its id, or its result with --wait.
+    Submit {
+        #[command(flatten)]
+        nats: NatsArgs,
+        /// The workflow's name.
+        workflow: String,
+        /// The input file; `-` reads standard input.
+        #[arg(short, long, value_name = "PATH")]
+        input: PathBuf,
+        /// The job id [default: a new random id]; a repeated id is dropped as a duplicate.
+        #[arg(long)]
+        job_id: Option<String>,
+        /// Wait for the job to finish and print its record.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+    },
+    /// Show a job's state, attempts and result.
+    Status {
+        #[command(flatten)]
+        nats: NatsArgs,
+        /// The job id.
+        job_id: String,
+    },
+    /// Inspect and replay dead-lettered jobs.
+    Dlq {
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// List dead letters.
+    List,
+    /// Show one dead letter (by job id or stream sequence).
+    Show {
+        /// Job id or sequence.
+        id: String,
+    },
+    /// Run dead-lettered jobs again.
+    Replay {
+        /// Job id or sequence.
+        #[arg(required_unless_present = "all")]
+        id: Option<String>,
+        /// Replay every dead letter.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+}
+
+/// How to reach NATS.
+#[derive(clap::Args)]
+struct NatsArgs {
+    /// NATS server URL.
+    #[arg(long = "nats", env = "NATS_URL", default_value = "nats://127.0.0.1:4222", value_name = "URL")]
+    url: String,
+    /// A NATS credentials (.creds) file.
+    #[arg(long, value_name = "FILE")]
+    nats_creds: Option<PathBuf>,
+    /// User name (with --nats-password).
+    #[arg(long, requires = "nats_password")]
+    nats_user: Option<String>,
+    /// Password (with --nats-user).
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true, requires = "nats_user")]
+    nats_password: Option<String>,
+    /// Authentication token.
+    #[arg(long, env = "NATS_TOKEN", hide_env_values = true)]
+    nats_token: Option<String>,
+    /// NKey seed.
+    #[arg(long, env = "NATS_NKEY", hide_env_values = true)]
+    nats_nkey: Option<String>,
+    /// CA certificate for TLS.
+    #[arg(long, value_name = "FILE")]
+    nats_tls_ca: Option<PathBuf>,
+    /// Require TLS.
+    #[arg(long)]
+    nats_require_tls: bool,
+}
+
+impl NatsArgs {
+    fn config(&self) -> weft::queue::QueueConfig {
+        weft::queue::QueueConfig {
+            url: self.url.clone(),
+            credentials_file: self.nats_creds.clone(),
+            user_password: self.nats_user.clone().zip(self.nats_password.clone()),
+            token: self.nats_token.clone(),
+            nkey_seed: self.nats_nkey.clone(),
+            tls_ca: self.nats_tls_ca.clone(),
+            require_tls: self.nats_require_tls,
+            ..weft::queue::QueueConfig::default()
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -154,6 +275,52 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Validate { files } => validate(engine_settings(&cli, true), files),
         Command::Plugins { json } => plugins(engine_settings(&cli, false), *json),
+        Command::Serve { nats, workflows, concurrency, max_job_attempts, drain_grace_secs, fuel, ack_wait_secs } => {
+            let settings = engine_settings(&cli, *fuel);
+            let worker = weft::queue::WorkerConfig {
+                concurrency: *concurrency,
+                max_job_attempts: *max_job_attempts,
+                drain_grace: Duration::from_secs(*drain_grace_secs),
+                ..weft::queue::WorkerConfig::default()
+            };
+            let queue = weft::queue::QueueConfig { ack_wait: Duration::from_secs(*ack_wait_secs), ..nats.config() };
+            serve(settings, queue, workflows.as_deref(), worker).await
+        }
+        Command::Submit { nats, workflow, input, job_id, wait, timeout_secs } => {
+            let queue = weft::queue::connect(nats.config()).await?;
+            let outcome = queue.submit(workflow, read_input(input)?, job_id.clone()).await?;
+            if outcome.via_object_store {
+                eprintln!("uploaded the input to the object store as input.{}", outcome.job_id);
+            }
+            if outcome.duplicate {
+                eprintln!("note: job {} was already submitted; the duplicate was dropped", outcome.job_id);
+            }
+            if !*wait {
+                println!("{}", outcome.job_id);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let record = queue.wait(&outcome.job_id, Duration::from_secs(*timeout_secs)).await?;
+            println!("{}", serde_json::to_string_pretty(&record)?);
+            Ok(if record.state == weft::queue::JobState::Succeeded {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_JOB_FAILED)
+            })
+        }
+        Command::Status { nats, job_id } => {
+            let queue = weft::queue::connect(nats.config()).await?;
+            match queue.status(job_id).await? {
+                Some(record) => {
+                    println!("{}", serde_json::to_string_pretty(&record)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    eprintln!("error: no job `{job_id}` is known (never submitted, or not picked up yet)");
+                    Ok(ExitCode::from(EXIT_JOB_FAILED))
+                }
+            }
+        }
+        Command::Dlq { nats, action } => dlq(nats.config(), action).await,
         Command::Workflows => {
             for (name, _) in weft::bundled_workflows() {
                 println!("{name}");
@@ -271,6 +438,7 @@ fn summarise(outcome: &JobOutcome) {
             StepStatus::Failed => "FAILED",
             StepStatus::Cancelled => "cancelled",
             StepStatus::Skipped => "skipped",
+            StepStatus::Resumed => "resumed",
         };
         eprintln!(
             "  {mark:>9}  {:<20} {} attempt(s), {} -> {} items, {:.1?}",
@@ -341,6 +509,121 @@ fn plugins(settings: EngineSettings, json: bool) -> Result<ExitCode> {
         println!("  imports: {} (+ {wasi} sandboxed WASI interfaces)", weft_imports.join(", "));
         if !plugin.required_grants.is_empty() {
             println!("  needs grants: {}", plugin.required_grants.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(
+    settings: EngineSettings,
+    queue: weft::queue::QueueConfig,
+    dir: Option<&Path>,
+    worker: weft::queue::WorkerConfig,
+) -> Result<ExitCode> {
+    let host = std::sync::Arc::new(HostBuilder::new().engine_settings(settings).build()?);
+    let mut loaded = Vec::new();
+    let mut invalid = 0;
+    match dir {
+        Some(dir) => {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .with_context(|| format!("cannot read workflow directory {}", dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                .collect();
+            files.sort();
+            for file in files {
+                match host.load_workflow_file(&file) {
+                    Ok(workflow) => loaded.push(workflow),
+                    Err(error) => {
+                        invalid += 1;
+                        eprintln!("{error}");
+                    }
+                }
+            }
+        }
+        None => {
+            for (name, text) in weft::bundled_workflows() {
+                loaded.push(host.load_workflow_str(&format!("<bundled>/{name}.yaml"), text, Path::new("."))?);
+            }
+        }
+    }
+    if invalid > 0 {
+        eprintln!("error: {invalid} workflow file(s) invalid; fix them before serving");
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
+    if loaded.is_empty() {
+        eprintln!("error: no workflows to serve");
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
+    let names: Vec<String> = loaded.iter().map(|w| w.workflow().name.clone()).collect();
+    let worker = weft::queue::Worker::connect(host, loaded, queue, worker).await?;
+    eprintln!("weft serve: serving {} (Ctrl-C or SIGTERM drains and stops)", names.join(", "));
+    let summary = worker.run(shutdown_signal()).await?;
+    eprintln!(
+        "weft serve: stopped ({} succeeded, {} retried, {} dead-lettered, {} duplicates, {} handed back)",
+        summary.succeeded, summary.retried, summary.dead_lettered, summary.duplicates, summary.handed_back
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn dlq(config: weft::queue::QueueConfig, action: &DlqAction) -> Result<ExitCode> {
+    let queue = weft::queue::connect(config).await?;
+    match action {
+        DlqAction::List => {
+            for entry in queue.dead_letters().await? {
+                println!(
+                    "{:>6}  {:<24} {:<16} {}",
+                    entry.sequence, entry.letter.job_id, entry.letter.workflow, entry.letter.reason
+                );
+            }
+        }
+        DlqAction::Show { id } => match queue.find_dead_letter(id).await? {
+            Some(entry) => println!("{}", serde_json::to_string_pretty(&entry)?),
+            None => {
+                eprintln!("error: no dead letter `{id}`");
+                return Ok(ExitCode::from(EXIT_JOB_FAILED));
+            }
+        },
+        DlqAction::Replay { id, all } => {
+            let entries = if *all {
+                queue.dead_letters().await?
+            } else {
+                let id = id.as_deref().unwrap_or_default();
+                match queue.find_dead_letter(id).await? {
+                    Some(entry) => vec![entry],
+                    None => {
+                        eprintln!("error: no dead letter `{id}`");
+                        return Ok(ExitCode::from(EXIT_JOB_FAILED));
+                    }
+                }
+            };
+            for entry in entries {
+                let job_id = queue.replay(&entry).await?;
+                println!("replayed {job_id}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

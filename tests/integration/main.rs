@@ -3,11 +3,13 @@
 //! wasmtime's `tests/all`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod nats;
 mod support;
 
 mod cache;
 mod cli;
 mod loading;
 mod pdf;
+mod queue;
 mod retries;
 mod sandbox;

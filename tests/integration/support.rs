@@ -22,6 +22,7 @@ pub const TEST_COMPONENTS: &[&str] = &[
     "rate-limited",
     "noop",
     "echo-config",
+    "sleep",
 ];
 
 /// The repository root.
@@ -56,9 +57,13 @@ pub fn host_with_cache(cache_dir: Option<&Path>) -> Host {
 /// A host sharing one process-wide cache directory (compiles each component
 /// once per test run rather than once per test).
 pub fn host() -> Host {
+    host_with_cache(Some(shared_cache_dir()))
+}
+
+/// One compile-cache directory for the whole test run.
+pub fn shared_cache_dir() -> &'static Path {
     static CACHE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    let dir = CACHE.get_or_init(|| tempfile::tempdir().expect("temp dir"));
-    host_with_cache(Some(dir.path()))
+    CACHE.get_or_init(|| tempfile::tempdir().expect("temp dir")).path()
 }
 
 pub fn load(host: &Host, yaml: &str) -> LoadedWorkflow {

@@ -11,10 +11,11 @@ mod backoff;
 mod report;
 
 pub use backoff::{JitterSource, RandomJitter, backoff_delay};
-pub use report::{AttemptRecord, JobReport, JobStatus, StepReport, StepStatus};
+pub use report::{AttemptRecord, JobError, JobReport, JobStatus, StepReport, StepStatus};
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -157,6 +158,34 @@ pub struct JobOutcome {
 
 type StepResult = (usize, Result<Arc<Vec<Item>>, StepFailure>, StepReport);
 
+/// Persists a step's output as soon as the step succeeds, so a job that is
+/// run again (redelivered after a crash) resumes after its last finished step.
+pub trait CheckpointSink: Send + Sync {
+    /// Saves `items` as the output of `step_id`. Failures are the sink's to
+    /// log: a lost checkpoint only costs a repeated step on resume.
+    fn save<'a>(&'a self, step_id: &'a str, items: &'a [Item]) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
+
+/// How to run a job beyond its input: outputs restored from checkpoints,
+/// and where to checkpoint new ones.
+#[derive(Clone, Default)]
+pub struct JobOptions {
+    /// Outputs of steps that already finished in an earlier run of this job;
+    /// those steps are not run again.
+    pub completed: BTreeMap<String, Arc<Vec<Item>>>,
+    /// Where to save each step's output when it succeeds.
+    pub checkpoints: Option<Arc<dyn CheckpointSink>>,
+}
+
+impl std::fmt::Debug for JobOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobOptions")
+            .field("completed", &self.completed.keys().collect::<Vec<_>>())
+            .field("checkpoints", &self.checkpoints.is_some())
+            .finish()
+    }
+}
+
 impl<R: StepRunner> Scheduler<R> {
     /// A scheduler with random full jitter.
     pub fn new(runner: Arc<R>, settings: SchedulerSettings) -> Self {
@@ -173,6 +202,19 @@ impl<R: StepRunner> Scheduler<R> {
     /// independent steps concurrently; the first step that fails for good
     /// fails the job, cancels the steps still running and skips the rest.
     pub async fn run_job(&self, workflow: &Workflow, job_id: &str, input: Vec<Item>) -> JobOutcome {
+        self.run_job_with(workflow, job_id, input, JobOptions::default()).await
+    }
+
+    /// Like [`Scheduler::run_job`], resuming from `options.completed` and
+    /// checkpointing each step's output to `options.checkpoints` before any
+    /// step that needs it starts.
+    pub async fn run_job_with(
+        &self,
+        workflow: &Workflow,
+        job_id: &str,
+        input: Vec<Item>,
+        options: JobOptions,
+    ) -> JobOutcome {
         let started = Instant::now();
         let job_id: Arc<str> = Arc::from(job_id);
         let steps: Vec<Arc<StepSpec>> = workflow.steps.iter().cloned().map(Arc::new).collect();
@@ -182,6 +224,16 @@ impl<R: StepRunner> Scheduler<R> {
         let mut reports: Vec<Option<StepReport>> = vec![None; steps.len()];
         let mut outputs: Vec<Option<Arc<Vec<Item>>>> = vec![None; steps.len()];
         let mut started_steps = vec![false; steps.len()];
+        for (i, step) in steps.iter().enumerate() {
+            if let Some(items) = options.completed.get(&step.id) {
+                tracing::info!(job.id = %job_id, step = %step.id, "resuming: step output restored from its checkpoint");
+                outputs[i] = Some(items.clone());
+                started_steps[i] = true;
+                let mut report = StepReport::not_run(step, StepStatus::Resumed);
+                report.output_items = items.len();
+                reports[i] = Some(report);
+            }
+        }
         let mut running: JoinSet<StepResult> = JoinSet::new();
         let mut failure: Option<(String, StepFailure)> = None;
 
@@ -230,7 +282,12 @@ impl<R: StepRunner> Scheduler<R> {
             match joined {
                 Ok((i, result, report)) => {
                     match result {
-                        Ok(items) => outputs[i] = Some(items),
+                        Ok(items) => {
+                            if let Some(sink) = &options.checkpoints {
+                                sink.save(&steps[i].id, &items).await;
+                            }
+                            outputs[i] = Some(items);
+                        }
                         Err(err) => {
                             if failure.is_none() {
                                 failure = Some((steps[i].id.clone(), err));

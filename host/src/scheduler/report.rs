@@ -30,6 +30,9 @@ pub enum StepStatus {
     Cancelled,
     /// The step never started because the job failed first.
     Skipped,
+    /// The step finished in an earlier run of this job; its output was
+    /// restored from a checkpoint instead of running it again.
+    Resumed,
 }
 
 /// The step whose failure failed the job, and why.

@@ -328,3 +328,36 @@ fn random_jitter_stays_within_the_ceiling() {
     }
     assert_eq!(RandomJitter.sample(Duration::ZERO), Duration::ZERO);
 }
+
+/// Records every checkpoint it is asked to save.
+#[derive(Default)]
+struct RecordingSink(Mutex<Vec<(String, usize)>>);
+
+impl CheckpointSink for RecordingSink {
+    fn save<'a>(&'a self, step_id: &'a str, items: &'a [Item]) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move { self.0.lock().unwrap().push((step_id.to_string(), items.len())) })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_job_skips_checkpointed_steps_and_checkpoints_the_rest() {
+    let workflow = parse("test.yaml", DIAMOND).unwrap();
+    let runner = Arc::new(FakeRunner::new());
+    let sink = Arc::new(RecordingSink::default());
+    let mut completed = BTreeMap::new();
+    completed.insert("root".to_string(), Arc::new(vec![Item::text("from checkpoint")]));
+    completed.insert("left".to_string(), Arc::new(vec![Item::text("L")]));
+    let options = JobOptions { completed, checkpoints: Some(sink.clone()) };
+    let outcome = Scheduler::new(runner.clone(), SchedulerSettings::default())
+        .run_job_with(&workflow, "job-1", vec![Item::text("ignored")], options)
+        .await;
+    assert_eq!(outcome.report.status, JobStatus::Succeeded);
+    assert!(runner.starts("root").is_empty() && runner.starts("left").is_empty(), "finished steps are not run again");
+    assert_eq!(runner.starts("right").len(), 1);
+    let statuses: Vec<_> = outcome.report.steps.iter().map(|s| s.status).collect();
+    assert_eq!(statuses, vec![StepStatus::Resumed, StepStatus::Resumed, StepStatus::Succeeded, StepStatus::Succeeded]);
+    // `right` ran on the restored root output; `join` saw L then R.
+    assert_eq!(outcome.outputs["right"].as_ref(), &vec![Item::text("from checkpoint")]);
+    assert_eq!(outcome.outputs["join"][0], Item::text("L"));
+    assert_eq!(*sink.0.lock().unwrap(), vec![("right".to_string(), 1), ("join".to_string(), 2)]);
+}

@@ -1,123 +1,369 @@
-//! Per-page text extraction: a port of lopdf 0.47's `Document::extract_text`
-//! (`extract_text_chunks_from_page` and `collect_text` in its
-//! `parser_aux.rs`) that takes a page's object id instead of its number.
+//! Layout-aware per-page text extraction on top of lopdf's parser.
 //!
-//! lopdf's own entry points look the page number up through
-//! `Document::get_pages()`, which walks the whole page tree on every call, so
-//! extracting every page of an n-page document one page at a time costs
-//! O(n²) (about 10 s for 5000 pages natively). Keying by object id keeps it
-//! linear. The output is the same as `extract_text` (checked against it over
-//! the corpus in the tests); only public lopdf APIs are used.
+//! The page's content stream (and the form XObjects it draws) is interpreted
+//! for its text operators: every glyph gets a position from the text matrix
+//! (`Tm`, `Td`, `TD`, `T*`, `TJ` offsets, `Tc`, `Tw`, `Tz`, `TL`, `Ts`) and
+//! the CTM (`cm`, `q`, `Q`), and an advance from the font's widths (see
+//! [`crate::fonts`]). [`crate::layout`] then turns the glyphs into lines and
+//! words from geometry: spaces where glyphs are apart, line breaks where the
+//! baseline changes, lines top to bottom, columns in order.
+//!
+//! Hostile input is expected: nothing here panics, recursion and work are
+//! bounded, and what cannot be decoded is reported in the returned errors.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::rc::Rc;
 
 use lopdf::content::Content;
-use lopdf::{Document, Encoding, Error, Object, ObjectId};
+use lopdf::{Dictionary, Document, Error, Object, ObjectId};
 
-/// The text of the page `page_id` and the errors met extracting it.
+use crate::fonts::{Font, deref, number};
+use crate::layout::{self, PlacedGlyph};
+
+/// How deeply form XObjects may nest.
+const MAX_FORM_DEPTH: usize = 12;
+/// How many form XObjects one page may draw in total.
+const MAX_FORMS_PER_PAGE: usize = 4096;
+/// How many glyphs one page may place.
+const MAX_GLYPHS_PER_PAGE: usize = 4_000_000;
+/// How many `q` may be open at once.
+const MAX_STATE_DEPTH: usize = 256;
+
+type Matrix = [f64; 6];
+const IDENTITY: Matrix = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
+
+/// `a` then `b`.
+fn mul(a: &Matrix, b: &Matrix) -> Matrix {
+    [
+        a[0] * b[0] + a[1] * b[2],
+        a[0] * b[1] + a[1] * b[3],
+        a[2] * b[0] + a[3] * b[2],
+        a[2] * b[1] + a[3] * b[3],
+        a[4] * b[0] + a[5] * b[2] + b[4],
+        a[4] * b[1] + a[5] * b[3] + b[5],
+    ]
+}
+
+#[derive(Clone)]
+struct State {
+    ctm: Matrix,
+    char_spacing: f64,
+    word_spacing: f64,
+    scale: f64,
+    leading: f64,
+    rise: f64,
+    font: Option<Rc<Font>>,
+    size: f64,
+}
+
+struct Interpreter<'a> {
+    doc: &'a Document,
+    limit: usize,
+    fonts: HashMap<ObjectId, Rc<Font>>,
+    glyphs: Vec<PlacedGlyph>,
+    errors: Vec<Problem>,
+    forms: usize,
+    unmapped: usize,
+    warned_fonts: Vec<String>,
+}
+
+/// The text of the page `page_id` and the problems met extracting it.
 ///
-/// Like `extract_text_chunks`, an error in one font or one operator does not
-/// discard text decoded elsewhere on the page; page content is decompressed
-/// within `max_decompressed` bytes.
-pub fn page_text(doc: &Document, page_id: ObjectId, max_decompressed: usize) -> (String, Vec<Error>) {
-    let mut errors = Vec::new();
-    let fonts = match doc.get_page_fonts(page_id) {
-        Ok(fonts) => fonts,
-        Err(e) => return (String::new(), vec![e]),
+/// An error in one font or one operator does not discard text decoded
+/// elsewhere on the page; every stream is decompressed within
+/// `max_decompressed` bytes.
+/// A problem met extracting a page: a lopdf error, or a note in plain words.
+#[derive(Debug)]
+pub enum Problem {
+    Pdf(Error),
+    Note(String),
+}
+
+pub fn page_text(doc: &Document, page_id: ObjectId, max_decompressed: usize) -> (String, Vec<Problem>) {
+    let mut interp = Interpreter {
+        doc,
+        limit: max_decompressed,
+        fonts: HashMap::new(),
+        glyphs: Vec::new(),
+        errors: Vec::new(),
+        forms: 0,
+        unmapped: 0,
+        warned_fonts: Vec::new(),
     };
-    let encodings: BTreeMap<Vec<u8>, Encoding> = fonts
-        .into_iter()
-        .filter_map(|(name, font)| match font.get_font_encoding_with_limit(doc, max_decompressed) {
-            Ok(encoding) => Some((name, encoding)),
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        })
-        .collect();
-    let content =
-        match doc.get_page_content_with_limit(page_id, max_decompressed).and_then(|data| Content::decode(&data)) {
+    let content = match doc.get_page_content_with_limit(page_id, max_decompressed) {
+        Ok(data) => data,
+        Err(e) => return (String::new(), vec![Problem::Pdf(e)]),
+    };
+    let resources = page_resources(doc, page_id);
+    let state = State {
+        ctm: IDENTITY,
+        char_spacing: 0.0,
+        word_spacing: 0.0,
+        scale: 1.0,
+        leading: 0.0,
+        rise: 0.0,
+        font: None,
+        size: 0.0,
+    };
+    interp.run(&content, resources, state, 0);
+    if interp.unmapped > 0 {
+        interp.errors.push(Problem::Note(format!(
+            "{} character code(s) have no known Unicode mapping and were left out",
+            interp.unmapped
+        )));
+    }
+    let text = layout::page_text(interp.glyphs);
+    (text, interp.errors)
+}
+
+/// The page's `/Resources`, inherited through the page tree if need be.
+fn page_resources(doc: &Document, page_id: ObjectId) -> Option<&Dictionary> {
+    let mut node = doc.get_dictionary(page_id).ok()?;
+    for _ in 0..64 {
+        if let Some(Object::Dictionary(resources)) = deref(doc, node.get(b"Resources").ok()) {
+            return Some(resources);
+        }
+        match deref(doc, node.get(b"Parent").ok()) {
+            Some(Object::Dictionary(parent)) => node = parent,
+            _ => return None,
+        }
+    }
+    None
+}
+
+impl Interpreter<'_> {
+    fn run(&mut self, data: &[u8], resources: Option<&Dictionary>, mut state: State, depth: usize) {
+        let content = match Content::decode(data) {
             Ok(content) => content,
             Err(e) => {
-                errors.push(e);
-                return (String::new(), errors);
+                self.errors.push(Problem::Pdf(e));
+                return;
             }
         };
-
-    let mut text = String::new();
-    // lopdf starts a new chunk at every `Tf`, and its "at the start of a
-    // line" checks look at the current chunk only: `text[chunk..]`.
-    let mut chunk = 0;
-    let at_line_start = |text: &str, chunk: usize| text[chunk..].ends_with('\n');
-    let mut current_encoding = None;
-    for operation in &content.operations {
-        match operation.operator.as_ref() {
-            "Tf" => {
-                chunk = text.len();
-                let Some(font) = operation.operands.first() else {
-                    // lopdf aborts the page here; keep what was read so far.
-                    errors.push(Error::Syntax("missing font operand".to_string()));
-                    return (text, errors);
-                };
-                current_encoding = match font.as_name() {
-                    Ok(font) => encodings.get(font),
-                    Err(e) => {
-                        errors.push(e);
-                        None
-                    }
-                };
-            }
-            "Tj" | "TJ" => {
-                if let Some(encoding) = current_encoding
-                    && let Err(e) = collect_text(&mut text, encoding, &operation.operands)
-                {
-                    errors.push(e);
-                }
-            }
-            // `'` is `T* Tj`: next line, then show the string operand.
-            "'" => {
-                if let Some(encoding) = current_encoding {
-                    if !at_line_start(&text, chunk) {
-                        text.push('\n');
-                    }
-                    if let Err(e) = collect_text(&mut text, encoding, &operation.operands) {
-                        errors.push(e);
+        let mut stack: Vec<State> = Vec::new();
+        let mut tm = IDENTITY;
+        let mut tlm = IDENTITY;
+        let mut font_cache: HashMap<Vec<u8>, Rc<Font>> = HashMap::new();
+        for op in &content.operations {
+            let nums: Vec<f64> = op.operands.iter().filter_map(|o| number(Some(o))).collect();
+            let n = |i: usize| nums.get(i).copied().unwrap_or(0.0);
+            match op.operator.as_str() {
+                "q" if stack.len() < MAX_STATE_DEPTH => stack.push(state.clone()),
+                "Q" => {
+                    if let Some(saved) = stack.pop() {
+                        state = saved;
                     }
                 }
-            }
-            // `"` is `aw Tw ac Tc T* Tj`: operand 2 is the string to show.
-            "\"" => {
-                if let Some(encoding) = current_encoding {
-                    if !at_line_start(&text, chunk) {
-                        text.push('\n');
-                    }
-                    if let Some(string) = operation.operands.get(2)
-                        && let Err(e) = collect_text(&mut text, encoding, std::slice::from_ref(string))
-                    {
-                        errors.push(e);
+                "cm" if nums.len() == 6 => {
+                    let m = [n(0), n(1), n(2), n(3), n(4), n(5)];
+                    state.ctm = mul(&m, &state.ctm);
+                }
+                "BT" => {
+                    tm = IDENTITY;
+                    tlm = IDENTITY;
+                }
+                "Tc" => state.char_spacing = n(0),
+                "Tw" => state.word_spacing = n(0),
+                "Tz" => state.scale = n(0) / 100.0,
+                "TL" => state.leading = n(0),
+                "Ts" => state.rise = n(0),
+                "Tf" => {
+                    state.size = n(0);
+                    let name = op.operands.first().and_then(|o| o.as_name().ok());
+                    state.font = Some(match name {
+                        Some(name) => {
+                            if let Some(font) = font_cache.get(name) {
+                                font.clone()
+                            } else {
+                                let font = self.font(resources, name);
+                                font_cache.insert(name.to_vec(), font.clone());
+                                font
+                            }
+                        }
+                        None => Rc::new(Font::fallback()),
+                    });
+                }
+                "Td" if nums.len() == 2 => {
+                    tlm = mul(&[1.0, 0.0, 0.0, 1.0, n(0), n(1)], &tlm);
+                    tm = tlm;
+                }
+                "TD" if nums.len() == 2 => {
+                    state.leading = -n(1);
+                    tlm = mul(&[1.0, 0.0, 0.0, 1.0, n(0), n(1)], &tlm);
+                    tm = tlm;
+                }
+                "Tm" if nums.len() == 6 => {
+                    tlm = [n(0), n(1), n(2), n(3), n(4), n(5)];
+                    tm = tlm;
+                }
+                "T*" => {
+                    tlm = mul(&[1.0, 0.0, 0.0, 1.0, 0.0, -state.leading], &tlm);
+                    tm = tlm;
+                }
+                "Tj" => {
+                    if let Some(Object::String(bytes, _)) = op.operands.first() {
+                        self.show(bytes, &state, &mut tm);
                     }
                 }
+                "'" => {
+                    tlm = mul(&[1.0, 0.0, 0.0, 1.0, 0.0, -state.leading], &tlm);
+                    tm = tlm;
+                    if let Some(Object::String(bytes, _)) = op.operands.first() {
+                        self.show(bytes, &state, &mut tm);
+                    }
+                }
+                "\"" => {
+                    state.word_spacing = n(0);
+                    state.char_spacing = n(1);
+                    tlm = mul(&[1.0, 0.0, 0.0, 1.0, 0.0, -state.leading], &tlm);
+                    tm = tlm;
+                    if let Some(Object::String(bytes, _)) = op.operands.get(2) {
+                        self.show(bytes, &state, &mut tm);
+                    }
+                }
+                "TJ" => {
+                    if let Some(Object::Array(items)) = op.operands.first() {
+                        for item in items {
+                            match item {
+                                Object::String(bytes, _) => self.show(bytes, &state, &mut tm),
+                                other => {
+                                    if let Some(adjust) = number(Some(other)) {
+                                        let tx = -adjust / 1000.0 * state.size * state.scale;
+                                        tm = mul(&[1.0, 0.0, 0.0, 1.0, tx, 0.0], &tm);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                "Do" if depth < MAX_FORM_DEPTH => {
+                    if let Some(name) = op.operands.first().and_then(|o| o.as_name().ok()) {
+                        self.form(resources, name, &state, depth);
+                    }
+                }
+                _ => {}
             }
-            "T*" | "ET" if !at_line_start(&text, chunk) => text.push('\n'),
-            _ => {}
         }
     }
-    (text, errors)
-}
 
-/// lopdf's `collect_text`: strings are decoded, a `TJ` array ends with a
-/// space, and a kerning adjustment below -100 becomes a space.
-fn collect_text(text: &mut String, encoding: &Encoding, operands: &[Object]) -> Result<(), Error> {
-    for operand in operands {
-        match operand {
-            Object::String(bytes, _) => encoding.write_to_string(bytes, text)?,
-            Object::Array(array) => {
-                collect_text(text, encoding, array)?;
-                text.push(' ');
+    /// Draws the form XObject `name`.
+    fn form(&mut self, resources: Option<&Dictionary>, name: &[u8], state: &State, depth: usize) {
+        if self.forms >= MAX_FORMS_PER_PAGE {
+            return;
+        }
+        let doc = self.doc;
+        let Some(Object::Dictionary(xobjects)) = resources.and_then(|r| deref(doc, r.get(b"XObject").ok())) else {
+            return;
+        };
+        let Some(Object::Stream(stream)) = deref(doc, xobjects.get(name).ok()) else {
+            return;
+        };
+        if !matches!(stream.dict.get(b"Subtype").and_then(Object::as_name), Ok(b"Form")) {
+            return;
+        }
+        self.forms += 1;
+        let data = match stream.decompressed_content_with_limit(self.limit) {
+            Ok(data) => data,
+            Err(e) => {
+                if !stream.content.is_empty() {
+                    self.errors.push(Problem::Pdf(e));
+                }
+                // An unfiltered stream is its own content.
+                if stream.dict.get(b"Filter").is_ok() {
+                    return;
+                }
+                stream.content.clone()
             }
-            Object::Integer(i) if *i < -100 => text.push(' '),
-            _ => {}
+        };
+        let mut inner = state.clone();
+        if let Some(Object::Array(m)) = deref(doc, stream.dict.get(b"Matrix").ok()) {
+            let v: Vec<f64> = m.iter().filter_map(|o| number(Some(o))).collect();
+            if let [a, b, c, d, e, f] = v.as_slice() {
+                inner.ctm = mul(&[*a, *b, *c, *d, *e, *f], &state.ctm);
+            }
+        }
+        let own = match deref(doc, stream.dict.get(b"Resources").ok()) {
+            Some(Object::Dictionary(r)) => Some(r),
+            _ => resources,
+        };
+        self.run(&data, own, inner, depth + 1);
+    }
+
+    /// The font resource `name`, loaded once per object.
+    fn font(&mut self, resources: Option<&Dictionary>, name: &[u8]) -> Rc<Font> {
+        let doc = self.doc;
+        let fonts = resources.and_then(|r| deref(doc, r.get(b"Font").ok()));
+        let entry = match fonts {
+            Some(Object::Dictionary(fonts)) => fonts.get(name).ok(),
+            _ => None,
+        };
+        let id = match entry {
+            Some(Object::Reference(id)) => Some(*id),
+            _ => None,
+        };
+        if let Some(id) = id
+            && let Some(font) = self.fonts.get(&id)
+        {
+            return font.clone();
+        }
+        let font = match deref(doc, entry) {
+            Some(Object::Dictionary(dict)) => Font::load(doc, dict, self.limit),
+            _ => {
+                self.errors.push(Problem::Note(format!("font /{} is missing", String::from_utf8_lossy(name))));
+                Font::fallback()
+            }
+        };
+        for problem in &font.problems {
+            if !self.warned_fonts.contains(problem) {
+                self.warned_fonts.push(problem.clone());
+                self.errors.push(Problem::Note(problem.clone()));
+            }
+        }
+        let font = Rc::new(font);
+        if let Some(id) = id {
+            self.fonts.insert(id, font.clone());
+        }
+        font
+    }
+
+    /// Places the glyphs of one shown string and advances the text matrix.
+    fn show(&mut self, bytes: &[u8], state: &State, tm: &mut Matrix) {
+        let Some(font) = state.font.clone() else {
+            return;
+        };
+        let size = state.size;
+        let scale = state.scale;
+        for glyph in font.decode(bytes) {
+            let trm = mul(&mul(&[size * scale, 0.0, 0.0, size, 0.0, state.rise], tm), &state.ctm);
+            let w0 = glyph.width / 1000.0;
+            let mut tx = w0 * size + state.char_spacing;
+            if glyph.len == 1 && glyph.code == 32 {
+                tx += state.word_spacing;
+            }
+            tx *= scale;
+            // The glyph's own extent (without spacing) in device space.
+            let text_to_device = mul(tm, &state.ctm);
+            let adv = w0 * size * scale;
+            let end = [trm[4] + adv * text_to_device[0], trm[5] + adv * text_to_device[1]];
+            if !glyph.mapped {
+                self.unmapped += 1;
+            }
+            if self.glyphs.len() < MAX_GLYPHS_PER_PAGE {
+                let height = (trm[2] * trm[2] + trm[3] * trm[3]).sqrt();
+                self.glyphs.push(PlacedGlyph {
+                    text: glyph.text,
+                    x0: trm[4],
+                    y0: trm[5],
+                    x1: end[0],
+                    y1: end[1],
+                    dir: [trm[0], trm[1]],
+                    size: if height.is_finite() { height } else { 0.0 },
+                });
+            }
+            *tm = mul(&[1.0, 0.0, 0.0, 1.0, tx, 0.0], tm);
         }
     }
-    Ok(())
 }
+
+#[cfg(test)]
+mod tests;

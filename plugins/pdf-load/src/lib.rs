@@ -4,7 +4,11 @@
 //! target; this file only adapts it to the `weft:plugin` `step` world.
 
 pub mod extract;
+pub mod fonts;
+pub mod layout;
 pub mod load;
+#[allow(clippy::unreadable_literal)]
+mod tables;
 
 pub use load::{Config, LoadError, Page, load_pdf};
 

@@ -30,7 +30,7 @@ pub struct Config {
     pub max_output_bytes: usize,
     /// Bound on what any single stream may decompress to (default 64 MiB).
     /// Applied through `lopdf::LoadOptions::max_decompressed_size` while
-    /// loading and `Document::extract_text_chunks_with_limit` per page.
+    /// loading and to every stream read while extracting a page's text.
     pub max_decompressed_bytes: usize,
 }
 
@@ -228,18 +228,19 @@ pub fn load_pdf_with_budget(
     Ok(pages)
 }
 
-/// Extracts one page's text (lopdf's `extract_text`, see [`crate::extract`]).
+/// Extracts one page's text (see [`crate::extract`]).
 /// Returns the text and a warning when something failed.
 fn page_text(doc: &Document, page_id: ObjectId, max_decompressed: usize) -> (String, Option<String>) {
     let (text, errors) = crate::extract::page_text(doc, page_id, max_decompressed);
     let mut problems: Vec<String> = Vec::new();
     for e in &errors {
         let problem = match e {
-            PdfError::Decompress(DecompressError::MemoryLimitExceeded { .. }) => format!(
+            crate::extract::Problem::Note(note) => note.clone(),
+            crate::extract::Problem::Pdf(PdfError::Decompress(DecompressError::MemoryLimitExceeded { .. })) => format!(
                 "the page content decompresses to more than the \
                  max_decompressed_bytes limit of {max_decompressed} bytes"
             ),
-            _ => describe(e),
+            crate::extract::Problem::Pdf(e) => describe(e),
         };
         if !problems.contains(&problem) {
             problems.push(problem);

@@ -381,21 +381,3 @@ fn five_thousand_pages_load_in_linear_time() {
     assert_eq!(pages.len(), n);
     assert_eq!(pages[n - 1].text.trim(), format!("page {}", n - 1));
 }
-
-/// The id-keyed extractor gives exactly lopdf's `extract_text` output.
-#[test]
-fn extractor_matches_lopdf_extract_text() {
-    let mut compared = 0;
-    for path in corpus_files() {
-        let bytes = std::fs::read(&path).unwrap();
-        let Ok(doc) = Document::load_mem(&bytes) else { continue };
-        for (number, page_id) in doc.get_pages() {
-            let Ok(expected) = doc.extract_text(&[number]) else { continue };
-            let (text, errors) = crate::extract::page_text(&doc, page_id, lopdf::DEFAULT_MAX_DECOMPRESSED_SIZE);
-            assert!(errors.is_empty(), "{}: page {number}: {errors:?}", path.display());
-            assert_eq!(text, expected, "{}: page {number}", path.display());
-            compared += 1;
-        }
-    }
-    assert!(compared > 100, "compared only {compared} pages");
-}

@@ -1,0 +1,76 @@
+//! NATS JetStream: the only module that touches async-nats. It owns the
+//! topology (job stream, shared durable pull consumer, dead-letter stream,
+//! job-state KV bucket, object store), the job message format, the worker
+//! loop (`weft serve`) and the client side (`weft submit`, `status`, `dlq`).
+//!
+//! Architecture invariant: a job message leaves the work queue only after
+//! its outcome is durable elsewhere: a success in the job-state bucket, a
+//! failure in the dead-letter stream. Everything else is redelivered.
+
+mod client;
+mod message;
+mod state;
+mod topology;
+mod worker;
+
+pub use client::{DeadLetterEntry, QueueClient, SubmitOutcome};
+pub use message::{JobInput, JobMessage};
+pub use state::{JobRecord, JobState};
+pub use topology::{QueueConfig, connect};
+pub use worker::{Worker, WorkerConfig, WorkerSummary};
+
+/// Why a queue operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// Could not connect to NATS.
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Connect {
+        /// The server URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A stream, consumer or bucket exists with settings this host cannot use.
+    #[error(
+        "{what} `{name}` already exists with {setting} = {found}, but this host needs {wanted}; delete it or configure the same value"
+    )]
+    Incompatible {
+        /// Kind of object (`consumer`, `stream`).
+        what: &'static str,
+        /// Its name.
+        name: String,
+        /// The differing setting.
+        setting: &'static str,
+        /// The existing value.
+        found: String,
+        /// The value this host wants.
+        wanted: String,
+    },
+    /// A JetStream request failed.
+    #[error("{action}: {reason}")]
+    JetStream {
+        /// What the host was doing.
+        action: String,
+        /// The server's or client's error.
+        reason: String,
+    },
+    /// A job id or workflow name is not usable as a key or subject token.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl QueueError {
+    pub(crate) fn js(action: impl Into<String>, error: impl std::fmt::Display) -> Self {
+        QueueError::JetStream { action: action.into(), reason: error.to_string() }
+    }
+}
+
+/// Whether `id` is usable as a job id: 1-128 of `A-Z a-z 0-9 _ -`.
+pub fn valid_job_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Whether `name` is usable as a workflow subject token.
+pub fn valid_workflow_name(name: &str) -> bool {
+    valid_job_id(name)
+}

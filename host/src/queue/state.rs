@@ -1,0 +1,103 @@
+//! Job state and step checkpoints in the KV bucket, with large values in the
+//! object store.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Published, not yet picked up (or replayed from the dead-letter stream).
+    Queued,
+    /// A worker is running it.
+    Running,
+    /// Its last attempt failed retryably; it waits for redelivery.
+    Retrying,
+    /// Finished successfully.
+    Succeeded,
+    /// Failed for good and copied to the dead-letter stream.
+    DeadLettered,
+}
+
+impl JobState {
+    /// Whether the job is finished and must not run again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::DeadLettered)
+    }
+}
+
+/// One run of a job by a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobAttempt {
+    /// 1 for the first run.
+    pub attempt: u32,
+    /// Which worker ran it.
+    pub worker: String,
+    /// When the run started, in milliseconds since the Unix epoch.
+    pub started_at_ms: u64,
+    /// How it ended: `succeeded`, `failed`, `handed_back`.
+    pub outcome: String,
+    /// The failing step and message, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<serde_json::Value>,
+    /// Delay before the next delivery, when one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_in_ms: Option<u64>,
+}
+
+/// What the KV bucket holds for a job (`job.<id>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job's id.
+    pub job_id: String,
+    /// Its workflow.
+    pub workflow: String,
+    /// Where it is.
+    pub state: JobState,
+    /// Runs so far (the host's own counter; JetStream's resets on restart).
+    pub attempts: u32,
+    /// Every run.
+    #[serde(default)]
+    pub history: Vec<JobAttempt>,
+    /// The last run's job report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<serde_json::Value>,
+    /// Outputs of the final steps, when it succeeded (inline or an object reference).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<serde_json::Value>,
+    /// Times it was replayed from the dead-letter stream.
+    #[serde(default)]
+    pub replays: u32,
+}
+
+impl JobRecord {
+    pub(crate) fn new(job_id: &str, workflow: &str) -> Self {
+        JobRecord {
+            job_id: job_id.to_string(),
+            workflow: workflow.to_string(),
+            state: JobState::Queued,
+            attempts: 0,
+            history: Vec::new(),
+            report: None,
+            outputs: None,
+            replays: 0,
+        }
+    }
+}
+
+/// The KV key of a job's record.
+pub(crate) fn job_key(job_id: &str) -> String {
+    format!("job.{job_id}")
+}
+
+/// The KV key of a step's checkpoint.
+pub(crate) fn checkpoint_key(job_id: &str, step: &str) -> String {
+    format!("ckpt.{job_id}.{step}")
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,278 @@
+//! Connecting to NATS and creating (or checking) the topology: the job
+//! stream, the shared durable consumer, the dead-letter stream, the
+//! job-state bucket and the object store. Idempotent: every host runs it at
+//! start-up, and an existing object with incompatible settings is an error
+//! naming the setting, never a silent reuse.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv, object_store, stream};
+
+use super::QueueError;
+
+/// Names, subjects and timings of the queue topology. The defaults are what
+/// `weft serve` and `weft submit` use; every field is configurable.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// Server URL(s), comma separated.
+    pub url: String,
+    /// Job stream (work-queue retention).
+    pub jobs_stream: String,
+    /// Subject prefix of jobs: a job for workflow `w` goes to `<prefix>.w`.
+    pub jobs_subject_prefix: String,
+    /// The durable pull consumer every host shares.
+    pub consumer: String,
+    /// Dead-letter stream.
+    pub dlq_stream: String,
+    /// Subject prefix of dead letters.
+    pub dlq_subject_prefix: String,
+    /// Subject prefix of completion and failure events.
+    pub results_subject_prefix: String,
+    /// Job state and checkpoint bucket.
+    pub state_bucket: String,
+    /// Object store bucket for large inputs, outputs and checkpoints.
+    pub object_bucket: String,
+    /// How long the server waits for an ack before redelivering. Workers
+    /// send in-progress acks well within it while a job runs.
+    pub ack_wait: Duration,
+    /// JetStream's own delivery cap: a backstop behind the host's counter.
+    pub max_deliver: i64,
+    /// Window in which a repeated `Nats-Msg-Id` is dropped by the server.
+    pub duplicate_window: Duration,
+    /// Credentials: a `.creds` file.
+    pub credentials_file: Option<PathBuf>,
+    /// Credentials: user and password.
+    pub user_password: Option<(String, String)>,
+    /// Credentials: a token.
+    pub token: Option<String>,
+    /// Credentials: an nkey seed.
+    pub nkey_seed: Option<String>,
+    /// A CA certificate to trust for TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// Require TLS.
+    pub require_tls: bool,
+}
+
+/// The default server URL when neither `--nats` nor `NATS_URL` is given.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            url: std::env::var("NATS_URL").unwrap_or_else(|_| DEFAULT_NATS_URL.to_string()),
+            jobs_stream: "WEFT_JOBS".into(),
+            jobs_subject_prefix: "weft.jobs".into(),
+            consumer: "weft-workers".into(),
+            dlq_stream: "WEFT_DLQ".into(),
+            dlq_subject_prefix: "weft.dlq".into(),
+            results_subject_prefix: "weft.results".into(),
+            state_bucket: "weft-jobs".into(),
+            object_bucket: "weft-objects".into(),
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 100,
+            duplicate_window: Duration::from_secs(120),
+            credentials_file: None,
+            user_password: None,
+            token: None,
+            nkey_seed: None,
+            tls_ca: None,
+            require_tls: false,
+        }
+    }
+}
+
+/// A connection with every topology object ready to use.
+#[derive(Clone)]
+pub(crate) struct Topology {
+    pub(crate) config: QueueConfig,
+    pub(crate) client: async_nats::Client,
+    pub(crate) js: jetstream::Context,
+    pub(crate) jobs: stream::Stream,
+    pub(crate) dlq: stream::Stream,
+    pub(crate) state: kv::Store,
+    pub(crate) objects: object_store::ObjectStore,
+}
+
+impl Topology {
+    pub(crate) fn job_subject(&self, workflow: &str) -> String {
+        format!("{}.{workflow}", self.config.jobs_subject_prefix)
+    }
+
+    pub(crate) fn dlq_subject(&self, workflow: &str) -> String {
+        format!("{}.{workflow}", self.config.dlq_subject_prefix)
+    }
+
+    pub(crate) fn result_subject(&self, workflow: &str) -> String {
+        format!("{}.{workflow}", self.config.results_subject_prefix)
+    }
+
+    /// The shared durable consumer, created if missing and checked if present.
+    pub(crate) async fn consumer(&self) -> Result<consumer::Consumer<consumer::pull::Config>, QueueError> {
+        let wanted = consumer::pull::Config {
+            durable_name: Some(self.config.consumer.clone()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.config.ack_wait,
+            max_deliver: self.config.max_deliver,
+            filter_subject: format!("{}.>", self.config.jobs_subject_prefix),
+            max_ack_pending: 10_000,
+            ..Default::default()
+        };
+        match self.jobs.get_consumer::<consumer::pull::Config>(&self.config.consumer).await {
+            Ok(mut existing) => {
+                let info = existing.info().await.map_err(|e| QueueError::js("reading the consumer", e))?;
+                let have = &info.config;
+                let name = self.config.consumer.clone();
+                let mismatch = |setting, found: String, wanted: String| {
+                    Err(QueueError::Incompatible { what: "consumer", name: name.clone(), setting, found, wanted })
+                };
+                if have.ack_policy != wanted.ack_policy {
+                    return mismatch(
+                        "ack_policy",
+                        format!("{:?}", have.ack_policy),
+                        format!("{:?}", wanted.ack_policy),
+                    );
+                }
+                if have.ack_wait != wanted.ack_wait {
+                    return mismatch("ack_wait", format!("{:?}", have.ack_wait), format!("{:?}", wanted.ack_wait));
+                }
+                if have.filter_subject != wanted.filter_subject {
+                    return mismatch("filter_subject", have.filter_subject.clone(), wanted.filter_subject.clone());
+                }
+                if have.max_deliver != wanted.max_deliver {
+                    return mismatch("max_deliver", have.max_deliver.to_string(), wanted.max_deliver.to_string());
+                }
+                Ok(existing)
+            }
+            Err(_) => self
+                .jobs
+                .create_consumer(wanted)
+                .await
+                .map_err(|e| QueueError::js(format!("creating consumer `{}`", self.config.consumer), e)),
+        }
+    }
+}
+
+/// Connects and makes sure the topology exists with compatible settings.
+///
+/// # Errors
+///
+/// [`QueueError::Connect`] when the server cannot be reached,
+/// [`QueueError::Incompatible`] when an existing stream does not fit.
+pub async fn connect(config: QueueConfig) -> Result<super::QueueClient, QueueError> {
+    Ok(super::QueueClient { topology: open(config).await? })
+}
+
+pub(crate) async fn open(config: QueueConfig) -> Result<Topology, QueueError> {
+    let connect_error = |reason: String| QueueError::Connect { url: config.url.clone(), reason };
+    let mut options = async_nats::ConnectOptions::new()
+        .name("weft")
+        .connection_timeout(Duration::from_secs(5))
+        .retry_on_initial_connect()
+        .max_reconnects(None::<usize>);
+    if let Some(path) = &config.credentials_file {
+        options = options.credentials_file(path).await.map_err(|e| connect_error(format!("credentials file: {e}")))?;
+    }
+    if let Some((user, password)) = &config.user_password {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(token) = &config.token {
+        options = options.token(token.clone());
+    }
+    if let Some(seed) = &config.nkey_seed {
+        options = options.nkey(seed.clone());
+    }
+    if let Some(ca) = &config.tls_ca {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if config.require_tls {
+        options = options.require_tls(true);
+    }
+    // retry_on_initial_connect makes connect wait forever; bound it.
+    let client = tokio::time::timeout(Duration::from_secs(15), options.connect(config.url.as_str()))
+        .await
+        .map_err(|_| connect_error("no answer within 15s; is nats-server running?".into()))?
+        .map_err(|e| connect_error(e.to_string()))?;
+    let js = jetstream::new(client.clone());
+
+    let jobs = ensure_stream(
+        &js,
+        stream::Config {
+            name: config.jobs_stream.clone(),
+            subjects: vec![format!("{}.>", config.jobs_subject_prefix)],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            duplicate_window: config.duplicate_window,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let dlq = ensure_stream(
+        &js,
+        stream::Config {
+            name: config.dlq_stream.clone(),
+            subjects: vec![format!("{}.>", config.dlq_subject_prefix)],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            duplicate_window: config.duplicate_window,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let state = match js.get_key_value(&config.state_bucket).await {
+        Ok(store) => store,
+        Err(_) => js
+            .create_key_value(kv::Config {
+                bucket: config.state_bucket.clone(),
+                history: 1,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| QueueError::js(format!("creating bucket `{}`", config.state_bucket), e))?,
+    };
+    let objects = match js.get_object_store(&config.object_bucket).await {
+        Ok(store) => store,
+        Err(_) => js
+            .create_object_store(object_store::Config {
+                bucket: config.object_bucket.clone(),
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| QueueError::js(format!("creating object store `{}`", config.object_bucket), e))?,
+    };
+    Ok(Topology { config, client, js, jobs, dlq, state, objects })
+}
+
+async fn ensure_stream(js: &jetstream::Context, wanted: stream::Config) -> Result<stream::Stream, QueueError> {
+    match js.get_stream(&wanted.name).await {
+        Ok(mut existing) => {
+            let info = existing.info().await.map_err(|e| QueueError::js("reading stream info", e))?;
+            let have = &info.config;
+            if have.retention != wanted.retention {
+                return Err(QueueError::Incompatible {
+                    what: "stream",
+                    name: wanted.name.clone(),
+                    setting: "retention",
+                    found: format!("{:?}", have.retention),
+                    wanted: format!("{:?}", wanted.retention),
+                });
+            }
+            if have.subjects != wanted.subjects {
+                return Err(QueueError::Incompatible {
+                    what: "stream",
+                    name: wanted.name.clone(),
+                    setting: "subjects",
+                    found: have.subjects.join(","),
+                    wanted: wanted.subjects.join(","),
+                });
+            }
+            Ok(existing)
+        }
+        Err(_) => js
+            .create_stream(wanted.clone())
+            .await
+            .map_err(|e| QueueError::js(format!("creating stream `{}`", wanted.name), e)),
+    }
+}

@@ -1,0 +1,608 @@
+//! The worker loop behind `weft serve`: pull jobs in batches from the shared
+//! consumer, run up to `concurrency` at once with in-progress acks, checkpoint
+//! every finished step, ack on success, nak with a host-computed delay on a
+//! retryable failure, dead-letter (before acking) when attempts run out or a
+//! failure is fatal, and drain on shutdown.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use futures::StreamExt as _;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument as _;
+
+use super::client::{DeadLetter, QueueClient};
+use super::state::{JobAttempt, JobRecord, JobState, checkpoint_key, now_ms};
+use super::topology::{QueueConfig, open};
+use super::{JobMessage, QueueError, valid_job_id};
+use crate::item::Item;
+use crate::scheduler::{CheckpointSink, JitterSource, JobOptions, JobStatus, RandomJitter, backoff_delay};
+use crate::workflow::{Jitter, RetryPolicy};
+use crate::{Host, LoadedWorkflow};
+
+/// Checkpoints larger than this go to the object store, not the KV bucket
+/// (NATS messages are capped at 1 MiB by default).
+const INLINE_CHECKPOINT_LIMIT: usize = 512 * 1024;
+
+/// How a worker behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Jobs run at once (also the pull batch size).
+    pub concurrency: usize,
+    /// Runs of one job before it is dead-lettered (the host's own counter).
+    pub max_job_attempts: u32,
+    /// Delay between runs of a job whose run failed retryably.
+    pub job_retry: RetryPolicy,
+    /// How long shutdown waits for in-flight jobs before handing them back.
+    pub drain_grace: Duration,
+    /// A name for this worker in job histories.
+    pub name: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 8,
+            max_job_attempts: 3,
+            job_retry: RetryPolicy {
+                max_attempts: 3,
+                initial_backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(60),
+                multiplier: 2.0,
+                jitter: Jitter::Full,
+            },
+            drain_grace: Duration::from_secs(30),
+            name: format!("weft-{}", std::process::id()),
+        }
+    }
+}
+
+/// Counts of what a worker did, returned when it stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerSummary {
+    /// Jobs acked after success.
+    pub succeeded: u64,
+    /// Jobs naked for a later retry.
+    pub retried: u64,
+    /// Jobs dead-lettered.
+    pub dead_lettered: u64,
+    /// Duplicates of finished jobs acked without running.
+    pub duplicates: u64,
+    /// Jobs handed back unfinished at shutdown.
+    pub handed_back: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    succeeded: AtomicU64,
+    retried: AtomicU64,
+    dead_lettered: AtomicU64,
+    duplicates: AtomicU64,
+    handed_back: AtomicU64,
+}
+
+/// A worker: a host, the workflows it serves (by name) and a queue connection.
+pub struct Worker {
+    host: Arc<Host>,
+    workflows: Arc<HashMap<String, LoadedWorkflow>>,
+    queue: QueueClient,
+    config: WorkerConfig,
+    jitter: Arc<dyn JitterSource>,
+}
+
+impl Worker {
+    /// Connects to NATS, sets up the topology and prepares to serve `workflows`.
+    ///
+    /// # Errors
+    ///
+    /// As [`super::connect`].
+    pub async fn connect(
+        host: Arc<Host>,
+        workflows: Vec<LoadedWorkflow>,
+        queue: QueueConfig,
+        config: WorkerConfig,
+    ) -> Result<Self, QueueError> {
+        let topology = open(queue).await?;
+        let workflows = workflows.into_iter().map(|w| (w.workflow().name.clone(), w)).collect();
+        Ok(Worker {
+            host,
+            workflows: Arc::new(workflows),
+            queue: QueueClient { topology },
+            config,
+            jitter: Arc::new(RandomJitter),
+        })
+    }
+
+    /// Pulls and runs jobs until `shutdown` resolves, then drains: stops
+    /// pulling, waits up to the grace period for in-flight jobs and hands
+    /// back (naks) those still running.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError`] when the consumer cannot be created or checked.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<WorkerSummary, QueueError> {
+        let consumer = self.queue.topology.consumer().await?;
+        let counters = Arc::new(Counters::default());
+        let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let (hand_back, hand_back_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        tracing::info!(workflows = ?self.workflows.keys().collect::<Vec<_>>(), concurrency = self.config.concurrency, "worker started");
+
+        'pull: loop {
+            let mut messages = match consumer
+                .stream()
+                .max_messages_per_batch(self.config.concurrency.max(1))
+                .heartbeat(Duration::from_secs(5))
+                .expires(Duration::from_secs(30))
+                .messages()
+                .await
+            {
+                Ok(messages) => messages,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot pull from the job consumer; retrying in 1s");
+                    tokio::select! {
+                        _ = &mut shutdown => break 'pull,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'pull,
+                    }
+                }
+            };
+            loop {
+                while tasks.try_join_next().is_some() {}
+                let permit = tokio::select! {
+                    _ = &mut shutdown => break 'pull,
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break 'pull,
+                    },
+                };
+                let next = tokio::select! {
+                    _ = &mut shutdown => break 'pull,
+                    next = messages.next() => next,
+                };
+                match next {
+                    Some(Ok(message)) => {
+                        let job = JobRun {
+                            host: self.host.clone(),
+                            workflows: self.workflows.clone(),
+                            queue: self.queue.clone(),
+                            config: self.config.clone(),
+                            jitter: self.jitter.clone(),
+                            counters: counters.clone(),
+                            hand_back: hand_back_rx.clone(),
+                        };
+                        tasks.spawn(async move {
+                            job.handle(message).await;
+                            drop(permit);
+                        });
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "error while pulling jobs; pulling again");
+                        drop(permit);
+                        tokio::select! {
+                            _ = &mut shutdown => break 'pull,
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => continue 'pull,
+                        }
+                    }
+                    None => continue 'pull,
+                }
+            }
+        }
+
+        tracing::info!(in_flight = tasks.len(), grace = ?self.config.drain_grace, "draining");
+        let drained =
+            tokio::time::timeout(self.config.drain_grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            let _ = hand_back.send(true);
+            let bounded =
+                tokio::time::timeout(Duration::from_secs(10), async { while tasks.join_next().await.is_some() {} });
+            if bounded.await.is_err() {
+                tasks.abort_all();
+            }
+        }
+        let summary = WorkerSummary {
+            succeeded: counters.succeeded.load(Ordering::Relaxed),
+            retried: counters.retried.load(Ordering::Relaxed),
+            dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
+            duplicates: counters.duplicates.load(Ordering::Relaxed),
+            handed_back: counters.handed_back.load(Ordering::Relaxed),
+        };
+        tracing::info!(?summary, "worker stopped");
+        Ok(summary)
+    }
+}
+
+/// Everything one job's handling needs, owned so it can be spawned.
+struct JobRun {
+    host: Arc<Host>,
+    workflows: Arc<HashMap<String, LoadedWorkflow>>,
+    queue: QueueClient,
+    config: WorkerConfig,
+    jitter: Arc<dyn JitterSource>,
+    counters: Arc<Counters>,
+    hand_back: watch::Receiver<bool>,
+}
+
+impl JobRun {
+    async fn handle(self, message: jetstream::Message) {
+        let workflow_name = message
+            .subject
+            .as_str()
+            .strip_prefix(&format!("{}.", self.queue.topology.config.jobs_subject_prefix))
+            .unwrap_or_default()
+            .to_string();
+        let header_id = message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_string());
+        let sequence = message.info().map(|i| i.stream_sequence).unwrap_or_default();
+        let body = String::from_utf8_lossy(&message.payload).into_owned();
+
+        let parsed = JobMessage::parse(&message.payload);
+        let job_id = match &parsed {
+            Ok(job) => job.job_id.clone().or(header_id.clone()),
+            Err(_) => header_id.clone(),
+        }
+        .unwrap_or_else(|| format!("seq-{sequence}"));
+        let span = tracing::info_span!("job", job.id = %job_id, workflow = %workflow_name);
+        async move {
+            let reject = |reason: String| DeadLetter {
+                job_id: job_id.clone(),
+                workflow: workflow_name.clone(),
+                reason,
+                error: None,
+                history: Vec::new(),
+                message: body.clone(),
+            };
+            let job = match parsed {
+                Ok(job) => job,
+                Err(reason) => return self.reject(&message, reject(reason)).await,
+            };
+            if !valid_job_id(&job_id) {
+                return self
+                    .reject(
+                        &message,
+                        reject(format!("job id `{job_id}` is invalid: use 1-128 letters, digits, `-` or `_`")),
+                    )
+                    .await;
+            }
+            let Some(workflow) = self.workflows.get(&workflow_name).cloned() else {
+                let mut known: Vec<_> = self.workflows.keys().cloned().collect();
+                known.sort();
+                let reason = format!("unknown workflow `{workflow_name}`; this worker serves: {}", known.join(", "));
+                return self.reject(&message, reject(reason)).await;
+            };
+            self.run(message, job, job_id.clone(), workflow, body.clone()).await;
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Dead-letters a message that can never run, then removes it.
+    async fn reject(&self, message: &jetstream::Message, letter: DeadLetter) {
+        tracing::warn!(reason = %letter.reason, "dead-lettering an unusable job message");
+        let msg_id =
+            format!("reject-{}-{}", letter.job_id, message.info().map(|i| i.stream_sequence).unwrap_or_default());
+        match self.queue.dead_letter(&letter, &msg_id).await {
+            Ok(()) => {
+                self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                ack(message, AckKind::Ack).await;
+            }
+            // Not acked: the message is redelivered and rejected again later.
+            Err(error) => tracing::error!(%error, "cannot dead-letter; leaving the message for redelivery"),
+        }
+    }
+
+    async fn run(
+        self,
+        message: jetstream::Message,
+        job: JobMessage,
+        job_id: String,
+        workflow: LoadedWorkflow,
+        body: String,
+    ) {
+        let workflow_name = workflow.workflow().name.clone();
+        let mut record = match self.queue.read_record(&job_id).await {
+            Ok(record) => record.unwrap_or_else(|| JobRecord::new(&job_id, &workflow_name)),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read job state; will retry the job later");
+                ack(&message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                return;
+            }
+        };
+        if record.state.is_terminal() {
+            tracing::info!(state = ?record.state, "job already finished; dropping the duplicate");
+            self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+            ack(&message, AckKind::Ack).await;
+            return;
+        }
+        record.attempts += 1;
+        record.state = JobState::Running;
+        let attempt = record.attempts;
+        let started_at_ms = now_ms();
+        if let Err(error) = self.queue.write_record(&record).await {
+            tracing::warn!(%error, "cannot write job state");
+        }
+
+        let input = match job.inline_item() {
+            Ok(Some(item)) => Ok(item),
+            Ok(None) => match &job.input {
+                super::JobInput::Object(name) => self
+                    .queue
+                    .get_object(name)
+                    .await
+                    .map(|bytes| job.with_metadata(Item::bytes(bytes)))
+                    .map_err(|e| e.to_string()),
+                _ => Err("no input".to_string()),
+            },
+            Err(reason) => Err(reason),
+        };
+        let input = match input {
+            Ok(item) => item,
+            Err(reason) => {
+                let letter = DeadLetter {
+                    job_id: job_id.clone(),
+                    workflow: workflow_name.clone(),
+                    reason: format!("the job's input is unusable: {reason}"),
+                    error: None,
+                    history: record.history.clone(),
+                    message: body,
+                };
+                return self.finish_dead(&message, record, letter).await;
+            }
+        };
+
+        let completed = self.load_checkpoints(&job_id, &workflow).await;
+        let checkpoints: Arc<dyn CheckpointSink> =
+            Arc::new(KvCheckpoints { queue: self.queue.clone(), job_id: job_id.clone() });
+        let heartbeat = spawn_heartbeat(&message, self.queue.topology.config.ack_wait);
+        let mut hand_back = self.hand_back.clone();
+        let run = self.host.run_job_with(
+            &workflow,
+            &job_id,
+            vec![input],
+            JobOptions { completed, checkpoints: Some(checkpoints) },
+        );
+        let outcome = tokio::select! {
+            outcome = run => Some(outcome),
+            _ = hand_back.wait_for(|stop| *stop) => None,
+        };
+        heartbeat.abort();
+
+        let Some(outcome) = outcome else {
+            tracing::warn!("handing the job back unfinished at shutdown");
+            record.history.push(JobAttempt {
+                attempt,
+                started_at_ms,
+                worker: self.config.name.clone(),
+                outcome: "handed_back".into(),
+                error: None,
+                retry_in_ms: None,
+            });
+            record.attempts = record.attempts.saturating_sub(1);
+            record.state = JobState::Queued;
+            let _ = self.queue.write_record(&record).await;
+            self.counters.handed_back.fetch_add(1, Ordering::Relaxed);
+            ack(&message, AckKind::Nak(None)).await;
+            return;
+        };
+
+        let report = serde_json::to_value(&outcome.report).ok();
+        record.report = report.clone();
+        match outcome.report.status {
+            JobStatus::Succeeded => {
+                let sinks: BTreeMap<String, &[Item]> = workflow
+                    .workflow()
+                    .sinks()
+                    .into_iter()
+                    .filter_map(|s| outcome.outputs.get(&s.id).map(|o| (s.id.clone(), o.as_slice())))
+                    .collect();
+                record.outputs = self.store_outputs(&job_id, &sinks).await;
+                record.state = JobState::Succeeded;
+                record.history.push(JobAttempt {
+                    attempt,
+                    started_at_ms,
+                    worker: self.config.name.clone(),
+                    outcome: "succeeded".into(),
+                    error: None,
+                    retry_in_ms: None,
+                });
+                if let Err(error) = self.queue.write_record(&record).await {
+                    // Not acked: a redelivery resumes from the checkpoints.
+                    tracing::error!(%error, "cannot record the job's success; leaving it for redelivery");
+                    return;
+                }
+                self.publish_event(&workflow_name, &record).await;
+                self.counters.succeeded.fetch_add(1, Ordering::Relaxed);
+                ack(&message, AckKind::Ack).await;
+            }
+            JobStatus::Failed => {
+                let error = outcome.report.error.clone();
+                let error_json = error.as_ref().and_then(|e| serde_json::to_value(e).ok());
+                let retryable = error.as_ref().is_some_and(|e| e.failure.kind.is_retryable());
+                if retryable && attempt < self.config.max_job_attempts {
+                    let retry_after = error.as_ref().and_then(|e| e.failure.retry_after);
+                    let delay = backoff_delay(&self.config.job_retry, attempt, retry_after, self.jitter.as_ref());
+                    record.state = JobState::Retrying;
+                    record.history.push(JobAttempt {
+                        attempt,
+                        started_at_ms,
+                        worker: self.config.name.clone(),
+                        outcome: "failed".into(),
+                        error: error_json,
+                        retry_in_ms: Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+                    });
+                    let _ = self.queue.write_record(&record).await;
+                    tracing::warn!(attempt, retry_in = ?delay, "job failed retryably; handing it back with a delay");
+                    self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                    ack(&message, AckKind::Nak(Some(delay))).await;
+                } else {
+                    record.history.push(JobAttempt {
+                        attempt,
+                        started_at_ms,
+                        worker: self.config.name.clone(),
+                        outcome: "failed".into(),
+                        error: error_json.clone(),
+                        retry_in_ms: None,
+                    });
+                    let reason = match &error {
+                        Some(e) if retryable => {
+                            format!("step `{}` still failing after {attempt} attempts: {}", e.step, e.failure.message)
+                        }
+                        Some(e) => format!("step `{}` failed fatally: {}", e.step, e.failure.message),
+                        None => "the job failed".to_string(),
+                    };
+                    let letter = DeadLetter {
+                        job_id: job_id.clone(),
+                        workflow: workflow_name.clone(),
+                        reason,
+                        error: error_json,
+                        history: record.history.clone(),
+                        message: body,
+                    };
+                    self.finish_dead(&message, record, letter).await;
+                }
+            }
+        }
+    }
+
+    /// Dead-letters a job that ran: the dead letter first, then the state,
+    /// then the ack, so a crash in between repeats work but loses nothing.
+    async fn finish_dead(&self, message: &jetstream::Message, mut record: JobRecord, letter: DeadLetter) {
+        let msg_id = format!("dead-{}-{}-{}", record.job_id, record.replays, record.attempts);
+        if let Err(error) = self.queue.dead_letter(&letter, &msg_id).await {
+            tracing::error!(%error, "cannot dead-letter the job; leaving it for redelivery");
+            return;
+        }
+        record.state = JobState::DeadLettered;
+        if let Err(error) = self.queue.write_record(&record).await {
+            tracing::warn!(%error, "cannot record the dead-lettered state");
+        }
+        self.publish_event(&record.workflow.clone(), &record).await;
+        self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(reason = %letter.reason, "job dead-lettered");
+        ack(message, AckKind::Ack).await;
+    }
+
+    async fn publish_event(&self, workflow: &str, record: &JobRecord) {
+        let event = serde_json::json!({
+            "job_id": record.job_id,
+            "workflow": record.workflow,
+            "state": record.state,
+            "attempts": record.attempts,
+            "outputs": record.outputs,
+            "error": record.report.as_ref().and_then(|r| r.get("error")),
+        });
+        let subject = self.queue.topology.result_subject(workflow);
+        let payload = serde_json::to_vec(&event).unwrap_or_default();
+        if let Err(error) = self.queue.topology.client.publish(subject, payload.into()).await {
+            tracing::warn!(%error, "cannot publish the job's result event");
+        }
+    }
+
+    async fn store_outputs(&self, job_id: &str, sinks: &BTreeMap<String, &[Item]>) -> Option<serde_json::Value> {
+        let value = serde_json::to_value(sinks).ok()?;
+        let bytes = serde_json::to_vec(&value).ok()?;
+        if bytes.len() <= INLINE_CHECKPOINT_LIMIT {
+            return Some(value);
+        }
+        let name = format!("output.{job_id}");
+        match self.queue.put_object(&name, &bytes).await {
+            Ok(()) => Some(serde_json::json!({ "object": name })),
+            Err(error) => {
+                tracing::warn!(%error, "cannot store the job's outputs");
+                None
+            }
+        }
+    }
+
+    async fn load_checkpoints(&self, job_id: &str, workflow: &LoadedWorkflow) -> BTreeMap<String, Arc<Vec<Item>>> {
+        let mut completed = BTreeMap::new();
+        for step in &workflow.workflow().steps {
+            let key = checkpoint_key(job_id, &step.id);
+            let Ok(Some(bytes)) = self.queue.topology.state.get(key).await else { continue };
+            let items = match serde_json::from_slice::<StoredCheckpoint>(&bytes) {
+                Ok(StoredCheckpoint::Items(items)) => Some(items),
+                Ok(StoredCheckpoint::Object(name)) => match self.queue.get_object(&name).await {
+                    Ok(bytes) => serde_json::from_slice(&bytes).ok(),
+                    Err(_) => None,
+                },
+                Err(_) => None,
+            };
+            match items {
+                Some(items) => {
+                    completed.insert(step.id.clone(), Arc::new(items));
+                }
+                None => tracing::warn!(step = %step.id, "unreadable checkpoint; the step will run again"),
+            }
+        }
+        completed
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StoredCheckpoint {
+    Items(Vec<Item>),
+    Object(String),
+}
+
+/// Saves step outputs under `ckpt.<job>.<step>`.
+struct KvCheckpoints {
+    queue: QueueClient,
+    job_id: String,
+}
+
+impl CheckpointSink for KvCheckpoints {
+    fn save<'a>(&'a self, step_id: &'a str, items: &'a [Item]) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let Ok(bytes) = serde_json::to_vec(items) else { return };
+            let stored = if bytes.len() <= INLINE_CHECKPOINT_LIMIT {
+                serde_json::to_vec(&StoredCheckpoint::Items(items.to_vec()))
+            } else {
+                let name = format!("ckpt.{}.{step_id}", self.job_id);
+                if let Err(error) = self.queue.put_object(&name, &bytes).await {
+                    tracing::warn!(step = step_id, %error, "cannot store a checkpoint");
+                    return;
+                }
+                serde_json::to_vec(&StoredCheckpoint::Object(name))
+            };
+            let Ok(stored) = stored else { return };
+            if let Err(error) =
+                self.queue.topology.state.put(checkpoint_key(&self.job_id, step_id), stored.into()).await
+            {
+                tracing::warn!(step = step_id, %error, "cannot store a checkpoint");
+            }
+        })
+    }
+}
+
+/// Sends in-progress acks at a third of the ack wait while a job runs, so a
+/// long step is not redelivered to another worker.
+fn spawn_heartbeat(message: &jetstream::Message, ack_wait: Duration) -> tokio::task::JoinHandle<()> {
+    let message = message.clone();
+    let every = (ack_wait / 3).max(Duration::from_millis(100));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            if let Err(error) = message.ack_with(AckKind::Progress).await {
+                tracing::warn!(%error, "cannot send an in-progress ack");
+            }
+        }
+    })
+}
+
+async fn ack(message: &jetstream::Message, kind: AckKind) {
+    let result = match kind {
+        AckKind::Ack => message.double_ack().await,
+        other => message.ack_with(other).await,
+    };
+    if let Err(error) = result {
+        tracing::warn!(%error, "cannot acknowledge the job message; it may be redelivered");
+    }
+}

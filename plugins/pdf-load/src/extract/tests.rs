@@ -1,0 +1,236 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use lopdf::{Document, Object, Stream, dictionary};
+
+use crate::{Config, load_pdf};
+
+/// A one-page PDF: `fonts` builds the `/Font` resource dictionary (adding
+/// any objects it needs), `content` is the raw content stream.
+fn one_page(fonts: impl FnOnce(&mut Document) -> lopdf::Dictionary, content: &str) -> Vec<u8> {
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let font_dict = fonts(&mut doc);
+    let content_id = doc.add_object(Stream::new(dictionary! {}, content.as_bytes().to_vec()));
+    let page_id = doc.add_object(dictionary! {
+        "Type" => "Page",
+        "Parent" => pages_id,
+        "Contents" => content_id,
+        "Resources" => dictionary! { "Font" => font_dict },
+    });
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages",
+            "Kids" => vec![page_id.into()],
+            "Count" => 1,
+            "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+        }),
+    );
+    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog_id);
+    let mut bytes = Vec::new();
+    doc.save_to(&mut bytes).unwrap();
+    bytes
+}
+
+fn helvetica(doc: &mut Document) -> lopdf::Dictionary {
+    let id = doc.add_object(dictionary! {
+        "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica", "Encoding" => "WinAnsiEncoding",
+    });
+    dictionary! { "F1" => id }
+}
+
+fn text_of(bytes: &[u8]) -> String {
+    let pages = load_pdf(bytes, &[], &Config::default()).unwrap();
+    pages.into_iter().map(|p| p.text).collect::<Vec<_>>().join("\u{c}")
+}
+
+#[test]
+fn tj_offsets_become_spaces_and_kerning_does_not() {
+    // Words positioned by TJ offsets, no space characters; small kerns
+    // inside words.
+    let bytes = one_page(helvetica, "BT /F1 12 Tf 72 700 Td [(Her) 20 (e) -333 (is) -400 (text) 15 (.)] TJ ET");
+    assert_eq!(text_of(&bytes).trim(), "Here is text.");
+}
+
+#[test]
+fn standard_14_widths_place_separate_strings() {
+    // Each word its own Tj at the position after the previous word plus a
+    // space: the gap comes from Helvetica's widths.
+    let bytes = one_page(helvetica, "BT /F1 10 Tf 72 700 Td (Hello) Tj 26.7 0 Td (world) Tj ET");
+    assert_eq!(text_of(&bytes).trim(), "Hello world");
+    let glued = one_page(helvetica, "BT /F1 10 Tf 72 700 Td (Hello) Tj 23 0 Td (world) Tj ET");
+    assert_eq!(text_of(&glued).trim(), "Helloworld");
+}
+
+#[test]
+fn lines_from_geometry_top_to_bottom() {
+    // Drawn bottom line first; output is top to bottom.
+    let bytes =
+        one_page(helvetica, "BT /F1 12 Tf 72 600 Td (second line) Tj ET BT /F1 12 Tf 72 700 Td (first line) Tj ET");
+    assert_eq!(text_of(&bytes).trim(), "first line\nsecond line");
+}
+
+#[test]
+fn to_unicode_bfrange_array_and_identity_h() {
+    let bytes = one_page(
+        |doc| {
+            let cmap = "/CIDInit /ProcSet findresource begin 12 dict begin begincmap\n\
+                1 begincodespacerange <0000> <FFFF> endcodespacerange\n\
+                1 beginbfrange <0001> <0003> [<0048> <0069> <0021>] endbfrange\n\
+                1 beginbfchar <0004> <00660069> endbfchar\n\
+                1 beginbfrange <0010> <0012> <0061> endbfrange\n\
+                endcmap end end";
+            let to_unicode = doc.add_object(Stream::new(dictionary! {}, cmap.as_bytes().to_vec()));
+            let cid = doc.add_object(dictionary! {
+                "Type" => "Font", "Subtype" => "CIDFontType2", "BaseFont" => "Test",
+                "CIDSystemInfo" => dictionary! { "Registry" => Object::string_literal("Adobe"),
+                    "Ordering" => Object::string_literal("Identity"), "Supplement" => 0 },
+                "DW" => 500,
+                "W" => vec![1.into(), vec![600.into(), 300.into(), 300.into()].into()],
+            });
+            let font = doc.add_object(dictionary! {
+                "Type" => "Font", "Subtype" => "Type0", "BaseFont" => "Test",
+                "Encoding" => "Identity-H", "DescendantFonts" => vec![cid.into()], "ToUnicode" => to_unicode,
+            });
+            dictionary! { "F1" => font }
+        },
+        "BT /F1 12 Tf 72 700 Td <000100020003> Tj ET BT /F1 12 Tf 72 680 Td <0004001000110012> Tj ET",
+    );
+    // bfrange array: H i !, bfchar to two characters, bfrange offset a b c.
+    assert_eq!(text_of(&bytes).trim(), "Hi!\nfiabc");
+}
+
+#[test]
+fn differences_encoding_through_glyph_names() {
+    let bytes = one_page(
+        |doc| {
+            let encoding = doc.add_object(dictionary! {
+                "Type" => "Encoding", "BaseEncoding" => "WinAnsiEncoding",
+                "Differences" => vec![
+                    1.into(), "Adieresis".into(), "eacute".into(), "uni20AC".into(), "u1F600".into(),
+                    "germandbls".into(), "f_f".into(), "a.sc".into(),
+                ],
+            });
+            let font = doc.add_object(dictionary! {
+                "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica", "Encoding" => encoding,
+            });
+            dictionary! { "F1" => font }
+        },
+        "BT /F1 12 Tf 72 700 Td <4101020304050607> Tj ET",
+    );
+    assert_eq!(text_of(&bytes).trim(), "AÄé€😀ßffa");
+}
+
+#[test]
+fn ligatures_are_expanded() {
+    let bytes = one_page(
+        |doc| {
+            let encoding = doc.add_object(dictionary! {
+                "Type" => "Encoding", "Differences" => vec![1.into(), "fi".into(), "ffl".into()],
+            });
+            let font = doc.add_object(dictionary! {
+                "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Times-Roman", "Encoding" => encoding,
+            });
+            dictionary! { "F1" => font }
+        },
+        "BT /F1 12 Tf 72 700 Td (\\001ne wa\\002e) Tj ET",
+    );
+    assert_eq!(text_of(&bytes).trim(), "fine waffle");
+}
+
+#[test]
+fn two_columns_are_read_in_column_order() {
+    let mut content = String::from("BT /F1 14 Tf 200 760 Td (A Title Across Both Columns) Tj ET\n");
+    // Left column at x=72, right column at x=320, drawn line by line across
+    // the page (left line, right line, …) as some producers do.
+    for i in 0..8 {
+        let y = 700 - 14 * i;
+        content.push_str(&format!("BT /F1 10 Tf 72 {y} Td (left column line {i} with words) Tj ET\n"));
+        content.push_str(&format!("BT /F1 10 Tf 320 {y} Td (right column line {i} more words) Tj ET\n"));
+    }
+    let text = text_of(&one_page(helvetica, &content));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.first(), Some(&"A Title Across Both Columns"), "{text}");
+    let expected: Vec<String> = (0..8)
+        .map(|i| format!("left column line {i} with words"))
+        .chain((0..8).map(|i| format!("right column line {i} more words")))
+        .collect();
+    assert_eq!(lines.get(1..), Some(expected.iter().map(String::as_str).collect::<Vec<_>>().as_slice()), "{text}");
+}
+
+#[test]
+fn single_column_with_a_table_is_not_split() {
+    let mut content = String::new();
+    for i in 0..8 {
+        let y = 700 - 14 * i;
+        content.push_str(&format!("BT /F1 10 Tf 72 {y} Td (name{i}) Tj 200 0 Td (value{i}) Tj ET\n"));
+    }
+    let text = text_of(&one_page(helvetica, &content));
+    assert!(text.starts_with("name0 value0\nname1 value1\n"), "{text}");
+}
+
+#[test]
+fn rotated_page_text_reads_upright() {
+    // Text drawn rotated by 90 degrees (as on a /Rotate 90 page): it runs
+    // bottom to top, so the leftmost line is the first.
+    let bytes = one_page(
+        helvetica,
+        "BT /F1 12 Tf 0 1 -1 0 300 100 Tm (second line) Tj ET BT /F1 12 Tf 0 1 -1 0 280 100 Tm (first line) Tj ET",
+    );
+    assert_eq!(text_of(&bytes).trim(), "first line\nsecond line");
+}
+
+#[test]
+fn ctm_scaling_and_text_state() {
+    // Scaled by cm, horizontal scaling Tz, word spacing Tw on real spaces,
+    // character spacing Tc: still one line of words.
+    let bytes =
+        one_page(helvetica, "q 2 0 0 2 0 0 cm BT /F1 6 Tf 50 Tz 1 Tc 3 Tw 36 350 Td (spaced out words) Tj ET Q");
+    assert_eq!(text_of(&bytes).trim(), "spaced out words");
+}
+
+#[test]
+fn soft_hyphen_at_line_end_is_joined() {
+    let bytes = one_page(
+        |doc| {
+            let encoding = doc.add_object(dictionary! { "Differences" => vec![1.into(), "sfthyphen".into()] });
+            let font = doc.add_object(dictionary! {
+                "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica", "Encoding" => encoding,
+            });
+            dictionary! { "F1" => font }
+        },
+        "BT /F1 12 Tf 14 TL 72 700 Td (a hyphen\\001) Tj T* (ated word) Tj ET",
+    );
+    assert_eq!(text_of(&bytes).trim(), "a hyphenated word");
+}
+
+#[test]
+fn nfc_normalisation() {
+    // e + combining acute from a ToUnicode map becomes é.
+    assert_eq!(crate::layout::normalize("e\u{301}\u{FB03}"), "\u{E9}ffi");
+}
+
+#[test]
+fn hostile_fonts_and_operators_do_not_panic() {
+    let bytes = one_page(
+        |doc| {
+            let cmap = "begincodespacerange <> <FFFFFFFFFF> endcodespacerange beginbfrange <FFFF> <0000> <00> \
+                <01> <02> [ endbfrange beginbfchar <01> endbfchar <0102030405> <0041>";
+            let to_unicode = doc.add_object(Stream::new(dictionary! {}, cmap.as_bytes().to_vec()));
+            let font = doc.add_object(dictionary! {
+                "Type" => "Font", "Subtype" => "Type0", "Encoding" => "Identity-H", "ToUnicode" => to_unicode,
+                "DescendantFonts" => vec![dictionary! { "W" => vec![1.into(), "x".into(), Object::Null] }.into()],
+            });
+            let type3 = doc.add_object(dictionary! {
+                "Type" => "Font", "Subtype" => "Type3", "FontMatrix" => vec![Object::Real(f32::NAN)],
+                "Widths" => vec![Object::Null], "FirstChar" => -5,
+            });
+            dictionary! { "F1" => font, "F2" => type3 }
+        },
+        "BT /F1 1e308 Tf 1e308 0 0 1e308 0 0 Tm <01020304050607> Tj 0 0 0 0 0 0 Tm [(x) 1e300 (y)] TJ /F2 -1 Tf \
+         (abc) Tj /Missing 12 Tf (abc) ' 1 2 (z) \" ET Q Q q q cm Td TD Tm /X Do",
+    );
+    // Whatever the text, loading returns without panicking.
+    let _ = load_pdf(&bytes, &[], &Config::default());
+}

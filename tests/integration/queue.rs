@@ -1,0 +1,386 @@
+//! `weft serve` against a real nats-server: the job lifecycle end to end.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use weft::queue::{JobState, QueueClient, QueueConfig, Worker, WorkerConfig, WorkerSummary};
+use weft::workflow::{Jitter, RetryPolicy};
+
+use crate::nats::NatsServer;
+use crate::support::{component_path, host, load, repo_root};
+
+fn queue_config(server: &NatsServer) -> QueueConfig {
+    QueueConfig { url: server.url(), ack_wait: Duration::from_secs(2), ..QueueConfig::default() }
+}
+
+async fn client(server: &NatsServer) -> QueueClient {
+    weft::queue::connect(queue_config(server)).await.expect("connects")
+}
+
+/// A running in-process worker; `stop` drains it and returns its summary.
+struct RunningWorker {
+    stop: oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<WorkerSummary>,
+}
+
+impl RunningWorker {
+    async fn stop(self) -> WorkerSummary {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), self.handle).await.expect("worker stops").expect("worker task")
+    }
+}
+
+async fn start_worker(server: &NatsServer, workflows: &[&str], config: WorkerConfig) -> RunningWorker {
+    let host = Arc::new(host());
+    let loaded = workflows.iter().map(|yaml| load(&host, yaml)).collect();
+    let worker = Worker::connect(host, loaded, queue_config(server), config).await.expect("worker connects");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        worker
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("worker runs")
+    });
+    RunningWorker { stop, handle }
+}
+
+fn fast_retries(name: &str) -> WorkerConfig {
+    WorkerConfig {
+        concurrency: 4,
+        max_job_attempts: 3,
+        job_retry: RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(300),
+            max_backoff: Duration::from_secs(5),
+            multiplier: 2.0,
+            jitter: Jitter::None,
+        },
+        drain_grace: Duration::from_secs(10),
+        name: name.to_string(),
+    }
+}
+
+fn workflow(name: &str, steps: &str) -> String {
+    format!("name: {name}\nversion: '1'\nsteps:\n{steps}")
+}
+
+const ECHO: &str = "  - id: echo\n    plugin: echo-config\n";
+
+async fn wait_for(queue: &QueueClient, job_id: &str) -> weft::queue::JobRecord {
+    queue.wait(job_id, Duration::from_secs(60)).await.unwrap_or_else(|e| panic!("job {job_id}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_submits_are_dropped_and_finished_jobs_never_rerun() {
+    let server = NatsServer::start();
+    let queue = client(&server).await;
+    let echo = workflow("echo", ECHO);
+    let first = queue.submit("echo", b"hello".to_vec(), Some("dup-1".into())).await.unwrap();
+    let second = queue.submit("echo", b"hello".to_vec(), Some("dup-1".into())).await.unwrap();
+    assert!(!first.duplicate);
+    assert!(second.duplicate, "the server drops a repeated Nats-Msg-Id");
+
+    let worker = start_worker(&server, &[&echo], fast_retries("w1")).await;
+    let record = wait_for(&queue, "dup-1").await;
+    assert_eq!(record.state, JobState::Succeeded);
+    assert_eq!(record.attempts, 1);
+
+    // The same job id published again after the dedupe window (a new msg id
+    // stands in for the expired window) is acked without running.
+    let body = br#"{"job_id":"dup-1","input":{"text":"hello"}}"#.to_vec();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "dup-1-later");
+    let js = async_nats::jetstream::new(queue.nats().clone());
+    js.publish_with_headers("weft.jobs.echo", headers, body.into()).await.unwrap().await.unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let info = js.get_stream("WEFT_JOBS").await.unwrap().get_info().await.unwrap();
+            if info.state.messages == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "the duplicate is removed from the work queue");
+    let summary = worker.stop().await;
+    assert_eq!((summary.succeeded, summary.duplicates), (1, 1));
+    assert_eq!(queue.status("dup-1").await.unwrap().unwrap().attempts, 1, "it never ran a second time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_are_dead_lettered_and_the_worker_keeps_serving() {
+    let server = NatsServer::start();
+    let queue = client(&server).await;
+    let js = async_nats::jetstream::new(queue.nats().clone());
+    let worker = start_worker(&server, &[&workflow("echo", ECHO)], fast_retries("w1")).await;
+    js.publish("weft.jobs.echo", "this is not json".into()).await.unwrap().await.unwrap();
+    js.publish("weft.jobs.nosuch", r#"{"job_id":"lost-1","input":{"text":"x"}}"#.into()).await.unwrap().await.unwrap();
+    js.publish("weft.jobs.echo", r#"{"job_id":"no-input"}"#.into()).await.unwrap().await.unwrap();
+    let ok = queue.submit("echo", b"fine".to_vec(), Some("good-1".into())).await.unwrap();
+    assert_eq!(wait_for(&queue, &ok.job_id).await.state, JobState::Succeeded);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let letters = loop {
+        let letters = queue.dead_letters().await.unwrap();
+        if letters.len() >= 3 || Instant::now() > deadline {
+            break letters;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let reasons: Vec<&str> = letters.iter().map(|l| l.letter.reason.as_str()).collect();
+    assert_eq!(letters.len(), 3, "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("not valid job JSON")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("unknown workflow `nosuch`") && r.contains("echo")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("missing field `input`")), "{reasons:?}");
+    assert!(letters.iter().any(|l| l.letter.message == "this is not json"), "the original body is kept");
+    let summary = worker.stop().await;
+    assert_eq!((summary.succeeded, summary.dead_lettered), (1, 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retryable_failures_back_off_then_dead_letter_and_replay_runs_again() {
+    let server = NatsServer::start();
+    let queue = client(&server).await;
+    let flaky = workflow(
+        "flaky",
+        "  - id: wobble\n    plugin: flaky\n    config: { fail_times: 100 }\n    retry: { max_attempts: 1 }\n",
+    );
+    let worker = start_worker(&server, &[&flaky], fast_retries("w1")).await;
+    queue.submit("flaky", b"x".to_vec(), Some("flaky-1".into())).await.unwrap();
+    let record = wait_for(&queue, "flaky-1").await;
+    assert_eq!(record.state, JobState::DeadLettered);
+    assert_eq!(record.attempts, 3);
+    let delays: Vec<_> = record.history.iter().map(|a| a.retry_in_ms).collect();
+    assert_eq!(delays, vec![Some(300), Some(600), None], "growing delays, then no more");
+    let starts: Vec<u64> = record.history.iter().map(|a| a.started_at_ms).collect();
+    assert!(starts[1] - starts[0] >= 300, "gap {}ms", starts[1] - starts[0]);
+    assert!(starts[2] - starts[1] >= 600, "gap {}ms", starts[2] - starts[1]);
+    assert!(starts[2] - starts[1] > starts[1] - starts[0], "the second gap is longer");
+
+    let letter = queue.find_dead_letter("flaky-1").await.unwrap().expect("dead letter exists");
+    assert_eq!(letter.letter.history.len(), 3, "the dead letter carries the attempt history");
+    assert!(letter.letter.reason.contains("step `wobble` still failing after 3 attempts"), "{}", letter.letter.reason);
+    assert_eq!(letter.letter.error.as_ref().unwrap()["kind"], "retryable");
+
+    queue.replay(&letter).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let replayed = loop {
+        let record = queue.status("flaky-1").await.unwrap().unwrap();
+        if record.replays == 1 && record.state.is_terminal() || Instant::now() > deadline {
+            break record;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(replayed.replays, 1);
+    assert_eq!(replayed.state, JobState::DeadLettered, "it ran again and failed again");
+    assert_eq!(replayed.history.len(), 6, "three more runs after the replay");
+    let letters = queue.dead_letters().await.unwrap();
+    assert_eq!(letters.len(), 1, "the replayed letter was removed, the new one added");
+    let summary = worker.stop().await;
+    assert_eq!((summary.retried, summary.dead_lettered), (4, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_longer_than_the_ack_wait_is_not_redelivered() {
+    let server = NatsServer::start();
+    let queue = client(&server).await;
+    let slow = workflow("slow", "  - id: nap\n    plugin: sleep\n    config: { ms: 5000 }\n");
+    let worker = start_worker(&server, &[&slow], fast_retries("w1")).await;
+    queue.submit("slow", b"x".to_vec(), Some("slow-1".into())).await.unwrap();
+    let record = wait_for(&queue, "slow-1").await;
+    assert_eq!(record.state, JobState::Succeeded);
+    assert_eq!(record.attempts, 1, "in-progress acks kept the 2s ack wait from redelivering a 5s job");
+    let summary = worker.stop().await;
+    assert_eq!((summary.succeeded, summary.duplicates), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_the_jobs() {
+    let server = NatsServer::start();
+    let queue = client(&server).await;
+    let nap = workflow("nap", "  - id: nap\n    plugin: sleep\n    config: { ms: 300 }\n");
+    let a = start_worker(&server, &[&nap], WorkerConfig { concurrency: 2, ..fast_retries("worker-a") }).await;
+    let b = start_worker(&server, &[&nap], WorkerConfig { concurrency: 2, ..fast_retries("worker-b") }).await;
+    let ids: Vec<String> = (0..12).map(|i| format!("share-{i}")).collect();
+    for id in &ids {
+        queue.submit("nap", b"x".to_vec(), Some(id.clone())).await.unwrap();
+    }
+    let mut by_worker = std::collections::BTreeMap::<String, usize>::new();
+    for id in &ids {
+        let record = wait_for(&queue, id).await;
+        assert_eq!(record.state, JobState::Succeeded);
+        *by_worker.entry(record.history[0].worker.clone()).or_default() += 1;
+    }
+    let (sa, sb) = (a.stop().await, b.stop().await);
+    assert_eq!(sa.succeeded + sb.succeeded, 12);
+    assert!(by_worker.get("worker-a").copied().unwrap_or(0) > 0, "{by_worker:?}");
+    assert!(by_worker.get("worker-b").copied().unwrap_or(0) > 0, "{by_worker:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_survive_a_nats_server_crash_and_restart() {
+    let mut server = NatsServer::start();
+    let queue = client(&server).await;
+    let nap = workflow("nap", "  - id: nap\n    plugin: sleep\n    config: { ms: 200 }\n");
+    let worker = start_worker(&server, &[&nap], WorkerConfig { concurrency: 2, ..fast_retries("w1") }).await;
+    let ids: Vec<String> = (0..8).map(|i| format!("crash-{i}")).collect();
+    for id in &ids {
+        queue.submit("nap", b"x".to_vec(), Some(id.clone())).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::task::block_in_place(|| server.kill_and_restart());
+    for id in &ids {
+        let record = queue.wait(id, Duration::from_secs(90)).await.unwrap_or_else(|e| panic!("{id} lost: {e}"));
+        assert!(matches!(record.state, JobState::Succeeded | JobState::DeadLettered), "{id}: {:?}", record.state);
+    }
+    let summary = worker.stop().await;
+    assert!(summary.succeeded + summary.dead_lettered + summary.duplicates >= 8, "{summary:?}");
+}
+
+// ---- the `weft` binary as operators run it ----
+
+fn weft_cmd(cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft"));
+    cmd.current_dir(cwd)
+        .env("WEFT_CACHE_DIR", crate::support::shared_cache_dir())
+        .env_remove("RUST_LOG")
+        .env_remove("NATS_URL");
+    cmd
+}
+
+fn serve(server: &NatsServer, dir: &Path) -> Child {
+    weft_cmd(dir)
+        .args([
+            "serve",
+            "--nats",
+            &server.url(),
+            "--workflows",
+            ".",
+            "--ack-wait-secs",
+            "2",
+            "--drain-grace-secs",
+            "20",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weft serve starts")
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_and_submit_wait_run_a_pdf_through_the_object_store() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(repo_root().join("workflows/pdf-digest.yaml"), dir.path().join("pdf-digest.yaml")).unwrap();
+    let mut worker = serve(&server, dir.path());
+    let pdf = repo_root().join("workflows/samples/sample.pdf");
+    let out = tokio::task::block_in_place(|| {
+        weft_cmd(dir.path())
+            .args(["submit", "pdf-digest", "--input"])
+            .arg(&pdf)
+            .args(["--wait", "--timeout-secs", "60", "--job-id", "pdf-1", "--nats", &server.url()])
+            .output()
+            .unwrap()
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("uploaded the input to the object store as input.pdf-1"), "{stderr}");
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["state"], "succeeded");
+    let chunks = record["outputs"]["chunk"].as_array().expect("final outputs are recorded");
+    assert!(chunks.iter().any(|c| c["payload"]["text"].as_str().unwrap_or("").contains("Quarterly")));
+
+    let status = tokio::task::block_in_place(|| {
+        weft_cmd(dir.path()).args(["status", "pdf-1", "--nats", &server.url()]).output().unwrap()
+    });
+    assert_eq!(status.status.code(), Some(0));
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&status.stdout).unwrap()["attempts"], 1);
+
+    sigterm(&worker);
+    let exit = tokio::task::block_in_place(|| wait_exit(&mut worker, Duration::from_secs(30)));
+    assert_eq!(exit.and_then(|s| s.code()), Some(0), "SIGTERM stops the worker cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_an_in_flight_job_and_exits_0() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("nap.yaml"),
+        workflow("nap", "  - id: nap\n    plugin: sleep\n    config: { ms: 2000 }\n")
+            .replace("plugin: sleep", &format!("plugin: {}", component_path("sleep").display())),
+    )
+    .unwrap();
+    let mut worker = serve(&server, dir.path());
+    let queue = client(&server).await;
+    queue.submit("nap", b"x".to_vec(), Some("drain-1".into())).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while queue.status("drain-1").await.unwrap().is_none_or(|r| r.state != JobState::Running) {
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sigterm(&worker);
+    let exit = tokio::task::block_in_place(|| wait_exit(&mut worker, Duration::from_secs(30)));
+    assert_eq!(exit.and_then(|s| s.code()), Some(0));
+    let record = queue.status("drain-1").await.unwrap().unwrap();
+    assert_eq!(record.state, JobState::Succeeded, "the in-flight job finished during the drain");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_s_job_is_finished_by_another_without_repeating_steps() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let two_steps = format!(
+        "name: two\nversion: '1'\nsteps:\n  - id: first\n    plugin: {}\n  - id: second\n    plugin: {}\n    needs: [first]\n    config: {{ ms: 4000 }}\n",
+        component_path("echo-config").display(),
+        component_path("sleep").display()
+    );
+    std::fs::write(dir.path().join("two.yaml"), &two_steps).unwrap();
+    let mut doomed = serve(&server, dir.path());
+    let queue = client(&server).await;
+    queue.submit("two", b"x".to_vec(), Some("crash-job".into())).await.unwrap();
+
+    // Kill -9 the worker once `first` is checkpointed and `second` is running.
+    let js = async_nats::jetstream::new(queue.nats().clone());
+    let kv = js.get_key_value("weft-jobs").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while kv.get("ckpt.crash-job.first").await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the first step never finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+
+    let rescuer = start_worker(&server, &[&two_steps], fast_retries("rescuer")).await;
+    let record = wait_for(&queue, "crash-job").await;
+    assert_eq!(record.state, JobState::Succeeded);
+    assert_eq!(record.attempts, 2, "the host's own counter saw both runs");
+    let steps = record.report.as_ref().unwrap()["steps"].as_array().unwrap().clone();
+    assert_eq!(steps[0]["id"], "first");
+    assert_eq!(steps[0]["status"], "resumed", "the finished step was not repeated");
+    assert_eq!(steps[1]["status"], "succeeded");
+    assert_eq!(record.history.last().unwrap().worker, "rescuer");
+    rescuer.stop().await;
+}
