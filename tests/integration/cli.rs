@@ -36,13 +36,21 @@ fn run_prints_the_job_result_and_only_final_outputs() {
     let json = stdout_json(&out);
     assert_eq!(json["status"], "succeeded");
     assert_eq!(json["workflow"], "pdf-digest");
-    assert!(json["outputs"]["chunk"].as_array().is_some_and(|c| !c.is_empty()));
-    assert!(json["outputs"].get("load").is_none(), "intermediate output is hidden by default");
+    let summary = json["outputs"]["summarize"].as_array().expect("the final step's output is shown");
+    assert_eq!(summary.len(), 1);
+    let text = summary[0]["payload"]["text"].as_str().unwrap();
+    assert!(!text.is_empty());
+    assert!(!text.contains("jane.doe@example.com"), "the summary is built from masked text: {text}");
+    for hidden in ["load", "chunk", "mask"] {
+        assert!(json["outputs"].get(hidden).is_none(), "intermediate output `{hidden}` is hidden by default");
+    }
     assert!(json.get("intermediate").is_none());
     let steps = json["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 2);
-    assert_eq!(steps[0]["output_items"], 2);
+    let ids: Vec<&str> = steps.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["load", "chunk", "mask", "summarize"]);
+    assert_eq!(steps[0]["output_items"], 2, "one item per page");
     assert_eq!(steps[0]["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(steps[1]["attempts"].as_array().unwrap().len(), 2, "chunk maps over the two pages");
 
     let out = weft(
         &["run", "workflows/pdf-digest.yaml", "--input", "workflows/samples/sample.pdf", "--show-intermediate"],
@@ -50,6 +58,7 @@ fn run_prints_the_job_result_and_only_final_outputs() {
     );
     let json = stdout_json(&out);
     assert_eq!(json["intermediate"]["load"].as_array().unwrap().len(), 2);
+    assert!(json["intermediate"]["mask"].as_array().is_some());
 }
 
 #[test]

@@ -9,7 +9,7 @@ use crate::support::{corpus_dir, host, load, repo_root, run_one};
 const LOAD_ONLY: &str = "name: load-only\nversion: '1'\nsteps:\n  - id: load\n    plugin: pdf-load\n    timeout: 120s\n    limits: { memory: 1GiB, output: 256MiB }\n    retry: { max_attempts: 1 }\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pdf_digest_chunks_the_sample_pdf_with_page_metadata() {
+async fn pdf_digest_masks_and_summarises_the_sample_pdf() {
     let host = host();
     let loaded =
         host.load_workflow_file(repo_root().join("workflows/pdf-digest.yaml")).expect("bundled workflow loads");
@@ -28,6 +28,15 @@ async fn pdf_digest_chunks_the_sample_pdf_with_page_metadata() {
     assert!(chunks.iter().all(|c| c.metadata_value("page").is_some()));
     let text: String = chunks.iter().filter_map(Item::as_text).collect();
     assert!(text.contains("electric vans"), "{text}");
+    assert!(text.contains("jane.doe@example.com"), "the raw chunks still hold the address");
+
+    let masked: String = outcome.outputs["mask"].iter().filter_map(Item::as_text).collect();
+    assert!(!masked.contains("jane.doe@example.com") && masked.contains("[EMAIL]"), "{masked}");
+    assert!(!masked.contains("7946 0958") && masked.contains("[PHONE]"), "{masked}");
+    let summary = &outcome.outputs["summarize"];
+    assert_eq!(summary.len(), 1);
+    let summary = summary[0].as_text().unwrap();
+    assert!(!summary.is_empty() && !summary.contains("jane.doe@example.com"), "{summary}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
