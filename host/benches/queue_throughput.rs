@@ -5,8 +5,9 @@
 //! Run: `cargo bench -p weft --bench queue_throughput` (needs `nats-server`,
 //! see the README's test command). Prints a Markdown table.
 
+// The integration tests' nats-server helper, shared rather than copied.
 #[path = "../../tests/integration/nats.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 mod nats;
 
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! Layout-aware per-page text extraction on top of lopdf's parser.
 //!
-//! The page's content stream (and the form XObjects it draws) is interpreted
+//! The page's content stream (and the form XObjects it draws, and its
+//! annotations' appearance streams) is interpreted
 //! for its text operators: every glyph gets a position from the text matrix
 //! (`Tm`, `Td`, `TD`, `T*`, `TJ` offsets, `Tc`, `Tw`, `Tz`, `TL`, `Ts`) and
 //! the CTM (`cm`, `q`, `Q`), and an advance from the font's widths (see
@@ -105,7 +106,8 @@ pub fn page_text(doc: &Document, page_id: ObjectId, max_decompressed: usize) -> 
         font: None,
         size: 0.0,
     };
-    interp.run(&content, resources, state, 0);
+    interp.run(&content, resources, state.clone(), 0);
+    interp.annotations(page_id, &state);
     if interp.unmapped > 0 {
         interp.errors.push(Problem::Note(format!(
             "{} character code(s) have no known Unicode mapping and were left out",
@@ -114,6 +116,67 @@ pub fn page_text(doc: &Document, page_id: ObjectId, max_decompressed: usize) -> 
     }
     let text = layout::page_text(interp.glyphs);
     (text, interp.errors)
+}
+
+/// A form field attribute, from the widget or the field it belongs to.
+fn inherited<'a>(doc: &'a Document, annot: &'a Dictionary, key: &[u8]) -> Option<&'a Object> {
+    let mut node = annot;
+    for _ in 0..16 {
+        if let Some(value) = deref(doc, node.get(key).ok()) {
+            return Some(value);
+        }
+        match deref(doc, node.get(b"Parent").ok()) {
+            Some(Object::Dictionary(parent)) => node = parent,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// A form's `/Matrix`, or the identity.
+fn form_matrix(doc: &Document, dict: &Dictionary) -> Matrix {
+    if let Some(Object::Array(m)) = deref(doc, dict.get(b"Matrix").ok()) {
+        let v: Vec<f64> = m.iter().filter_map(|o| number(Some(o))).collect();
+        if let [a, b, c, d, e, f] = v.as_slice() {
+            return [*a, *b, *c, *d, *e, *f];
+        }
+    }
+    IDENTITY
+}
+
+/// A rectangle `[x0 y0 x1 y1]`, normalised so that x0 <= x1 and y0 <= y1.
+fn rect(doc: &Document, object: Option<&Object>) -> Option<[f64; 4]> {
+    let Some(Object::Array(r)) = deref(doc, object) else {
+        return None;
+    };
+    let v: Vec<f64> = r.iter().filter_map(|o| number(deref(doc, Some(o)))).collect();
+    match v.as_slice() {
+        [a, b, c, d] if [a, b, c, d].iter().all(|x| x.is_finite()) => {
+            Some([a.min(*c), b.min(*d), a.max(*c), b.max(*d)])
+        }
+        _ => None,
+    }
+}
+
+/// The matrix that maps an appearance stream's `/BBox` (after its `/Matrix`)
+/// onto the annotation's `/Rect` (PDF 32000-1, 12.5.5), for an axis-aligned
+/// form matrix.
+fn appearance_matrix(form: &Matrix, bbox: [f64; 4], target: [f64; 4]) -> Option<Matrix> {
+    let corners = [[bbox[0], bbox[1]], [bbox[2], bbox[1]], [bbox[0], bbox[3]], [bbox[2], bbox[3]]];
+    let mapped: Vec<[f64; 2]> = corners
+        .iter()
+        .map(|[x, y]| [form[0] * x + form[2] * y + form[4], form[1] * x + form[3] * y + form[5]])
+        .collect();
+    let x0 = mapped.iter().map(|p| p[0]).fold(f64::INFINITY, f64::min);
+    let x1 = mapped.iter().map(|p| p[0]).fold(f64::NEG_INFINITY, f64::max);
+    let y0 = mapped.iter().map(|p| p[1]).fold(f64::INFINITY, f64::min);
+    let y1 = mapped.iter().map(|p| p[1]).fold(f64::NEG_INFINITY, f64::max);
+    if !(x1 - x0 > 0.0 && y1 - y0 > 0.0) {
+        return None;
+    }
+    let sx = (target[2] - target[0]) / (x1 - x0);
+    let sy = (target[3] - target[1]) / (y1 - y0);
+    Some([sx, 0.0, 0.0, sy, target[0] - x0 * sx, target[1] - y0 * sy])
 }
 
 /// The page's `/Resources`, inherited through the page tree if need be.
@@ -261,6 +324,19 @@ impl Interpreter<'_> {
         if !matches!(stream.dict.get(b"Subtype").and_then(Object::as_name), Ok(b"Form")) {
             return;
         }
+        self.form_stream(stream, resources, state.ctm, state, depth);
+    }
+
+    /// Runs a form XObject's content with its `/Matrix` applied before `ctm`.
+    fn form_stream(
+        &mut self,
+        stream: &lopdf::Stream,
+        resources: Option<&Dictionary>,
+        ctm: Matrix,
+        state: &State,
+        depth: usize,
+    ) {
+        let doc = self.doc;
         self.forms += 1;
         let data = match stream.decompressed_content_with_limit(self.limit) {
             Ok(data) => data,
@@ -276,17 +352,116 @@ impl Interpreter<'_> {
             }
         };
         let mut inner = state.clone();
-        if let Some(Object::Array(m)) = deref(doc, stream.dict.get(b"Matrix").ok()) {
-            let v: Vec<f64> = m.iter().filter_map(|o| number(Some(o))).collect();
-            if let [a, b, c, d, e, f] = v.as_slice() {
-                inner.ctm = mul(&[*a, *b, *c, *d, *e, *f], &state.ctm);
-            }
-        }
+        inner.ctm = mul(&form_matrix(doc, &stream.dict), &ctm);
         let own = match deref(doc, stream.dict.get(b"Resources").ok()) {
             Some(Object::Dictionary(r)) => Some(r),
             _ => resources,
         };
         self.run(&data, own, inner, depth + 1);
+    }
+
+    /// Draws the normal appearance streams of the page's annotations (form
+    /// field values, free text), as a viewer (and `pdftotext`) shows them;
+    /// hidden and no-view annotations are skipped.
+    fn annotations(&mut self, page_id: ObjectId, state: &State) {
+        let doc = self.doc;
+        let Ok(page) = doc.get_dictionary(page_id) else {
+            return;
+        };
+        let Some(Object::Array(annots)) = deref(doc, page.get(b"Annots").ok()) else {
+            return;
+        };
+        for annot in annots {
+            if self.forms >= MAX_FORMS_PER_PAGE {
+                return;
+            }
+            let Some(Object::Dictionary(annot)) = deref(doc, Some(annot)) else {
+                continue;
+            };
+            let flags = number(deref(doc, annot.get(b"F").ok())).unwrap_or(0.0) as u32;
+            if flags & (2 | 32) != 0 || matches!(annot.get(b"Subtype").and_then(Object::as_name), Ok(b"Popup")) {
+                continue;
+            }
+            // Buttons: check marks are symbols, and a push button's caption
+            // usually repeats text the page content already draws.
+            if matches!(inherited(doc, annot, b"FT").and_then(|o| o.as_name().ok()), Some(b"Btn")) {
+                continue;
+            }
+            let empty = Dictionary::new();
+            let ap = match deref(doc, annot.get(b"AP").ok()) {
+                Some(Object::Dictionary(ap)) => ap,
+                _ => &empty,
+            };
+            let before = self.glyphs.len();
+            self.appearance(annot, ap, state);
+            if self.glyphs.len() == before {
+                self.field_value(annot, state);
+            }
+        }
+    }
+
+    /// Draws an annotation's normal appearance stream, placed on its `/Rect`.
+    fn appearance(&mut self, annot: &Dictionary, ap: &Dictionary, state: &State) {
+        let doc = self.doc;
+        let stream = match deref(doc, ap.get(b"N").ok()) {
+            Some(Object::Stream(stream)) => stream,
+            Some(Object::Dictionary(states)) => {
+                let Ok(on) = annot.get(b"AS").and_then(Object::as_name) else {
+                    return;
+                };
+                match deref(doc, states.get(on).ok()) {
+                    Some(Object::Stream(stream)) => stream,
+                    _ => return,
+                }
+            }
+            _ => return,
+        };
+        let (Some(target), Some(bbox)) = (rect(doc, annot.get(b"Rect").ok()), rect(doc, stream.dict.get(b"BBox").ok()))
+        else {
+            return;
+        };
+        let Some(placement) = appearance_matrix(&form_matrix(doc, &stream.dict), bbox, target) else {
+            return;
+        };
+        self.form_stream(stream, None, mul(&placement, &state.ctm), state, 1);
+    }
+
+    /// The value of a text or choice form field whose appearance shows no
+    /// text (a viewer regenerates it): placed at the left of its `/Rect`.
+    fn field_value(&mut self, annot: &Dictionary, state: &State) {
+        let doc = self.doc;
+        let inherited = |key: &[u8]| inherited(doc, annot, key);
+        if !matches!(inherited(b"FT").and_then(|o| o.as_name().ok()), Some(b"Tx" | b"Ch")) {
+            return;
+        }
+        let Some(value) = inherited(b"V").and_then(|v| lopdf::decode_text_string(v).ok()) else {
+            return;
+        };
+        let Some(target) = rect(doc, annot.get(b"Rect").ok()) else {
+            return;
+        };
+        let size = (target[3] - target[1]).clamp(1.0, 12.0);
+        let placement =
+            [size, 0.0, 0.0, size, target[0] + 2.0, target[1] + ((target[3] - target[1]) - size) / 2.0 + 0.2 * size];
+        let m = mul(&placement, &state.ctm);
+        let height = (m[2] * m[2] + m[3] * m[3]).sqrt();
+        for (i, c) in value.split_whitespace().collect::<Vec<_>>().join(" ").chars().enumerate() {
+            if self.glyphs.len() >= MAX_GLYPHS_PER_PAGE {
+                return;
+            }
+            let x = 0.5 * i as f64;
+            let at = |dx: f64| [m[0] * dx + m[4], m[1] * dx + m[5]];
+            let ([x0, y0], [x1, y1]) = (at(x), at(x + 0.5));
+            self.glyphs.push(PlacedGlyph {
+                text: c.to_string(),
+                x0,
+                y0,
+                x1,
+                y1,
+                dir: [m[0], m[1]],
+                size: if height.is_finite() { height } else { 0.0 },
+            });
+        }
     }
 
     /// The font resource `name`, loaded once per object.

@@ -4,7 +4,7 @@
 //! Text comes from, in order: the font's `ToUnicode` CMap; for simple fonts
 //! the `/Encoding` (a base encoding plus `/Differences` glyph names looked up
 //! in a compact Adobe Glyph List subset, `uniXXXX` and `uXXXX` names), or the
-//! built-in encoding of an embedded Type 1 font program; for Type0 fonts a
+//! built-in encoding of an embedded Type 1 or CFF font program; for Type0 fonts a
 //! predefined Unicode CMap. Widths come from `/Widths` (simple fonts), `/W`
 //! and `/DW` (CID fonts), `/FontMatrix` (Type 3), or, for the standard 14
 //! fonts without `/Widths`, Adobe's AFM widths of the ASCII characters
@@ -17,6 +17,10 @@ use std::collections::{BTreeMap, HashMap};
 use lopdf::{Dictionary, Document, Object};
 
 use crate::tables;
+
+mod cff;
+#[cfg(test)]
+pub(crate) use cff::tests::font as test_cff_font;
 
 /// Most bytes a CMap stream or embedded font program may inflate to here, on
 /// top of the caller's own limit.
@@ -236,7 +240,8 @@ impl Font {
         }
         if table.is_none() {
             // The font program's own encoding (Type 1), else a default.
-            table = descriptor.and_then(|d| builtin_type1_encoding(doc, d, limit));
+            table = descriptor
+                .and_then(|d| builtin_type1_encoding(doc, d, limit).or_else(|| builtin_cff_encoding(doc, d, limit)));
             if table.is_none() {
                 table = Some(if symbolic_name {
                     table_to_strings(&tables::SYMBOL)
@@ -565,8 +570,24 @@ fn utf16be(bytes: &[u8]) -> String {
     char::decode_utf16(units).map(|c| c.unwrap_or('\u{FFFD}')).collect()
 }
 
+/// Glyph names of the TeX (Computer Modern, AMS) fonts missing from the
+/// Adobe Glyph List.
+const TEX_GLYPH_NAMES: [(&str, &str); 10] = [
+    ("angbracketleft", "\u{27E8}"),
+    ("angbracketright", "\u{27E9}"),
+    ("arrowdblboth", "\u{21D4}"),
+    ("arrowdblleft", "\u{21D0}"),
+    ("arrowdblright", "\u{21D2}"),
+    ("mapsto", "\u{21A6}"),
+    ("openbullet", "\u{25E6}"),
+    ("phi1", "\u{03D5}"),
+    ("rho1", "\u{03F1}"),
+    ("squaresolid", "\u{25A0}"),
+];
+
 /// Text for a glyph name: the Adobe Glyph List subset, `uniXXXX[XXXX…]`,
-/// `uXXXX[XX]`, ligature names joined by `_`, and suffixes after `.` dropped.
+/// `uXXXX[XX]`, a few TeX font names, ligature names joined by `_`, and
+/// suffixes after `.` dropped.
 pub fn glyph_name_to_text(name: &[u8]) -> Option<String> {
     let name = std::str::from_utf8(name).ok()?;
     let base = name.split('.').next().unwrap_or(name);
@@ -579,6 +600,9 @@ pub fn glyph_name_to_text(name: &[u8]) -> Option<String> {
     }
     if let Ok(index) = tables::GLYPH_NAMES.binary_search_by(|(n, _)| n.as_bytes().cmp(base.as_bytes())) {
         return tables::GLYPH_NAMES.get(index).map(|(_, text)| (*text).to_string());
+    }
+    if let Some((_, text)) = TEX_GLYPH_NAMES.iter().find(|(n, _)| *n == base) {
+        return Some((*text).to_string());
     }
     if let Some(hex) = base.strip_prefix("uni")
         && hex.len() >= 4
@@ -631,9 +655,10 @@ fn builtin_type1_encoding(doc: &Document, descriptor: &Dictionary, limit: usize)
     if rest.get(9..).is_some_and(|r| r.trim_ascii_start().starts_with(b"StandardEncoding")) {
         return Some(table_to_strings(&tables::STANDARD));
     }
-    let end = rest.windows(3).position(|w| w == b"def").unwrap_or(rest.len());
+    // The array ends at the first `def` token (not the `def` inside `/.notdef`).
     let mut table: Box<[Option<String>; 256]> = Box::new(std::array::from_fn(|_| None));
-    let words: Vec<&[u8]> = rest.get(..end)?.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).collect();
+    let words: Vec<&[u8]> =
+        rest.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).take_while(|w| *w != b"def").collect();
     let mut found = false;
     for window in words.windows(4) {
         if let [b"dup", code, name, b"put"] = window
@@ -646,6 +671,25 @@ fn builtin_type1_encoding(doc: &Document, descriptor: &Dictionary, limit: usize)
         }
     }
     found.then_some(table)
+}
+
+/// The encoding built into an embedded CFF font program (`/FontFile3`).
+fn builtin_cff_encoding(doc: &Document, descriptor: &Dictionary, limit: usize) -> Option<Box<[Option<String>; 256]>> {
+    let Some(Object::Stream(stream)) = deref(doc, descriptor.get(b"FontFile3").ok()) else {
+        return None;
+    };
+    let data = stream.decompressed_content_with_limit(limit).ok()?;
+    let encoding = cff::builtin_encoding(&data)?;
+    if encoding.standard {
+        return Some(table_to_strings(&tables::STANDARD));
+    }
+    let mut table: Box<[Option<String>; 256]> = Box::new(std::array::from_fn(|_| None));
+    for (code, name) in encoding.names {
+        if let Some(slot) = table.get_mut(usize::from(code)) {
+            *slot = glyph_name_to_text(name.as_bytes());
+        }
+    }
+    table.iter().any(Option::is_some).then_some(table)
 }
 
 fn std14_widths(base_font: &[u8]) -> Option<&'static [u16; 95]> {

@@ -9,7 +9,8 @@
 //! splits the page into columns read one after the other (recursively, for
 //! three columns); lines spanning the gutter (titles, footers) stay in place
 //! between the column bands. Runs sharing a baseline form a line, lines are
-//! ordered top to bottom, soft hyphens at line ends are joined, and the text
+//! ordered top to bottom, words hyphenated at line ends (soft hyphens, and
+//! hard hyphens between lowercase letters) are joined, and the text
 //! is normalised: ligatures expanded, NFC.
 
 use unicode_normalization::UnicodeNormalization;
@@ -18,10 +19,6 @@ use unicode_normalization::UnicodeNormalization;
 const SPACE_GAP: f64 = 0.15;
 /// A gap wider than this fraction of the font size ends a run.
 const RUN_GAP: f64 = 1.0;
-/// Whether a hard hyphen at the end of a line, between lowercase letters,
-/// is joined with the next line. Off: poppler keeps such hyphens, and a
-/// compound word broken at its hyphen would lose it.
-const JOIN_HARD_HYPHENS: bool = false;
 
 /// One glyph in device space.
 #[derive(Debug, Clone)]
@@ -277,7 +274,7 @@ fn block_lines(mut runs: Vec<Run>) -> Vec<String> {
         .collect()
 }
 
-/// Joins lines with newlines, joining words broken by a soft hyphen.
+/// Joins lines with newlines, joining words hyphenated at a line end.
 fn join_lines(lines: &[String]) -> String {
     let mut out = String::new();
     let mut iter = lines.iter().peekable();
@@ -289,8 +286,10 @@ fn join_lines(lines: &[String]) -> String {
             out.push_str(stem);
             continue;
         }
-        if JOIN_HARD_HYPHENS
-            && let Some(stem) = line.strip_suffix('-')
+        // A hard hyphen between lowercase letters at a line end is taken as
+        // hyphenation and dropped, as poppler's `pdftotext` does (a compound
+        // word broken at its own hyphen loses it: the lesser error).
+        if let Some(stem) = line.strip_suffix('-')
             && stem.chars().last().is_some_and(char::is_lowercase)
             && next_starts_lower
         {

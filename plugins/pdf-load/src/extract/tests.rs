@@ -206,6 +206,112 @@ fn soft_hyphen_at_line_end_is_joined() {
 }
 
 #[test]
+fn hard_hyphen_between_lowercase_letters_is_joined() {
+    let bytes = one_page(
+        helvetica,
+        "BT /F1 12 Tf 14 TL 72 700 Td (consectetuer adip-) Tj T* (iscing elit, Jean-) Tj T* (Paul and 1-) Tj T* (two) Tj ET",
+    );
+    assert_eq!(text_of(&bytes).trim(), "consectetuer adipiscing elit, Jean-\nPaul and 1-\ntwo");
+}
+
+/// A Type 1 font without `/Encoding` whose descriptor embeds `file` as `key`.
+fn embedded(key: &'static str, file: Vec<u8>) -> impl FnOnce(&mut Document) -> lopdf::Dictionary {
+    move |doc| {
+        let program = doc.add_object(Stream::new(dictionary! { "Subtype" => "Type1C" }, file));
+        let descriptor = doc.add_object(dictionary! { "Type" => "FontDescriptor", "FontName" => "X", key => program });
+        let font = doc.add_object(dictionary! {
+            "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "X", "FontDescriptor" => descriptor,
+        });
+        dictionary! { "F1" => font }
+    }
+}
+
+#[test]
+fn type1_builtin_encoding_past_notdef() {
+    // The `def` inside `/.notdef` does not end the encoding array.
+    let program = b"%!PS-AdobeFont-1.0: X\n/Encoding 256 array\n0 1 255 {1 index exch /.notdef put} for\n\
+        dup 12 /fi put\ndup 108 /l put\ndup 101 /e put\ndup 100 /d put\nreadonly def\ncurrentfile eexec\n";
+    let bytes = one_page(embedded("FontFile", program.to_vec()), "BT /F1 12 Tf 72 700 Td (\\014lled) Tj ET");
+    assert_eq!(text_of(&bytes).trim(), "filled");
+}
+
+#[test]
+fn cff_builtin_encoding_maps_ligatures() {
+    // Code 12 is the glyph `fi`, code 11 the custom-named glyph `f_f`.
+    let program = crate::fonts::test_cff_font(&[0, 0, 109, 1, 135], &[0, 2, 12, 11], false);
+    let bytes = one_page(embedded("FontFile3", program), "BT /F1 12 Tf 72 700 Td (\\014\\013) Tj ET");
+    assert_eq!(text_of(&bytes).trim(), "fiff");
+}
+
+#[test]
+fn tex_glyph_names() {
+    use crate::fonts::glyph_name_to_text;
+    assert_eq!(glyph_name_to_text(b"phi1").as_deref(), Some("\u{3D5}"));
+    assert_eq!(glyph_name_to_text(b"arrowdblright").as_deref(), Some("\u{21D2}"));
+    assert_eq!(glyph_name_to_text(b"phi").as_deref(), Some("\u{3C6}"));
+    assert_eq!(glyph_name_to_text(b"notaglyph"), None);
+}
+
+/// Adds `annots` (built by the closure) to the first page of `bytes`.
+fn with_annots(bytes: &[u8], annots: impl FnOnce(&mut Document) -> Vec<Object>) -> Vec<u8> {
+    let mut doc = Document::load_mem(bytes).unwrap();
+    let page_id = *doc.get_pages().values().next().unwrap();
+    let list = annots(&mut doc);
+    doc.get_dictionary_mut(page_id).unwrap().set("Annots", list);
+    let mut out = Vec::new();
+    doc.save_to(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn annotation_appearances_and_field_values() {
+    let page = one_page(helvetica, "BT /F1 12 Tf 72 700 Td (Name:) Tj ET BT /F1 12 Tf 72 600 Td (Town:) Tj ET");
+    let bytes = with_annots(&page, |doc| {
+        let font_id = doc.add_object(dictionary! {
+            "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica", "Encoding" => "WinAnsiEncoding",
+        });
+        // An appearance stream drawn in its own 0 0 100 20 box, placed (scaled
+        // by 0.5) on the rectangle to the right of "Name:".
+        let ap = doc.add_object(Stream::new(
+            dictionary! {
+                "Type" => "XObject", "Subtype" => "Form", "BBox" => vec![0.into(), 0.into(), 200.into(), 40.into()],
+                "Resources" => dictionary! { "Font" => dictionary! { "F1" => font_id } },
+            },
+            b"BT /F1 24 Tf 4 10 Td (Alice) Tj ET".to_vec(),
+        ));
+        let shown = doc.add_object(dictionary! {
+            "Type" => "Annot", "Subtype" => "Widget", "FT" => "Tx", "V" => Object::string_literal("Alice"),
+            "Rect" => vec![120.into(), 695.into(), 220.into(), 715.into()], "AP" => dictionary! { "N" => ap },
+        });
+        // A field whose appearance is missing: its value is shown.
+        let parent = doc.add_object(dictionary! { "FT" => "Tx", "V" => Object::string_literal("Springfield") });
+        let bare = doc.add_object(dictionary! {
+            "Type" => "Annot", "Subtype" => "Widget", "Parent" => parent,
+            "Rect" => vec![120.into(), 595.into(), 260.into(), 610.into()],
+        });
+        // Hidden: not shown.
+        let hidden = doc.add_object(dictionary! {
+            "Type" => "Annot", "Subtype" => "Widget", "FT" => "Tx", "V" => Object::string_literal("Secret"), "F" => 2,
+            "Rect" => vec![120.into(), 500.into(), 220.into(), 515.into()],
+        });
+        // A push button's caption: not shown (the page usually draws it).
+        let caption = doc.add_object(Stream::new(
+            dictionary! {
+                "Type" => "XObject", "Subtype" => "Form", "BBox" => vec![0.into(), 0.into(), 100.into(), 20.into()],
+                "Resources" => dictionary! { "Font" => dictionary! { "F1" => font_id } },
+            },
+            b"BT /F1 12 Tf 4 5 Td (Submit) Tj ET".to_vec(),
+        ));
+        let button = doc.add_object(dictionary! {
+            "Type" => "Annot", "Subtype" => "Widget", "FT" => "Btn",
+            "Rect" => vec![72.into(), 400.into(), 172.into(), 420.into()], "AP" => dictionary! { "N" => caption },
+        });
+        vec![shown.into(), bare.into(), hidden.into(), button.into()]
+    });
+    assert_eq!(text_of(&bytes).trim(), "Name: Alice\nTown: Springfield");
+}
+
+#[test]
 fn nfc_normalisation() {
     // e + combining acute from a ToUnicode map becomes é.
     assert_eq!(crate::layout::normalize("e\u{301}\u{FB03}"), "\u{E9}ffi");
