@@ -323,6 +323,14 @@ impl JobRun {
         record.state = JobState::Running;
         let attempt = record.attempts;
         let started_at_ms = now_ms();
+        let this_run = |outcome: &str, error: Option<serde_json::Value>, retry_in_ms: Option<u64>| JobAttempt {
+            attempt,
+            started_at_ms,
+            worker: self.config.name.clone(),
+            outcome: outcome.to_string(),
+            error,
+            retry_in_ms,
+        };
         if let Err(error) = self.queue.write_record(&record).await {
             tracing::warn!(%error, "cannot write job state");
         }
@@ -374,14 +382,7 @@ impl JobRun {
 
         let Some(outcome) = outcome else {
             tracing::warn!("handing the job back unfinished at shutdown");
-            record.history.push(JobAttempt {
-                attempt,
-                started_at_ms,
-                worker: self.config.name.clone(),
-                outcome: "handed_back".into(),
-                error: None,
-                retry_in_ms: None,
-            });
+            record.history.push(this_run("handed_back", None, None));
             record.attempts = record.attempts.saturating_sub(1);
             record.state = JobState::Queued;
             let _ = self.queue.write_record(&record).await;
@@ -402,14 +403,7 @@ impl JobRun {
                     .collect();
                 record.outputs = self.store_outputs(&job_id, &sinks).await;
                 record.state = JobState::Succeeded;
-                record.history.push(JobAttempt {
-                    attempt,
-                    started_at_ms,
-                    worker: self.config.name.clone(),
-                    outcome: "succeeded".into(),
-                    error: None,
-                    retry_in_ms: None,
-                });
+                record.history.push(this_run("succeeded", None, None));
                 if let Err(error) = self.queue.write_record(&record).await {
                     // Not acked: a redelivery resumes from the checkpoints.
                     tracing::error!(%error, "cannot record the job's success; leaving it for redelivery");
@@ -427,27 +421,17 @@ impl JobRun {
                     let retry_after = error.as_ref().and_then(|e| e.failure.retry_after);
                     let delay = backoff_delay(&self.config.job_retry, attempt, retry_after, self.jitter.as_ref());
                     record.state = JobState::Retrying;
-                    record.history.push(JobAttempt {
-                        attempt,
-                        started_at_ms,
-                        worker: self.config.name.clone(),
-                        outcome: "failed".into(),
-                        error: error_json,
-                        retry_in_ms: Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
-                    });
+                    record.history.push(this_run(
+                        "failed",
+                        error_json,
+                        Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+                    ));
                     let _ = self.queue.write_record(&record).await;
                     tracing::warn!(attempt, retry_in = ?delay, "job failed retryably; handing it back with a delay");
                     self.counters.retried.fetch_add(1, Ordering::Relaxed);
                     ack(&message, AckKind::Nak(Some(delay))).await;
                 } else {
-                    record.history.push(JobAttempt {
-                        attempt,
-                        started_at_ms,
-                        worker: self.config.name.clone(),
-                        outcome: "failed".into(),
-                        error: error_json.clone(),
-                        retry_in_ms: None,
-                    });
+                    record.history.push(this_run("failed", error_json.clone(), None));
                     let reason = match &error {
                         Some(e) if retryable => {
                             format!("step `{}` still failing after {attempt} attempts: {}", e.step, e.failure.message)
