@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::capabilities;
-use crate::engine::{CompiledPlugin, Engine, EngineError, EngineSettings, EngineStats, WasmStepRunner, limits};
+use crate::capabilities::{CapabilityConfig, Services, StepGrants};
+use crate::engine::{
+    CompiledPlugin, Engine, EngineError, EngineSettings, EngineStats, StepCapabilities, WasmStepRunner, limits,
+};
 use crate::item::Item;
 use crate::scheduler::{JobOptions, JobOutcome, Scheduler, SchedulerSettings};
 use crate::workflow::{self, Ceilings, Diagnostic, HostFacts, PluginFacts, RequiredGrant, Workflow, WorkflowError};
@@ -73,6 +76,7 @@ pub struct HostBuilder {
     engine: EngineSettings,
     scheduler: SchedulerSettings,
     plugins: BTreeMap<String, PluginSource>,
+    capabilities: CapabilityConfig,
 }
 
 impl Default for HostBuilder {
@@ -87,7 +91,20 @@ impl HostBuilder {
         let plugins = crate::bundled::builtin_plugins()
             .map(|(name, bytes)| (name.to_string(), PluginSource::Embedded(bytes)))
             .collect();
-        HostBuilder { engine: EngineSettings::default(), scheduler: SchedulerSettings::default(), plugins }
+        HostBuilder {
+            engine: EngineSettings::default(),
+            scheduler: SchedulerSettings::default(),
+            plugins,
+            capabilities: CapabilityConfig::default(),
+        }
+    }
+
+    /// Configures what steps may reach when granted: the LLM endpoint, the
+    /// SMTP relay, HTTP bounds and where secrets come from. Without it
+    /// every capability but logging answers "not configured" or "denied".
+    pub fn capabilities(mut self, config: CapabilityConfig) -> Self {
+        self.capabilities = config;
+        self
     }
 
     /// Replaces the engine settings (pooling, fuel metering, cache directory).
@@ -126,6 +143,7 @@ impl HostBuilder {
             scheduler: self.scheduler,
             sources: Mutex::new(self.plugins),
             compiled: Mutex::new(HashMap::new()),
+            services: Arc::new(Services::new(self.capabilities)),
         })
     }
 }
@@ -137,6 +155,7 @@ pub struct Host {
     scheduler: SchedulerSettings,
     sources: Mutex<BTreeMap<String, PluginSource>>,
     compiled: Mutex<HashMap<String, Arc<CompiledPlugin>>>,
+    services: Arc<Services>,
 }
 
 /// A workflow that passed every check against this host, with its plugins
@@ -292,7 +311,31 @@ impl Host {
         }
         let mut plugins = HashMap::new();
         let mut configs = HashMap::new();
+        let mut capabilities = HashMap::new();
+        let workflow_name: Arc<str> = Arc::from(workflow.name.as_str());
         for step in &workflow.steps {
+            // Malformed grants are reported by `check_against_host`.
+            if let Ok(grants) = StepGrants::from_grants(&step.grants) {
+                for secret in grants.secrets.iter().filter(|name| !self.services.has_secret(name)) {
+                    problems.push(Diagnostic::new(
+                        workflow.source.clone(),
+                        step.spans.grants.unwrap_or(step.span),
+                        format!(
+                            "step `{}` is granted secret `{secret}`, but this host has no value for it; \
+                             set the environment variable `{secret}` or add it to the secrets file",
+                            step.id
+                        ),
+                    ));
+                }
+                capabilities.insert(
+                    step.id.clone(),
+                    StepCapabilities {
+                        workflow: workflow_name.clone(),
+                        grants: Arc::new(grants),
+                        services: self.services.clone(),
+                    },
+                );
+            }
             if step.plugin.ends_with(".wasm") && !facts.plugins.contains_key(&step.plugin) {
                 let path = base_dir.join(&step.plugin);
                 self.sources
@@ -343,7 +386,7 @@ impl Host {
                 diagnostics: problems,
             }));
         }
-        let runner = Arc::new(WasmStepRunner::new(self.engine.clone(), plugins, configs));
+        let runner = Arc::new(WasmStepRunner::new(self.engine.clone(), plugins, configs, capabilities));
         Ok(LoadedWorkflow { workflow: Arc::new(workflow), runner })
     }
 

@@ -68,6 +68,8 @@ enum Command {
         /// Meter fuel so `limits.fuel` can be enforced (slower guests).
         #[arg(long)]
         fuel: bool,
+        #[command(flatten)]
+        capabilities: CapabilityArgs,
     },
     /// Check workflow files and print every problem found.
     Validate {
@@ -106,6 +108,8 @@ enum Command {
         /// (in-progress acks keep long jobs alive); all workers must agree.
         #[arg(long, default_value_t = 30)]
         ack_wait_secs: u64,
+        #[command(flatten)]
+        capabilities: CapabilityArgs,
     },
     /// Submit a job to NATS; prints its id, or its result with --wait.
     Submit {
@@ -160,6 +164,67 @@ enum DlqAction {
         #[arg(long, conflicts_with = "id")]
         all: bool,
     },
+}
+
+/// What steps may reach when their workflow grants it.
+#[derive(clap::Args, Clone)]
+struct CapabilityArgs {
+    /// Base URL of an OpenAI-compatible API for the `llm` capability, e.g.
+    /// `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1`. Its key
+    /// is read from WEFT_LLM_API_KEY and never reaches a component.
+    #[arg(long, env = "WEFT_LLM_BASE_URL", value_name = "URL")]
+    llm_base_url: Option<String>,
+    /// The model steps get unless they name one.
+    #[arg(long, env = "WEFT_LLM_MODEL", default_value = "gpt-4o-mini", value_name = "NAME")]
+    llm_model: String,
+    /// SMTP relay for the `email` capability: `smtp://[user:pass@]host:port`
+    /// (add `?tls=required` for STARTTLS) or `smtps://...` for TLS.
+    #[arg(long, env = "WEFT_SMTP_URL", value_name = "URL")]
+    smtp_url: Option<String>,
+    /// The sender address of e-mail from steps.
+    #[arg(long, env = "WEFT_SMTP_FROM", default_value = "weft@localhost", value_name = "ADDRESS")]
+    smtp_from: String,
+    /// A file of `NAME=value` lines holding secrets that workflows grant
+    /// (looked up before the environment variable of the same name).
+    #[arg(long, env = "WEFT_SECRETS_FILE", value_name = "FILE")]
+    secrets_file: Option<PathBuf>,
+    /// The longest one outbound HTTP request from a step may take, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    http_timeout_secs: u64,
+    /// The largest HTTP response a step may receive, in bytes.
+    #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
+    http_max_response_bytes: u64,
+}
+
+impl CapabilityArgs {
+    fn config(&self) -> Result<weft::capabilities::CapabilityConfig> {
+        use weft::capabilities::{CapabilityConfig, EmailConfig, HttpSettings, LlmConfig, SecretStore};
+        let llm = match &self.llm_base_url {
+            Some(url) => {
+                let key = std::env::var("WEFT_LLM_API_KEY").ok().filter(|k| !k.is_empty());
+                Some(LlmConfig::new(url, &self.llm_model, key).map_err(anyhow::Error::msg)?)
+            }
+            None => None,
+        };
+        let email = match &self.smtp_url {
+            Some(url) => Some(EmailConfig::new(url, &self.smtp_from).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        let mut secrets = SecretStore::from_environment();
+        if let Some(file) = &self.secrets_file {
+            secrets = secrets.with_file(file)?;
+        }
+        Ok(CapabilityConfig {
+            http: HttpSettings {
+                max_timeout: Duration::from_secs(self.http_timeout_secs.max(1)),
+                max_response_bytes: self.http_max_response_bytes,
+                ..HttpSettings::default()
+            },
+            llm,
+            email,
+            secrets,
+        })
+    }
 }
 
 /// How to reach NATS.
@@ -269,14 +334,25 @@ fn engine_settings(cli: &Cli, fuel: bool) -> EngineSettings {
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
-        Command::Run { workflow, input, input_as, job_id, show_intermediate, fuel } => {
+        Command::Run { workflow, input, input_as, job_id, show_intermediate, fuel, capabilities } => {
             let settings = engine_settings(&cli, *fuel);
-            run(settings, workflow, input, *input_as, job_id.clone(), *show_intermediate).await
+            let host = HostBuilder::new().engine_settings(settings).capabilities(capabilities.config()?).build()?;
+            run(host, workflow, input, *input_as, job_id.clone(), *show_intermediate).await
         }
         Command::Validate { files } => validate(engine_settings(&cli, true), files),
         Command::Plugins { json } => plugins(engine_settings(&cli, false), *json),
-        Command::Serve { nats, workflows, concurrency, max_job_attempts, drain_grace_secs, fuel, ack_wait_secs } => {
+        Command::Serve {
+            nats,
+            workflows,
+            concurrency,
+            max_job_attempts,
+            drain_grace_secs,
+            fuel,
+            ack_wait_secs,
+            capabilities,
+        } => {
             let settings = engine_settings(&cli, *fuel);
+            let host = HostBuilder::new().engine_settings(settings).capabilities(capabilities.config()?).build()?;
             let worker = weft::queue::WorkerConfig {
                 concurrency: *concurrency,
                 max_job_attempts: *max_job_attempts,
@@ -284,7 +360,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 ..weft::queue::WorkerConfig::default()
             };
             let queue = weft::queue::QueueConfig { ack_wait: Duration::from_secs(*ack_wait_secs), ..nats.config() };
-            serve(settings, queue, workflows.as_deref(), worker).await
+            serve(host, queue, workflows.as_deref(), worker).await
         }
         Command::Submit { nats, workflow, input, job_id, wait, timeout_secs } => {
             let queue = weft::queue::connect(nats.config()).await?;
@@ -342,7 +418,7 @@ fn load_workflow(host: &weft::Host, workflow: &str) -> Result<weft::LoadedWorkfl
 }
 
 async fn run(
-    settings: EngineSettings,
+    host: weft::Host,
     workflow: &str,
     input: &Path,
     input_as: InputKind,
@@ -351,7 +427,6 @@ async fn run(
 ) -> Result<ExitCode> {
     let bytes = read_input(input)?;
     let item = make_input_item(bytes, input_as, input)?;
-    let host = HostBuilder::new().engine_settings(settings).build()?;
     let loaded = match load_workflow(&host, workflow) {
         Ok(loaded) => loaded,
         Err(HostError::Workflow(error)) => {
@@ -508,19 +583,19 @@ fn plugins(settings: EngineSettings, json: bool) -> Result<ExitCode> {
         let wasi = plugin.imports.len() - weft_imports.len();
         println!("  imports: {} (+ {wasi} sandboxed WASI interfaces)", weft_imports.join(", "));
         if !plugin.required_grants.is_empty() {
-            println!("  needs grants: {}", plugin.required_grants.join(", "));
+            println!("  can use, when its step grants them: {}", plugin.required_grants.join(", "));
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(
-    settings: EngineSettings,
+    host: weft::Host,
     queue: weft::queue::QueueConfig,
     dir: Option<&Path>,
     worker: weft::queue::WorkerConfig,
 ) -> Result<ExitCode> {
-    let host = std::sync::Arc::new(HostBuilder::new().engine_settings(settings).build()?);
+    let host = std::sync::Arc::new(host);
     let mut loaded = Vec::new();
     let mut invalid = 0;
     match dir {
@@ -542,8 +617,13 @@ async fn serve(
             }
         }
         None => {
+            // A bundled workflow this host is not configured for (an LLM
+            // endpoint, a secret) is left out with the reason, not fatal.
             for (name, text) in weft::bundled_workflows() {
-                loaded.push(host.load_workflow_str(&format!("<bundled>/{name}.yaml"), text, Path::new("."))?);
+                match host.load_workflow_str(&format!("<bundled>/{name}.yaml"), text, Path::new(".")) {
+                    Ok(workflow) => loaded.push(workflow),
+                    Err(error) => eprintln!("weft serve: not serving bundled workflow `{name}`:\n{error}"),
+                }
             }
         }
     }

@@ -4,11 +4,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod nats;
+mod servers;
 mod support;
 
 mod cache;
+mod capabilities;
 mod cli;
+mod delivery;
 mod loading;
+mod notify;
 mod pdf;
 mod queue;
 mod retries;

@@ -37,6 +37,30 @@ async fn pdf_digest_masks_and_summarises_the_sample_pdf() {
     assert_eq!(summary.len(), 1);
     let summary = summary[0].as_text().unwrap();
     assert!(!summary.is_empty() && !summary.contains("jane.doe@example.com"), "{summary}");
+    // Every summary sentence is a sentence of the (masked) source, up to whitespace.
+    let words = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let source = words(&masked);
+    for sentence in weft_summarize_sentences(summary) {
+        assert!(source.contains(&words(sentence.trim_end_matches('.'))), "`{sentence}` is not from the source");
+    }
+
+    // The offline `notify` channel puts the digest into the job result.
+    let note = &outcome.outputs["notify"];
+    assert_eq!(note.len(), 1);
+    assert_eq!(note[0].metadata_value("channel"), Some("stdout"));
+    let digest: serde_json::Value = serde_json::from_str(note[0].as_text().unwrap()).unwrap();
+    assert_eq!(digest["job_id"], "job-sample");
+    assert_eq!(digest["workflow"], "pdf-digest");
+    assert_eq!(digest["summary"], summary);
+    assert_eq!(digest["findings"]["EMAIL"], 1, "{digest}");
+    assert_eq!(digest["findings"]["PHONE"], 1, "{digest}");
+    let all = digest.to_string();
+    assert!(!all.contains("jane.doe@example.com") && !all.contains("7946 0958"), "{all}");
+}
+
+/// Sentences of a summary, split at ". " (the sample's sentences hold no abbreviations).
+fn weft_summarize_sentences(summary: &str) -> Vec<&str> {
+    summary.split('\n').flat_map(|line| line.split(". ")).map(str::trim).filter(|s| !s.is_empty()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,7 @@ pub const TEST_COMPONENTS: &[&str] = &[
     "noop",
     "echo-config",
     "sleep",
+    "capability-probe",
 ];
 
 /// The repository root.
@@ -81,4 +82,28 @@ pub fn one_step(plugin: &str, extra: &str) -> String {
 pub async fn run_one(host: &Host, yaml: &str, input: Vec<Item>) -> JobOutcome {
     let loaded = load(host, yaml);
     host.run_job(&loaded, "job-test", input).await
+}
+
+/// A host like [`host`] whose capabilities are configured by `config`.
+pub fn host_with_capabilities(config: weft::capabilities::CapabilityConfig) -> Host {
+    let settings = EngineSettings { cache_dir: Some(shared_cache_dir().to_path_buf()), ..EngineSettings::default() };
+    let mut builder = HostBuilder::new().engine_settings(settings).capabilities(config);
+    for name in TEST_COMPONENTS {
+        builder = builder.plugin(*name, PluginSource::File(component_path(name)));
+    }
+    builder.build().expect("host builds")
+}
+
+/// The text payloads of a step's output.
+pub fn texts(outcome: &JobOutcome, step: &str) -> Vec<String> {
+    outcome
+        .outputs
+        .get(step)
+        .unwrap_or_else(|| panic!("step `{step}` has output: {:#?}", outcome.report))
+        .iter()
+        .map(|item| match &item.payload {
+            weft::Payload::Text(text) => text.clone(),
+            weft::Payload::Bytes(_) => panic!("step `{step}` returned bytes"),
+        })
+        .collect()
 }

@@ -1,9 +1,11 @@
-//! Host-side bindings generated from `wit/step.wit`, and conversions between
-//! them and the crate's own [`Item`](crate::item::Item) type.
+//! Host-side bindings generated from `wit/step.wit` (the `capable-step`
+//! world, so every capability can be linked), and conversions between them
+//! and the crate's own [`Item`](crate::item::Item) type.
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "step",
+    world: "capable-step",
+    imports: { default: async },
     exports: { default: async },
 });
 

@@ -13,7 +13,7 @@ mod runner;
 mod stdio;
 
 pub use cache::default_cache_dir;
-pub use runner::WasmStepRunner;
+pub use runner::{StepCapabilities, WasmStepRunner};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::capabilities::{self, ImportClass};
-use bindings::StepPre;
+use bindings::CapableStepPre as StepPre;
 use limits::{EPOCH_TICK, MAX_TABLE_ELEMENTS, MEMORY_CEILING};
 use runner::StepState;
 

@@ -10,12 +10,13 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::Step;
-use super::bindings::weft::plugin::{logging, types};
+use super::bindings::CapableStep;
+use super::bindings::weft::plugin::{email, http, llm, logging, secrets, types};
 use super::limits::{ResolvedLimits, StepLimiter, human_bytes};
 use super::stdio::TracingOutput;
 use super::{CompiledPlugin, Engine};
 use crate::capabilities::logging::{GuestLog, LogLevel};
+use crate::capabilities::{self as caps, CallScope, CapabilityConfig, Services, StepGrants};
 use crate::item::Item;
 use crate::scheduler::{FailureKind, StepAttempt, StepFailure, StepRunner};
 
@@ -25,6 +26,7 @@ pub(crate) struct StepState {
     table: ResourceTable,
     limiter: StepLimiter,
     log: Arc<Mutex<GuestLog>>,
+    scope: CallScope,
 }
 
 impl WasiView for StepState {
@@ -36,7 +38,7 @@ impl WasiView for StepState {
 impl types::Host for StepState {}
 
 impl logging::Host for StepState {
-    fn log(&mut self, level: logging::Level, message: String) {
+    async fn log(&mut self, level: logging::Level, message: String) {
         let level = match level {
             logging::Level::Trace => LogLevel::Trace,
             logging::Level::Debug => LogLevel::Debug,
@@ -48,8 +50,122 @@ impl logging::Host for StepState {
     }
 }
 
+impl http::Host for StepState {
+    async fn send(&mut self, request: http::Request) -> Result<http::Response, http::HttpError> {
+        let request = caps::http::HttpRequest {
+            method: request.method,
+            url: request.url,
+            headers: request.headers,
+            body: request.body,
+            secret_headers: request
+                .secret_headers
+                .into_iter()
+                .map(|h| caps::http::SecretHeader { name: h.name, secret: h.secret, prefix: h.prefix })
+                .collect(),
+            timeout: request.timeout_ms.map(std::time::Duration::from_millis),
+        };
+        match self.scope.http_send(request).await {
+            Ok(r) => Ok(http::Response { status: r.status, headers: r.headers, body: r.body }),
+            Err(error) => Err(match error {
+                caps::http::HttpError::Denied(m) => http::HttpError::Denied(m),
+                caps::http::HttpError::InvalidRequest(m) => http::HttpError::InvalidRequest(m),
+                caps::http::HttpError::Timeout(m) => http::HttpError::Timeout(m),
+                caps::http::HttpError::TooLarge(m) => http::HttpError::TooLarge(m),
+                caps::http::HttpError::Transport(m) => http::HttpError::Transport(m),
+            }),
+        }
+    }
+}
+
+impl llm::Host for StepState {
+    async fn chat(&mut self, request: llm::ChatRequest) -> Result<llm::ChatResponse, llm::LlmError> {
+        let request = caps::llm::ChatRequest {
+            messages: request
+                .messages
+                .into_iter()
+                .map(|m| caps::llm::ChatMessage { role: m.role, content: m.content })
+                .collect(),
+            model: request.model,
+            max_tokens: request.max_tokens,
+            temperature: request.temperature,
+        };
+        match self.scope.llm_chat(request).await {
+            Ok(r) => Ok(llm::ChatResponse {
+                content: r.content,
+                model: r.model,
+                prompt_tokens: r.prompt_tokens,
+                completion_tokens: r.completion_tokens,
+                finish_reason: r.finish_reason,
+            }),
+            Err(error) => Err(match error {
+                caps::llm::LlmError::Denied(m) => llm::LlmError::Denied(m),
+                caps::llm::LlmError::NotConfigured(m) => llm::LlmError::NotConfigured(m),
+                caps::llm::LlmError::RateLimited { delay, reason } => llm::LlmError::RateLimited(types::RetryAfter {
+                    delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    reason,
+                }),
+                caps::llm::LlmError::Unavailable(m) => llm::LlmError::Unavailable(m),
+                caps::llm::LlmError::Rejected(m) => llm::LlmError::Rejected(m),
+            }),
+        }
+    }
+}
+
+impl email::Host for StepState {
+    async fn send(&mut self, message: email::Message) -> Result<String, email::EmailError> {
+        let message = caps::email::EmailMessage {
+            to: message.to,
+            cc: message.cc,
+            subject: message.subject,
+            text_body: message.text_body,
+            html_body: message.html_body,
+            reply_to: message.reply_to,
+            headers: message.headers,
+        };
+        self.scope.email_send(message).await.map_err(|error| match error {
+            caps::email::EmailError::Denied(m) => email::EmailError::Denied(m),
+            caps::email::EmailError::NotConfigured(m) => email::EmailError::NotConfigured(m),
+            caps::email::EmailError::Invalid(m) => email::EmailError::Invalid(m),
+            caps::email::EmailError::Rejected(m) => email::EmailError::Rejected(m),
+            caps::email::EmailError::Unavailable(m) => email::EmailError::Unavailable(m),
+        })
+    }
+}
+
+impl secrets::Host for StepState {
+    async fn hmac_sha256(&mut self, name: String, data: Vec<u8>) -> Result<Vec<u8>, secrets::SecretError> {
+        self.scope.hmac_sha256(&name, &data).await.map_err(|error| match error {
+            caps::SecretError::Denied(m) => secrets::SecretError::Denied(m),
+            caps::SecretError::Missing(m) => secrets::SecretError::Missing(m),
+        })
+    }
+}
+
 pub(super) fn add_capabilities_to_linker(linker: &mut Linker<StepState>) -> wasmtime::Result<()> {
-    Step::add_to_linker::<StepState, HasSelf<StepState>>(linker, |state| state)
+    CapableStep::add_to_linker::<StepState, HasSelf<StepState>>(linker, |state| state)
+}
+
+/// What the steps of one workflow may reach: the workflow's name, each
+/// step's resolved grants, and the host's capability services.
+#[derive(Debug, Clone)]
+pub struct StepCapabilities {
+    /// The workflow's name, given to steps in their context.
+    pub workflow: Arc<str>,
+    /// The step's resolved grants.
+    pub grants: Arc<StepGrants>,
+    /// The host's services.
+    pub services: Arc<Services>,
+}
+
+impl StepCapabilities {
+    /// No grants and no configured services: every capability call is denied.
+    pub fn none() -> Self {
+        StepCapabilities {
+            workflow: Arc::from(""),
+            grants: Arc::new(StepGrants::default()),
+            services: Arc::new(Services::new(CapabilityConfig::default())),
+        }
+    }
 }
 
 /// The error an epoch callback raises when an attempt's deadline passes.
@@ -71,6 +187,8 @@ pub struct WasmStepRunner {
     plugins: HashMap<String, Arc<CompiledPlugin>>,
     /// Each step's config, serialised once.
     configs: HashMap<String, Arc<str>>,
+    /// Each step's grants and the host's services.
+    capabilities: HashMap<String, StepCapabilities>,
 }
 
 impl WasmStepRunner {
@@ -79,8 +197,9 @@ impl WasmStepRunner {
         engine: Arc<Engine>,
         plugins: HashMap<String, Arc<CompiledPlugin>>,
         configs: HashMap<String, Arc<str>>,
+        capabilities: HashMap<String, StepCapabilities>,
     ) -> Self {
-        WasmStepRunner { engine, plugins, configs }
+        WasmStepRunner { engine, plugins, configs, capabilities }
     }
 }
 
@@ -91,7 +210,10 @@ impl StepRunner for WasmStepRunner {
             return Err(StepFailure::new(FailureKind::Host, format!("no compiled plugin for step `{step_id}`")));
         };
         let config = self.configs.get(step_id).cloned().unwrap_or_else(|| Arc::from("{}"));
-        self.engine.run_attempt(plugin, &attempt, &config).await
+        match self.capabilities.get(step_id) {
+            Some(capabilities) => self.engine.run_attempt_with(plugin, &attempt, &config, capabilities).await,
+            None => self.engine.run_attempt(plugin, &attempt, &config).await,
+        }
     }
 }
 
@@ -110,6 +232,22 @@ impl Engine {
         attempt: &StepAttempt,
         config: &str,
     ) -> Result<Vec<Item>, StepFailure> {
+        self.run_attempt_with(plugin, attempt, config, &StepCapabilities::none()).await
+    }
+
+    /// Like [`Engine::run_attempt`], with the step's grants and the host's
+    /// capability services.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::run_attempt`].
+    pub async fn run_attempt_with(
+        &self,
+        plugin: &CompiledPlugin,
+        attempt: &StepAttempt,
+        config: &str,
+        capabilities: &StepCapabilities,
+    ) -> Result<Vec<Item>, StepFailure> {
         let step = &attempt.step.id;
         let limits = ResolvedLimits::from_step(&attempt.step.limits);
         let log = Arc::new(Mutex::new(GuestLog::new(&attempt.job_id, step, attempt.attempt)));
@@ -120,15 +258,29 @@ impl Engine {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let state =
-            StepState { wasi, table: ResourceTable::new(), limiter: StepLimiter::new(limits.memory), log: log.clone() };
+        let deadline = Instant::now() + attempt.timeout;
+        let scope = CallScope {
+            job_id: attempt.job_id.clone(),
+            workflow: capabilities.workflow.clone(),
+            step: Arc::from(step.as_str()),
+            attempt: attempt.attempt,
+            grants: capabilities.grants.clone(),
+            deadline,
+            services: capabilities.services.clone(),
+        };
+        let state = StepState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: StepLimiter::new(limits.memory),
+            log: log.clone(),
+            scope,
+        };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         if self.settings.fuel_metering {
             let fuel = limits.fuel.unwrap_or(u64::MAX);
             store.set_fuel(fuel).map_err(|e| host_failure(format!("cannot set fuel: {e}")))?;
         }
-        let deadline = Instant::now() + attempt.timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline { Err(DeadlineExceeded.into()) } else { Ok(UpdateDeadline::Yield(1)) }
@@ -136,6 +288,7 @@ impl Engine {
 
         let ctx = types::Context {
             job_id: attempt.job_id.to_string(),
+            workflow: capabilities.workflow.to_string(),
             step_id: step.clone(),
             attempt: attempt.attempt,
             item_index: attempt.item_index,

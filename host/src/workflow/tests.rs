@@ -646,15 +646,15 @@ fn host_check_ceilings() {
 fn host_check_grants() {
     let wf = parse(
         "t.yaml",
-        &with_steps("  - id: fetch\n    plugin: http-get\n  - id: ok\n    plugin: http-get\n    grants: { http: [a.example], htp: true, zzzz: true }\n"),
+        &with_steps("  - id: fetch\n    plugin: http-get\n    grants: { http: [\"ftp://a.example\"], secrets: true }\n  - id: ok\n    plugin: http-get\n    grants: { http: [a.example], htp: true, zzzz: true }\n"),
     )
     .unwrap();
     let err = check_against_host(&wf, &host()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "t.yaml:5:13: step `fetch` uses plugin `http-get`, which imports `weft:plugin/http`; add `grants: { http: [...] }` to the step to allow it\n\
-         t.yaml:8:34: unknown grant `htp` in step `ok`; did you mean `http`? known grants: email, http, llm, secrets\n\
-         t.yaml:8:45: unknown grant `zzzz` in step `ok`; known grants: email, http, llm, secrets"
+        "t.yaml:6:13: step `fetch`: `ftp://a.example` in grant `http` is not a host pattern: only http and https are supported\n\
+         t.yaml:9:34: unknown grant `htp` in step `ok`; did you mean `http`? known grants: email, http, llm, secrets\n\
+         t.yaml:9:45: unknown grant `zzzz` in step `ok`; known grants: email, http, llm, secrets"
     );
 }
 

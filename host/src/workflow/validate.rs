@@ -186,7 +186,7 @@ impl HostCheck<'_> {
 
     fn plugin(&mut self, step: &StepSpec) {
         let span = step.spans.plugin;
-        let Some(plugin) = self.host.plugins.get(&step.plugin) else {
+        if !self.host.plugins.contains_key(&step.plugin) {
             let known: Vec<&str> = self.host.plugins.keys().map(String::as_str).collect();
             let hint = did_you_mean(&step.plugin, known.iter().copied());
             let list = if known.is_empty() {
@@ -196,27 +196,14 @@ impl HostCheck<'_> {
                 format!("{sep} known plugins: {}", known.join(", "))
             };
             self.error(span, format!("unknown plugin `{}` in step `{}`{hint}{list}", step.plugin, step.id));
-            return;
-        };
-        // One message per missing grant, naming every import that needs it.
-        let mut missing: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for required in &plugin.required_grants {
-            if !step.grants.is_granted(&required.grant) {
-                let imports = missing.entry(required.grant.as_str()).or_default();
-                if !imports.contains(&required.import.as_str()) {
-                    imports.push(required.import.as_str());
-                }
-            }
         }
-        for (grant, imports) in missing {
-            let imports = imports.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(" and ");
-            self.error(
-                span,
-                format!(
-                    "step `{}` uses plugin `{}`, which imports {imports}; add `grants: {{ {grant}: [...] }}` to the step to allow it",
-                    step.id, step.plugin
-                ),
-            );
+        // A plugin's capability imports say what it *may* use; each call is
+        // checked against the step's grants when it is made, so a step need
+        // not grant what its config does not use. The grants themselves must
+        // make sense now.
+        if let Err(message) = crate::capabilities::StepGrants::from_grants(&step.grants) {
+            let span = step.spans.grants.unwrap_or(step.span);
+            self.error(span, format!("step `{}`: {message}", step.id));
         }
     }
 

@@ -1,7 +1,8 @@
 //! Text splitting: chunks of at most `size` characters (Unicode scalar
-//! values) with `overlap` characters shared by consecutive chunks, ending at
-//! a paragraph break if one is in reach, else a sentence end, else
-//! whitespace, else exactly at `size` characters.
+//! values) — or approximate tokens, counted as four characters each — with
+//! `overlap` shared by consecutive chunks, ending at a paragraph break if
+//! one is in reach, else a sentence end, else whitespace, else exactly at
+//! `size`. Never inside a UTF-8 character.
 
 use serde::Deserialize;
 
@@ -14,11 +15,37 @@ pub struct Config {
     /// `size`. Defaults to 100, or to `size / 10` when `size` is 100 or less
     /// (where 100 would be invalid).
     pub overlap: usize,
+    /// What `size` and `overlap` count.
+    pub unit: Unit,
+}
+
+/// What chunk sizes count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    /// Unicode scalar values.
+    #[default]
+    Chars,
+    /// Approximate tokens of an LLM tokenizer: four characters each, the
+    /// usual rule of thumb for English text.
+    Tokens,
+}
+
+/// Characters per approximate token.
+pub const CHARS_PER_TOKEN: usize = 4;
+
+impl Unit {
+    fn chars(self, n: usize) -> usize {
+        match self {
+            Unit::Chars => n,
+            Unit::Tokens => n.saturating_mul(CHARS_PER_TOKEN),
+        }
+    }
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { size: 1000, overlap: 100 }
+        Self { size: 1000, overlap: 100, unit: Unit::Chars }
     }
 }
 
@@ -28,6 +55,7 @@ impl Default for Config {
 struct RawConfig {
     size: Option<usize>,
     overlap: Option<usize>,
+    unit: Option<Unit>,
 }
 
 impl Config {
@@ -36,7 +64,7 @@ impl Config {
     pub fn from_json(json: &str) -> Result<Self, String> {
         let json = json.trim();
         let raw: RawConfig = if json.is_empty() || json == "null" {
-            RawConfig { size: None, overlap: None }
+            RawConfig { size: None, overlap: None, unit: None }
         } else {
             let value: serde_json::Value =
                 serde_json::from_str(json).map_err(|e| format!("invalid chunk config: {e}"))?;
@@ -47,7 +75,7 @@ impl Config {
         };
         let size = raw.size.unwrap_or(Config::default().size);
         let overlap = raw.overlap.unwrap_or(if size > 100 { 100 } else { size / 10 });
-        let cfg = Config { size, overlap };
+        let cfg = Config { size, overlap, unit: raw.unit.unwrap_or_default() };
         cfg.validate()?;
         Ok(cfg)
     }
@@ -77,7 +105,7 @@ pub struct Chunk<'a> {
 }
 
 /// Keys set on every output item (replacing any the input item had).
-const OWN_KEYS: [&str; 4] = ["chunk_index", "chunk_of_item", "char_start", "char_end"];
+const OWN_KEYS: [&str; 5] = ["chunk_index", "chunk_of_item", "char_start", "char_end", "approx_tokens"];
 
 /// Chunks every `(text, metadata)` item and returns the chunks as
 /// `(text, metadata)` items: the input item's metadata plus `chunk_index`
@@ -93,6 +121,8 @@ pub fn chunk_items(items: &[(String, Vec<(String, String)>)], cfg: &Config) -> V
             meta.push(("chunk_of_item".into(), of_item.to_string()));
             meta.push(("char_start".into(), chunk.char_start.to_string()));
             meta.push(("char_end".into(), chunk.char_end.to_string()));
+            let chars = chunk.char_end - chunk.char_start;
+            meta.push(("approx_tokens".into(), chars.div_ceil(CHARS_PER_TOKEN).to_string()));
             out.push((chunk.text.to_string(), meta));
         }
     }
@@ -103,8 +133,8 @@ pub fn chunk_items(items: &[(String, Vec<(String, String)>)], cfg: &Config) -> V
 /// `cfg` is treated as `size = max(size, 1)`, `overlap = min(overlap, size - 1)`).
 /// Whitespace-only chunks are dropped, so empty or blank text yields none.
 pub fn split_text<'a>(text: &'a str, cfg: &Config) -> Vec<Chunk<'a>> {
-    let size = cfg.size.max(1);
-    let overlap = cfg.overlap.min(size - 1);
+    let size = cfg.unit.chars(cfg.size).max(1);
+    let overlap = cfg.unit.chars(cfg.overlap).min(size - 1);
     // Byte offset of every char, plus the end: `bounds[i]..bounds[j]` is the
     // text of chars `i..j`.
     let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).chain(std::iter::once(text.len())).collect();

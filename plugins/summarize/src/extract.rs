@@ -19,11 +19,31 @@ pub struct Config {
     /// Above this many input characters, summarise in a map phase (per item,
     /// or per window of an oversized item) and then reduce (default 50 000).
     pub map_reduce_threshold_chars: usize,
+    /// `extractive` (offline, the default) or `llm`.
+    pub mode: Mode,
+    /// Settings of the `llm` mode.
+    pub llm: crate::llm::Settings,
+}
+
+/// How the summary is made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Sentence ranking inside the sandbox.
+    #[default]
+    Extractive,
+    /// The host's `llm` capability.
+    Llm,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { max_sentences: 5, max_chars: 1200, map_reduce_threshold_chars: 50_000 }
+        Config {
+            max_sentences: 5,
+            max_chars: 1200,
+            map_reduce_threshold_chars: 50_000,
+            mode: Mode::Extractive,
+            llm: crate::llm::Settings::default(),
+        }
     }
 }
 
@@ -34,6 +54,11 @@ struct RawConfig {
     max_sentences: Option<usize>,
     max_chars: Option<usize>,
     map_reduce_threshold_chars: Option<usize>,
+    prompt: Option<String>,
+    reduce_prompt: Option<String>,
+    model: Option<String>,
+    max_tokens: Option<u32>,
+    window_chars: Option<usize>,
 }
 
 impl Config {
@@ -50,20 +75,30 @@ impl Config {
             }
             serde_json::from_value(value).map_err(|e| format!("invalid summarize config: {e}"))?
         };
-        match raw.mode.as_deref() {
-            None | Some("extractive") => {}
-            Some("llm") => return Err("llm mode needs the llm capability, not available in this build".into()),
+        let mode = match raw.mode.as_deref() {
+            None | Some("extractive") => Mode::Extractive,
+            Some("llm") => Mode::Llm,
             Some(other) => {
                 return Err(format!(
                     "invalid summarize config: unknown mode {other:?} (expected \"extractive\" or \"llm\")"
                 ));
             }
-        }
+        };
         let d = Config::default();
+        let llm = crate::llm::Settings {
+            prompt: raw.prompt.unwrap_or(d.llm.prompt),
+            reduce_prompt: raw.reduce_prompt.unwrap_or(d.llm.reduce_prompt),
+            model: raw.model,
+            max_tokens: raw.max_tokens.unwrap_or(d.llm.max_tokens),
+            window_chars: raw.window_chars.unwrap_or(d.llm.window_chars),
+        };
+        llm.check().map_err(|e| format!("invalid summarize config: {e}"))?;
         let cfg = Config {
             max_sentences: raw.max_sentences.unwrap_or(d.max_sentences),
             max_chars: raw.max_chars.unwrap_or(d.max_chars),
             map_reduce_threshold_chars: raw.map_reduce_threshold_chars.unwrap_or(d.map_reduce_threshold_chars),
+            mode,
+            llm,
         };
         for (name, v) in [
             ("max_sentences", cfg.max_sentences),

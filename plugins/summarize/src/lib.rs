@@ -1,11 +1,11 @@
-//! `summarize`: an extractive summary of text items.
-//!
-//! This build has the offline extractive mode only (LexRank sentence
-//! ranking, see [`extract`]); `mode: "llm"` is refused with a fatal error
-//! until the host's `llm` capability exists. This file only adapts
-//! [`extract`] to the `weft:plugin` `step` world.
+//! `summarize`: a summary of text items, made offline inside the sandbox
+//! (`mode: extractive`, the default: LexRank sentence ranking, see
+//! [`extract`]) or by the host's `llm` capability (`mode: llm`: a prompt
+//! template and map-reduce over windows, see [`llm`]). This file only adapts
+//! them to the `capable-step` world.
 
 pub mod extract;
+pub mod llm;
 
 pub use extract::{Config, split_sentences, summarize};
 
@@ -15,11 +15,12 @@ pub use extract::{Config, split_sentences, summarize};
 // export glue, which takes every flattened field of `run`'s parameters.
 #[allow(unsafe_code, clippy::too_many_arguments)]
 mod component {
-    wit_bindgen::generate!({ path: "../../wit", world: "step" });
+    wit_bindgen::generate!({ path: "../../wit", world: "capable-step" });
 
+    use weft::plugin::llm as host_llm;
     use weft::plugin::types::Payload;
 
-    use crate::extract::{self, Config};
+    use crate::extract::{self, Config, Mode};
 
     struct SummarizeStep;
 
@@ -38,9 +39,43 @@ mod component {
                     }
                 }
             }
+            if cfg.mode == Mode::Llm {
+                return summarize_with_llm(&texts, &cfg, source_items);
+            }
             let (summary, sentences) = extract::summarize(&texts, &cfg);
             Ok(vec![Item { payload: Payload::Text(summary), metadata: extract::metadata(sentences, source_items) }])
         }
+    }
+
+    fn summarize_with_llm(texts: &[String], cfg: &Config, source_items: usize) -> Result<Vec<Item>, StepError> {
+        let mut model = String::new();
+        let ask = |prompt: &str| {
+            let request = host_llm::ChatRequest {
+                messages: vec![host_llm::Message { role: "user".into(), content: prompt.to_string() }],
+                model: cfg.llm.model.clone(),
+                max_tokens: Some(cfg.llm.max_tokens),
+                temperature: Some(0.2),
+            };
+            host_llm::chat(&request).map(|answer| {
+                model = answer.model;
+                answer.content
+            })
+        };
+        let (summary, calls) = crate::llm::map_reduce(texts, &cfg.llm, ask).map_err(|error| match error {
+            host_llm::LlmError::RateLimited(wait) => StepError::RetryAfter(wait),
+            host_llm::LlmError::Unavailable(m) => StepError::Retryable(format!("the LLM is unavailable: {m}")),
+            host_llm::LlmError::Denied(m) | host_llm::LlmError::NotConfigured(m) | host_llm::LlmError::Rejected(m) => {
+                StepError::Fatal(format!("the LLM cannot summarise: {m}"))
+            }
+        })?;
+        let metadata = vec![
+            ("kind".to_string(), "summary".to_string()),
+            ("mode".to_string(), "llm".to_string()),
+            ("model".to_string(), model),
+            ("llm_calls".to_string(), calls.to_string()),
+            ("source_items".to_string(), source_items.to_string()),
+        ];
+        Ok(vec![Item { payload: Payload::Text(summary), metadata }])
     }
 
     export!(SummarizeStep);

@@ -3,7 +3,7 @@
 use super::*;
 
 fn cfg(size: usize, overlap: usize) -> Config {
-    Config { size, overlap }
+    Config { size, overlap, unit: Unit::Chars }
 }
 
 /// Checks the invariants every split must satisfy and returns the chunks.
@@ -168,4 +168,18 @@ fn config_parsing() {
     assert!(Config::from_json(r#"{"size": -1}"#).is_err());
     assert!(Config::from_json("[10, 1]").is_err());
     assert!(Config::from_json("42").is_err());
+}
+
+#[test]
+fn sizes_in_approximate_tokens_count_four_characters_each() {
+    let config = Config::from_json(r#"{"size": 10, "overlap": 2, "unit": "tokens"}"#).unwrap_or_default();
+    assert_eq!(config.unit, Unit::Tokens);
+    let text = "word ".repeat(40);
+    let chunks = split_text(&text, &config);
+    assert!(chunks.iter().all(|c| c.char_end - c.char_start <= 40), "{chunks:?}");
+    assert!(chunks.len() >= 5);
+    let items = chunk_items(&[(text.clone(), vec![])], &config);
+    let tokens = items[0].1.iter().find(|(k, _)| k == "approx_tokens").map(|(_, v)| v.clone());
+    assert_eq!(tokens.as_deref(), Some("10"));
+    assert!(Config::from_json(r#"{"unit": "bytes"}"#).is_err());
 }

@@ -11,10 +11,9 @@ fn cfg(json: &str) -> Config {
 fn config_defaults_and_errors() {
     assert_eq!(cfg("{}"), Config::default());
     assert_eq!(cfg(r#"{"mode":"extractive","max_sentences":2}"#).max_sentences, 2);
-    assert_eq!(
-        Config::from_json(r#"{"mode":"llm"}"#),
-        Err("llm mode needs the llm capability, not available in this build".into())
-    );
+    let llm = cfg(r#"{"mode":"llm","prompt":"Sum up: {{text}}","window_chars":5000}"#);
+    assert_eq!((llm.mode, llm.llm.window_chars, llm.llm.prompt.as_str()), (Mode::Llm, 5000, "Sum up: {{text}}"));
+    assert!(Config::from_json(r#"{"mode":"llm","prompt":"no placeholder"}"#).is_err_and(|e| e.contains("{{text}}")));
     for bad in [r#"{"mode":"magic"}"#, r#"{"max_sentences":0}"#, r#"{"max_chars":-1}"#, r#"{"typo":1}"#, "[]", "{"] {
         assert!(Config::from_json(bad).is_err(), "{bad}");
     }
