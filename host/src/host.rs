@@ -77,6 +77,7 @@ pub struct HostBuilder {
     scheduler: SchedulerSettings,
     plugins: BTreeMap<String, PluginSource>,
     capabilities: CapabilityConfig,
+    require_secrets: bool,
 }
 
 impl Default for HostBuilder {
@@ -96,7 +97,16 @@ impl HostBuilder {
             scheduler: SchedulerSettings::default(),
             plugins,
             capabilities: CapabilityConfig::default(),
+            require_secrets: true,
         }
+    }
+
+    /// Whether loading a workflow fails when it grants a secret this host
+    /// has no value for (the default). `weft validate` turns it off: a
+    /// file is valid whatever the machine checking it holds.
+    pub fn require_secrets(mut self, required: bool) -> Self {
+        self.require_secrets = required;
+        self
     }
 
     /// Configures what steps may reach when granted: the LLM endpoint, the
@@ -144,6 +154,7 @@ impl HostBuilder {
             sources: Mutex::new(self.plugins),
             compiled: Mutex::new(HashMap::new()),
             services: Arc::new(Services::new(self.capabilities)),
+            require_secrets: self.require_secrets,
         })
     }
 }
@@ -156,6 +167,7 @@ pub struct Host {
     sources: Mutex<BTreeMap<String, PluginSource>>,
     compiled: Mutex<HashMap<String, Arc<CompiledPlugin>>>,
     services: Arc<Services>,
+    require_secrets: bool,
 }
 
 /// A workflow that passed every check against this host, with its plugins
@@ -316,7 +328,9 @@ impl Host {
         for step in &workflow.steps {
             // Malformed grants are reported by `check_against_host`.
             if let Ok(grants) = StepGrants::from_grants(&step.grants) {
-                for secret in grants.secrets.iter().filter(|name| !self.services.has_secret(name)) {
+                let missing =
+                    grants.secrets.iter().filter(|name| self.require_secrets && !self.services.has_secret(name));
+                for secret in missing {
                     problems.push(Diagnostic::new(
                         workflow.source.clone(),
                         step.spans.grants.unwrap_or(step.span),

@@ -550,11 +550,25 @@ impl Progress {
 }
 
 fn validate(settings: EngineSettings, files: &[PathBuf]) -> Result<ExitCode> {
-    let host = HostBuilder::new().engine_settings(settings).build()?;
+    // Secrets are the running host's business: listed here, checked by `run` and `serve`.
+    let host = HostBuilder::new().engine_settings(settings).require_secrets(false).build()?;
     let mut invalid = 0;
     for file in files {
         match host.load_workflow_file(file) {
-            Ok(loaded) => println!("{}: ok ({} steps)", file.display(), loaded.workflow().steps.len()),
+            Ok(loaded) => {
+                println!("{}: ok ({} steps)", file.display(), loaded.workflow().steps.len());
+                let mut secrets: Vec<&str> = Vec::new();
+                for step in &loaded.workflow().steps {
+                    if let Some(weft::workflow::GrantSpec::List(names)) = step.grants.get("secrets") {
+                        secrets.extend(names.iter().map(String::as_str));
+                    }
+                }
+                if !secrets.is_empty() {
+                    secrets.sort_unstable();
+                    secrets.dedup();
+                    println!("  needs secrets when run: {}", secrets.join(", "));
+                }
+            }
             Err(error) => {
                 invalid += 1;
                 println!("{error}");

@@ -36,18 +36,19 @@ fn run_prints_the_job_result_and_only_final_outputs() {
     let json = stdout_json(&out);
     assert_eq!(json["status"], "succeeded");
     assert_eq!(json["workflow"], "pdf-digest");
-    let summary = json["outputs"]["summarize"].as_array().expect("the final step's output is shown");
-    assert_eq!(summary.len(), 1);
-    let text = summary[0]["payload"]["text"].as_str().unwrap();
+    let note = json["outputs"]["notify"].as_array().expect("the final step's output is shown");
+    assert_eq!(note.len(), 1);
+    let digest: serde_json::Value = serde_json::from_str(note[0]["payload"]["text"].as_str().unwrap()).unwrap();
+    let text = digest["summary"].as_str().unwrap();
     assert!(!text.is_empty());
     assert!(!text.contains("jane.doe@example.com"), "the summary is built from masked text: {text}");
-    for hidden in ["load", "chunk", "mask"] {
+    for hidden in ["load", "chunk", "mask", "summarize"] {
         assert!(json["outputs"].get(hidden).is_none(), "intermediate output `{hidden}` is hidden by default");
     }
     assert!(json.get("intermediate").is_none());
     let steps = json["steps"].as_array().unwrap();
     let ids: Vec<&str> = steps.iter().map(|s| s["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, vec!["load", "chunk", "mask", "summarize"]);
+    assert_eq!(ids, vec!["load", "chunk", "mask", "summarize", "notify"]);
     assert_eq!(steps[0]["output_items"], 2, "one item per page");
     assert_eq!(steps[0]["attempts"].as_array().unwrap().len(), 1);
     assert_eq!(steps[1]["attempts"].as_array().unwrap().len(), 2, "chunk maps over the two pages");

@@ -309,8 +309,9 @@ async fn serve_and_submit_wait_run_a_pdf_through_the_object_store() {
     assert!(stderr.contains("uploaded the input to the object store as input.pdf-1"), "{stderr}");
     let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(record["state"], "succeeded");
-    let summary = record["outputs"]["summarize"].as_array().expect("final outputs are recorded");
-    let text = summary[0]["payload"]["text"].as_str().unwrap_or("");
+    let note = record["outputs"]["notify"].as_array().expect("final outputs are recorded");
+    let digest: serde_json::Value = serde_json::from_str(note[0]["payload"]["text"].as_str().unwrap_or("")).unwrap();
+    let text = digest["summary"].as_str().unwrap_or("");
     assert!(!text.is_empty() && !text.contains("jane.doe@example.com"), "{text}");
 
     let status = tokio::task::block_in_place(|| {
