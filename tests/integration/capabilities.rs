@@ -243,3 +243,37 @@ async fn email_reaches_a_real_smtp_server_for_granted_recipients_only() {
     assert!(messages[0].contains("To: reviewer@example.test"), "{}", messages[0]);
     assert!(messages[0].contains("Subject: probe"));
 }
+
+#[tokio::test]
+async fn pii_pseudonyms_are_keyed_by_a_granted_secret_and_scoped_to_the_job() {
+    let secrets = SecretStore::empty().with_value("PII_KEY", "pseudonym-secret");
+    let host = host_with_capabilities(CapabilityConfig { secrets, ..CapabilityConfig::default() });
+    let step = |grants: &str| {
+        format!(
+            "name: p\nversion: '1'\nsteps:\n  - id: mask\n    plugin: pii-mask\n    retry: {{ max_attempts: 1 }}\n{grants}    \
+             config: {{ style: pseudonym, pseudonym_secret: PII_KEY, findings_item: false }}\n"
+        )
+    };
+    let loaded = load(&host, &step("    grants: { secrets: [PII_KEY] }\n"));
+    let text = "Write to ana@example.com; again: ana@example.com, or bo@example.com.";
+    let run = |job: &'static str| {
+        let (host, loaded) = (&host, &loaded);
+        async move { texts(&host.run_job(loaded, job, vec![weft::Item::text(text)]).await, "mask")[0].clone() }
+    };
+    let first = run("job-a").await;
+    let tokens: Vec<&str> =
+        first.split(|c: char| c.is_whitespace() || c == ',' || c == ';').filter(|w| w.starts_with("[EMAIL_")).collect();
+    assert_eq!(tokens.len(), 3, "{first}");
+    assert_eq!(tokens[0], tokens[1], "one value, one token within a job: {first}");
+    assert_ne!(tokens[0], tokens[2], "{first}");
+    assert!(!first.contains("ana@example.com"));
+    assert_eq!(run("job-a").await, first, "deterministic for the same job");
+    assert_ne!(run("job-b").await, first, "another job gets unrelated tokens");
+
+    let ungranted = load(&host, &step(""));
+    let outcome = host.run_job(&ungranted, "job-c", vec![weft::Item::text(text)]).await;
+    assert_eq!(outcome.report.status, JobStatus::Failed);
+    let error = outcome.report.steps[0].error.as_ref().unwrap();
+    assert_eq!(error.kind, FailureKind::Fatal);
+    assert!(error.message.contains("was not granted secret `PII_KEY`"), "{}", error.message);
+}

@@ -17,8 +17,9 @@ pub use mask::{Config, Masked, Style, mask_items, mask_text};
 // export glue, which takes every flattened field of `run`'s parameters.
 #[allow(unsafe_code, clippy::too_many_arguments)]
 mod component {
-    wit_bindgen::generate!({ path: "../../wit", world: "step" });
+    wit_bindgen::generate!({ path: "../../wit", world: "capable-step" });
 
+    use weft::plugin::secrets;
     use weft::plugin::types::Payload;
 
     use crate::mask::{self, Config};
@@ -27,7 +28,13 @@ mod component {
 
     impl Guest for PiiMaskStep {
         fn run(ctx: Context, input: Vec<Item>, config: String) -> Result<Vec<Item>, StepError> {
-            let cfg = Config::from_json(&config).map_err(StepError::Fatal)?;
+            let mut cfg = Config::from_json(&config).map_err(StepError::Fatal)?;
+            if let Some(secret) = cfg.pseudonym_secret.clone() {
+                let key = secrets::hmac_sha256(&secret, &mask::derivation_input(&ctx.job_id)).map_err(|e| match e {
+                    secrets::SecretError::Denied(m) | secrets::SecretError::Missing(m) => StepError::Fatal(m),
+                })?;
+                cfg.use_derived_key(&key);
+            }
             let mut texts = Vec::with_capacity(input.len());
             for (index, item) in input.into_iter().enumerate() {
                 match item.payload {

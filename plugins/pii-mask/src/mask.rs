@@ -30,6 +30,10 @@ pub struct Config {
     pub allow: Vec<String>,
     /// Whether to append the `kind=pii-findings` report item (default true).
     pub findings_item: bool,
+    /// A granted secret to key pseudonyms with: the component asks the host
+    /// for a job-scoped key derived from it (the secret never enters the
+    /// component) and passes it to [`Config::use_derived_key`].
+    pub pseudonym_secret: Option<String>,
     mac: Option<HmacSha256>,
 }
 
@@ -47,7 +51,14 @@ impl std::fmt::Debug for Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { entities: Entity::ALL.to_vec(), style: Style::Tag, allow: Vec::new(), findings_item: true, mac: None }
+        Config {
+            entities: Entity::ALL.to_vec(),
+            style: Style::Tag,
+            allow: Vec::new(),
+            findings_item: true,
+            pseudonym_secret: None,
+            mac: None,
+        }
     }
 }
 
@@ -57,6 +68,7 @@ struct RawConfig {
     entities: Option<Vec<String>>,
     style: Option<String>,
     pseudonym_key: Option<String>,
+    pseudonym_secret: Option<String>,
     allow: Option<Vec<String>>,
     findings_item: Option<bool>,
 }
@@ -102,9 +114,17 @@ impl Config {
                 ));
             }
         };
+        if raw.pseudonym_key.is_some() && raw.pseudonym_secret.is_some() {
+            return Err("invalid pii-mask config: give either pseudonym_secret or pseudonym_key, not both".into());
+        }
+        if raw.pseudonym_secret.as_deref().is_some_and(str::is_empty) {
+            return Err("invalid pii-mask config: pseudonym_secret must name a granted secret".into());
+        }
         let mac = match (style, raw.pseudonym_key) {
-            (Style::Pseudonym, None) => {
-                return Err("invalid pii-mask config: style \"pseudonym\" needs a pseudonym_key".into());
+            (Style::Pseudonym, None) if raw.pseudonym_secret.is_none() => {
+                return Err("invalid pii-mask config: style \"pseudonym\" needs a pseudonym_secret (a granted \
+                            secret, recommended) or a pseudonym_key"
+                    .into());
             }
             (_, Some(key)) if key.is_empty() => {
                 return Err("invalid pii-mask config: pseudonym_key must not be empty".into());
@@ -120,9 +140,25 @@ impl Config {
             style,
             allow: raw.allow.unwrap_or_default(),
             findings_item: raw.findings_item.unwrap_or(true),
+            pseudonym_secret: raw.pseudonym_secret,
             mac,
         })
     }
+
+    /// Keys pseudonyms with `key` (derived by the host from
+    /// [`Config::pseudonym_secret`]).
+    pub fn use_derived_key(&mut self, key: &[u8]) {
+        self.mac = HmacSha256::new_from_slice(key).ok();
+    }
+}
+
+/// What the component asks the host to MAC with the pseudonym secret: the
+/// job id scopes the derived key, so the same value maps to the same token
+/// within a job and to unrelated tokens across jobs.
+pub fn derivation_input(job_id: &str) -> Vec<u8> {
+    let mut data = b"weft/pii-mask/pseudonym/v1\0".to_vec();
+    data.extend_from_slice(job_id.as_bytes());
+    data
 }
 
 /// The detections kept for `text` under `cfg` (char offsets, sorted).

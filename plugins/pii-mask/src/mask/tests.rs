@@ -137,3 +137,25 @@ fn report_never_contains_originals() {
         }
     }
 }
+
+#[test]
+fn a_secret_keyed_pseudonym_needs_the_derived_key_and_is_job_scoped() {
+    let mut c = cfg(r#"{"style":"pseudonym","pseudonym_secret":"PII_KEY"}"#);
+    assert_eq!(c.pseudonym_secret.as_deref(), Some("PII_KEY"));
+    c.use_derived_key(b"derived-for-job-1");
+    let a = mask_text("mail jane@example.com or jane@example.com", &c).text;
+    let tokens: Vec<&str> = a.split_whitespace().filter(|w| w.starts_with("[EMAIL_")).collect();
+    assert_eq!(tokens.len(), 2);
+    assert_eq!(tokens[0], tokens[1], "the same value maps to the same token within a job");
+    c.use_derived_key(b"derived-for-job-2");
+    let b = mask_text("mail jane@example.com", &c).text;
+    assert!(!a.contains(b.split_whitespace().nth(1).unwrap_or("?")), "another job's key gives another token");
+    assert_ne!(derivation_input("job-1"), derivation_input("job-2"));
+    for bad in [
+        r#"{"style":"pseudonym"}"#,
+        r#"{"style":"pseudonym","pseudonym_secret":""}"#,
+        r#"{"style":"pseudonym","pseudonym_secret":"A","pseudonym_key":"k"}"#,
+    ] {
+        assert!(Config::from_json(bad).is_err(), "{bad}");
+    }
+}
