@@ -150,8 +150,7 @@ fn step_overhead(c: &mut Criterion) {
             runtime.block_on(async {
                 let started = std::time::Instant::now();
                 for _ in 0..iters {
-                    let out =
-                        step.call_run(&mut *store, &ctx, &input, "{}").await.unwrap_or_else(|e| panic!("{e:#}"));
+                    let out = step.call_run(&mut *store, &ctx, &input, "{}").await.unwrap_or_else(|e| panic!("{e:#}"));
                     assert!(matches!(out, Ok(ref items) if items.len() == 1));
                 }
                 started.elapsed()
