@@ -167,6 +167,11 @@ class Report:
                          f"{mib(row['idle_pss'])} | {mib(row['peak_rss'])} | {mib(row['peak_pss'])} | "
                          f"{mib(row.get('vmhwm_sum', 0))} | {mib(judged(row))} | {row['ok']}/{row['jobs']} |")  # fmt: skip
         lines.append("")
+        if weft.get("peak_breakdown"):
+            parts = sorted(weft["peak_breakdown"].items(), key=lambda kv: -kv[1])
+            lines.append("Where Weft's resident memory was at its sampled peak (`/proc/PID/smaps`): "
+                         + ", ".join(f"{kind} {mib(size)}" for kind, size in parts if size >= 2**20) + ".")  # fmt: skip
+            lines.append("")
         for peer in peers:
             ratio = judged(peer) / judged(weft)
             ok = ratio >= TARGETS["memory"]

@@ -360,11 +360,44 @@ def _smaps_rollup(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
+def smaps_breakdown(pid: int) -> dict:
+    """Where one process's resident memory is, by kind of mapping: the
+    executable and libraries (Weft's binary embeds its step components), the
+    malloc heap, anonymous mappings (Wasm linear memories and stacks from the
+    pooling allocator, compiled code loaded from the cache, thread arenas),
+    and the rest."""
+    kinds: dict[str, int] = {}
+    kind = None
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                fields = line.split()
+                if not fields:
+                    continue
+                if "-" in fields[0] and not fields[0].endswith(":"):
+                    name = fields[5] if len(fields) > 5 else ""
+                    if name == "[heap]":
+                        kind = "malloc heap"
+                    elif name.startswith("/"):
+                        kind = "executable and libraries"
+                    elif name == "":
+                        kind = "anonymous (Wasm instances, compiled code, thread arenas)"
+                    else:
+                        kind = "other"
+                elif fields[0] == "Rss:" and kind:
+                    kinds[kind] = kinds.get(kind, 0) + int(fields[1]) * 1024
+    except OSError:
+        pass
+    return kinds
+
+
 class MemorySampler:
     """Samples the summed RSS and PSS of a process tree every 50 ms."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, breakdown: bool = False):
         self.pid = pid
+        self.breakdown = breakdown
+        self.peak_breakdown = {}
         self.peak_rss = self.peak_pss = 0
         self.peak_processes = 0
         self.stop_event = threading.Event()
@@ -387,6 +420,8 @@ class MemorySampler:
     def _run(self):
         while not self.stop_event.is_set():
             rss, pss, n = self.sample()
+            if self.breakdown and rss > self.peak_rss:
+                self.peak_breakdown = smaps_breakdown(self.pid)
             self.peak_rss = max(self.peak_rss, rss)
             self.peak_pss = max(self.peak_pss, pss)
             self.peak_processes = max(self.peak_processes, n)
@@ -633,7 +668,7 @@ class Suite:
                     try:
                         worker.wait_ready(server.url)
                         idle = MemorySampler(worker.proc.pid).sample()
-                        sampler = MemorySampler(worker.proc.pid)
+                        sampler = MemorySampler(worker.proc.pid, breakdown=True)
                         run = asyncio.run(weft_run_jobs(server.url, self.workflow_name, jobs, 600))
                         sampler.stop()
                         hwm = sampler.high_water_marks()
@@ -666,7 +701,7 @@ class Suite:
             self.receiver.take()
             result = {"contender": contender, "jobs": in_flight, "ok": ok, "idle_rss": idle[0], "idle_pss": idle[1],
                       "peak_rss": sampler.peak_rss, "peak_pss": sampler.peak_pss, "vmhwm_sum": hwm,
-                      "processes": sampler.peak_processes}  # fmt: skip
+                      "processes": sampler.peak_processes, "peak_breakdown": sampler.peak_breakdown}  # fmt: skip
             log(f"  {tag}: peak RSS {sampler.peak_rss / 2**20:.0f} MiB, PSS {sampler.peak_pss / 2**20:.0f} MiB, "
                 f"{sampler.peak_processes} processes")
             out["rounds"].append(result)
