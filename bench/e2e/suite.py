@@ -496,8 +496,11 @@ class Suite:
         """Which corpus PDFs both sides digest successfully; page counts."""
         docs, excluded = [], {}
         import io
+        import logging
 
         from pypdf import PdfReader
+
+        logging.getLogger("pypdf").setLevel(logging.ERROR)
 
         for path in sorted(CORPUS.glob("*.pdf")):
             data = path.read_bytes()
