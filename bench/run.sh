@@ -6,8 +6,9 @@
 #   bench/run.sh            full run (< 15 min on 2 cores)
 #   bench/run.sh --quick    smoke run (~3 min once installed)
 #
-# Environment: WEFT_BENCH_WORKFLOW (default workflows/pdf-digest.yaml) is the
-# digest workflow the end-to-end comparison runs; WEFT_BENCH_VENV (default
+# Environment: WEFT_BENCH_WORKFLOW (default bench/e2e/workflows/pdf-digest-webhook.yaml,
+# the flagship workflow notifying by webhook) is the digest workflow the
+# end-to-end comparison runs; WEFT_BENCH_VENV (default
 # target/bench-venv-e2e) is where the peer's Python packages go.
 #
 # It installs what it needs: redis-server from Debian (apt-get), nats-server
@@ -27,7 +28,7 @@ for arg in "$@"; do
     esac
 done
 
-WORKFLOW=${WEFT_BENCH_WORKFLOW:-workflows/pdf-digest.yaml}
+WORKFLOW=${WEFT_BENCH_WORKFLOW:-bench/e2e/workflows/pdf-digest-webhook.yaml}
 VENV=${WEFT_BENCH_VENV:-$ROOT/target/bench-venv-e2e}
 NATS_SERVER_VERSION=2.15.1
 started=$(date +%s)

@@ -14,8 +14,8 @@ Pipeline (one task per document, like one Weft job):
   summarize  LexRank over TF-IDF (scikit-learn `TfidfVectorizer`, cosine
              similarity, PageRank with damping 0.85), 5 sentences / 1200 chars,
              map-reduce over 50 000-character windows, like `summarize`.
-  notify     HTTP POST of the job's summary to NOTIFY_URL (if set), like the
-             workflow's `notify` step.
+  notify     HTTP POST of the job's summary and PII counts to NOTIFY_URL (if
+             set), like the benchmark workflow's `notify` webhook step.
 
 Orchestration peer: `noop` tasks chained five deep (`chain(noop.s(x), noop.s(), ...)`).
 
@@ -125,9 +125,10 @@ def chunk(pages: list[str]) -> list[str]:
     return [c for page in pages for c in SPLITTER.split_text(page)]
 
 
-def mask(text: str) -> str:
+def mask(text: str) -> tuple[str, int]:
+    """The masked text and how many findings were masked."""
     results = ANALYZER.analyze(text=text, language="en", entities=ENTITIES)
-    return ANONYMIZER.anonymize(text=text, analyzer_results=results).text
+    return ANONYMIZER.anonymize(text=text, analyzer_results=results).text, len(results)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -187,10 +188,10 @@ def summarize(texts: list[str]) -> str:
     return " ".join(select(partial))
 
 
-def notify(job_id: str, summary: str) -> None:
+def notify(job_id: str, summary: str, findings: int) -> None:
     if not NOTIFY_URL:
         return
-    body = json.dumps({"job_id": job_id, "status": "succeeded", "summary": summary}).encode()
+    body = json.dumps({"job_id": job_id, "status": "succeeded", "summary": summary, "pii_findings": findings}).encode()
     request = urllib.request.Request(NOTIFY_URL, data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         response.read()
@@ -200,8 +201,8 @@ def digest_pdf(job_id: str, pdf: bytes) -> dict:
     pages = load(pdf)
     chunks = chunk(pages)
     masked = [mask(c) for c in chunks]
-    summary = summarize(masked)
-    notify(job_id, summary)
+    summary = summarize([text for text, _ in masked])
+    notify(job_id, summary, sum(n for _, n in masked))
     return {"job_id": job_id, "pages": len(pages), "chunks": len(chunks), "summary": summary}
 
 
