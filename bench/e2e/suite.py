@@ -534,6 +534,8 @@ class Suite:
     def e2e(self):
         concurrency = 4
         docs, excluded = self.preflight()
+        if not docs:
+            raise RuntimeError(f"no corpus PDF passed the preflight; first reasons: {list(excluded.items())[:2]}")
         if self.quick:
             docs = [d for d in docs if d["bytes"] < 100_000]
         passes = 1
