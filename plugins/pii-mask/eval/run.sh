@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Measures pii-mask on the labelled corpus and writes REPORT.md beside this
+# script: checks that corpus.jsonl is what `make_corpus.py --seed 7` makes,
+# runs the real component in the sandbox over it (host/benches/steps.rs
+# --pii-findings), runs Presidio's pattern recognizers over it for
+# comparison, and scores both with evaluate.py.
+# Usage: plugins/pii-mask/eval/run.sh   (Python deps go into target/steps-venv)
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../../.." && pwd)"
+venv="$repo/target/steps-venv"
+reqs="$repo/bench/steps/requirements.txt"
+if [ ! -x "$venv/bin/python" ] || ! cmp -s "$reqs" "$venv/.requirements"; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$reqs"
+    cp "$reqs" "$venv/.requirements"
+fi
+py="$venv/bin/python"
+work="$repo/target/pii-eval"
+mkdir -p "$work"
+"$py" "$here/make_corpus.py" --seed 7 --check "$here/corpus.jsonl"
+cargo bench -q -p weft --bench steps -- --pii-findings "$here/corpus.jsonl" >"$work/weft-findings.jsonl"
+"$py" "$repo/bench/steps/peers.py" presidio-findings "$here/corpus.jsonl" >"$work/presidio-findings.jsonl"
+"$py" "$here/evaluate.py" "$here/corpus.jsonl" --report "$here/REPORT.md" --command "plugins/pii-mask/eval/run.sh" \
+    --findings "weft=$work/weft-findings.jsonl" --findings "presidio=$work/presidio-findings.jsonl"
+cat "$here/REPORT.md"
