@@ -91,6 +91,26 @@ def fmt(x):
     return "n/a" if x is None else f"{x:.3f}"
 
 
+def table(scored):
+    names = list(scored)
+    header = "| type | labelled | " + " | ".join(f"{n} precision | {n} recall | {n} exact" for n in names) + " |"
+    lines = [header, "|---|---:|" + "---:|---:|---:|" * len(names)]
+    for t in TYPES:
+        row = f"| {t} | {scored[names[0]][0][t]['gold']} |"
+        for n in names:
+            c = scored[n][0][t]
+            p, r = ratios(c)
+            row += f" {fmt(p)} | {fmt(r)} | {c['exact']} |"
+        lines.append(row)
+    return lines + [""]
+
+
+def append_section(corpus, scored, title, text, path):
+    lines = [f"## {title}", "", text, ""] + table(scored)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+
+
 def report(corpus, scored, command, path):
     negatives = collections.Counter(n for r in corpus for n in r["negatives"])
     chars = sum(len(r["text"]) for r in corpus)
@@ -121,16 +141,7 @@ def report(corpus, scored, command, path):
             "date it finds, birth date or not). See `bench/steps/peers.py`.",
             "",
         ]
-    header = "| type | labelled | " + " | ".join(f"{n} precision | {n} recall | {n} exact" for n in names) + " |"
-    lines += [header, "|---|---:|" + "---:|---:|---:|" * len(names)]
-    for t in TYPES:
-        row = f"| {t} | {scored[names[0]][0][t]['gold']} |"
-        for n in names:
-            c = scored[n][0][t]
-            p, r = ratios(c)
-            row += f" {fmt(p)} | {fmt(r)} | {c['exact']} |"
-        lines.append(row)
-    lines.append("")
+    lines += table(scored)
     weft = scored[names[0]][0]
     person = weft["PERSON"]
     cued = person["tp_cued"] / person["gold_cued"] if person["gold_cued"] else None
@@ -175,15 +186,20 @@ def main():
     ap.add_argument("--report")
     ap.add_argument("--command", default="plugins/pii-mask/eval/run.sh")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--append-to", help="append a section with the table to this report instead")
+    ap.add_argument("--title", default="Held-out corpus")
+    ap.add_argument("--text", default="")
     args = ap.parse_args()
     corpus = load_jsonl(args.corpus)
     scored = {}
     for spec in args.findings:
         name, path = spec.split("=", 1)
         scored[name] = score(corpus, load_jsonl(path))
-    if args.report:
+    if args.append_to:
+        append_section(corpus, scored, args.title, args.text, args.append_to)
+    elif args.report:
         report(corpus, scored, args.command, args.report)
-    if args.json or not args.report:
+    if args.json or not (args.report or args.append_to):
         json.dump({n: as_json(s) for n, (s, _) in scored.items()}, sys.stdout, indent=1)
         print()
 
