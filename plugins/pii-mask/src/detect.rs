@@ -157,14 +157,21 @@ fn digit_value(c: char) -> u32 {
     c.to_digit(10).unwrap_or(0)
 }
 
-/// Case-insensitive ASCII match of `word` at `i`.
+/// Case-insensitive match of `word` at `i`. The detectors call this at
+/// every word start, so ASCII pairs (nearly all of them) are compared
+/// without the Unicode lower-casing iterators.
 fn matches_ci(text: &[char], i: usize, word: &str) -> bool {
     let mut j = i;
     for w in word.chars() {
-        match at(text, j) {
-            Some(c) if c.to_lowercase().eq(w.to_lowercase()) => j += 1,
-            _ => return false,
+        let same = match at(text, j) {
+            Some(c) if c.is_ascii() && w.is_ascii() => c.eq_ignore_ascii_case(&w),
+            Some(c) => c.to_lowercase().eq(w.to_lowercase()),
+            None => false,
+        };
+        if !same {
+            return false;
         }
+        j += 1;
     }
     true
 }
@@ -429,8 +436,7 @@ pub fn ibans(text: &[char]) -> Vec<Span> {
             && text[i + 1].is_ascii_uppercase()
             && digit(text[i + 2])
             && digit(text[i + 3]);
-        let country: String = text[i..i + 2].iter().collect();
-        let Some(len) = starts.then(|| iban_length(&country)).flatten() else {
+        let Some(len) = starts.then(|| iban_length(&text[i..i + 2].iter().collect::<String>())).flatten() else {
             i += 1;
             continue;
         };
@@ -839,7 +845,7 @@ pub fn dates_of_birth(text: &[char]) -> Vec<Span> {
             continue;
         }
         let label = DOB_LABELS.iter().find(|l| {
-            let len = l.chars().count();
+            let len = l.len(); // the labels are ASCII (see the `cue_lists_are_ascii` test)
             matches_ci(text, i, l) && (l.ends_with('.') || word_end(text, i + len))
         });
         let Some(label) = label else {
@@ -1028,7 +1034,7 @@ pub fn persons(text: &[char]) -> Vec<Span> {
         // Title: "Dr. Jane Smith", "Mrs Smith".
         if text[i].is_uppercase() {
             for t in TITLES {
-                let l = t.chars().count();
+                let l = t.len(); // ASCII
                 if matches_ci(text, i, t) && word_end(text, i + l) {
                     let mut k = i + l;
                     if at(text, k) == Some('.') {
@@ -1066,7 +1072,7 @@ pub fn persons(text: &[char]) -> Vec<Span> {
         // "Name: Jane Smith", "Full name: ...", "Contact person: ..."
         if found.is_none() {
             for cue in ["name", "contact person", "patient", "customer", "employee", "applicant", "signed"] {
-                let l = cue.chars().count();
+                let l = cue.len(); // ASCII
                 if matches_ci(text, i, cue) && word_end(text, i + l) {
                     let mut k = i + l;
                     if cue == "signed" && matches_ci(text, k, " by") {

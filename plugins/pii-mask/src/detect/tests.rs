@@ -291,3 +291,19 @@ fn tail_of_an_invalid_iban_is_not_a_card() {
     assert!(found(t, Entity::CreditCard).is_empty(), "{:?}", all(t));
     assert_eq!(found("card 4111 1111 1111 1111 on file", Entity::CreditCard), ["4111 1111 1111 1111"]);
 }
+
+#[test]
+fn case_insensitive_cues_ascii_and_not() {
+    let t: Vec<char> = "DATE OF BIRTH Geburtsdatum GRÜSSE Grüße".chars().collect();
+    assert!(matches_ci(&t, 0, "date of birth"));
+    assert!(matches_ci(&t, 14, "geburtsdatum"));
+    assert!(matches_ci(&t, 34, "grüße"));
+    assert!(!matches_ci(&t, 0, "date of birthday"));
+    assert!(!matches_ci(&t, 14, "geburtstag"));
+}
+
+#[test]
+fn cue_lists_are_ascii() {
+    // dates_of_birth and persons measure these cues in bytes.
+    assert!(DOB_LABELS.iter().chain(TITLES).all(|l| l.is_ascii()));
+}
