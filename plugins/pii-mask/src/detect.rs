@@ -161,19 +161,11 @@ fn digit_value(c: char) -> u32 {
 /// every word start, so ASCII pairs (nearly all of them) are compared
 /// without the Unicode lower-casing iterators.
 fn matches_ci(text: &[char], i: usize, word: &str) -> bool {
-    let mut j = i;
-    for w in word.chars() {
-        let same = match at(text, j) {
-            Some(c) if c.is_ascii() && w.is_ascii() => c.eq_ignore_ascii_case(&w),
-            Some(c) => c.to_lowercase().eq(w.to_lowercase()),
-            None => false,
-        };
-        if !same {
-            return false;
-        }
-        j += 1;
-    }
-    true
+    word.chars().enumerate().all(|(k, w)| match at(text, i + k) {
+        Some(c) if c.is_ascii() && w.is_ascii() => c.eq_ignore_ascii_case(&w),
+        Some(c) => c.to_lowercase().eq(w.to_lowercase()),
+        None => false,
+    })
 }
 
 /// Luhn checksum over the digits.
