@@ -178,13 +178,16 @@ fn mb_per_s(bytes: usize, secs: f64) -> f64 {
     bytes as f64 / 1e6 / secs
 }
 
+/// A document's name and the text of each of its pages.
+type DocPages = (String, Vec<String>);
+
 /// `pdf-load` over `docs`, in the sandbox and natively, alternating per
 /// document; returns (sandbox, native) summaries and the sandbox's page texts.
 fn pdf_load_pair(
     sandbox: &Sandbox,
     plugin: &CompiledPlugin,
     docs: &[(String, Vec<u8>)],
-) -> BenchResult<(Value, Value, Vec<(String, Vec<String>)>)> {
+) -> BenchResult<(Value, Value, Vec<DocPages>)> {
     let (mut sandbox_secs, mut native_secs, mut pages) = (0.0, 0.0, 0usize);
     let mut texts = Vec::new();
     for (name, bytes) in docs {
