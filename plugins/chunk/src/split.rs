@@ -132,37 +132,57 @@ pub fn chunk_items(items: &[(String, Vec<(String, String)>)], cfg: &Config) -> V
 /// Splits `text` into chunks under `cfg` (which must be valid; an invalid
 /// `cfg` is treated as `size = max(size, 1)`, `overlap = min(overlap, size - 1)`).
 /// Whitespace-only chunks are dropped, so empty or blank text yields none.
+///
+/// Works in one pass over the text: each chunk decodes only the chars it
+/// can end in (plus a little context before it), so the cost stays linear
+/// and no per-char table of the whole text is built (that table was most of
+/// the time and memory on large items).
 pub fn split_text<'a>(text: &'a str, cfg: &Config) -> Vec<Chunk<'a>> {
     let size = cfg.unit.chars(cfg.size).max(1);
     let overlap = cfg.unit.chars(cfg.overlap).min(size - 1);
-    // Byte offset of every char, plus the end: `bounds[i]..bounds[j]` is the
-    // text of chars `i..j`.
-    let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).chain(std::iter::once(text.len())).collect();
-    let chars: Vec<char> = text.chars().collect();
-    let n = chars.len();
+    // Earliest end, counted from the chunk's start: no earlier than half a
+    // chunk in, and past the overlap so the next chunk starts after this one.
+    let earliest_offset = (size / 2).max(overlap + 1).min(size);
 
     let mut chunks = Vec::new();
-    let mut start = 0;
-    while start < n {
-        let end = if n - start <= size {
-            n
+    // The chars the current chunk can look at, with their byte offsets:
+    // up to CONTEXT chars before its start, then up to `size + 1` from it.
+    let mut window: Vec<(usize, char)> = Vec::with_capacity(size + CONTEXT + 2);
+    let (mut start_char, mut start_byte) = (0usize, 0usize);
+    while start_byte < text.len() {
+        window.clear();
+        window.extend(text[..start_byte].char_indices().rev().take(CONTEXT));
+        window.reverse();
+        let base = start_char - window.len(); // char index of window[0]
+        window.extend(text[start_byte..].char_indices().take(size + 1).map(|(b, c)| (start_byte + b, c)));
+        let at_start = start_char - base;
+        let remaining = window.len() - at_start;
+        let byte_of = |char_index: usize| window.get(char_index - base).map_or(text.len(), |&(b, _)| b);
+
+        let end = if remaining <= size {
+            start_char + remaining
         } else {
-            // Break no earlier than half a chunk in, and past the overlap so
-            // the next chunk starts after this one did.
-            let earliest = start + (size / 2).max(overlap + 1).min(size);
-            break_point(&chars, earliest, start + size)
+            let chars: Vec<char> = window.iter().map(|&(_, c)| c).collect();
+            base + break_point(&chars, at_start + earliest_offset, at_start + size)
         };
-        let piece = &text[bounds[start]..bounds[end]];
+        let end_byte = byte_of(end);
+        let piece = &text[start_byte..end_byte];
         if !piece.trim().is_empty() {
-            chunks.push(Chunk { text: piece, char_start: start, char_end: end });
+            chunks.push(Chunk { text: piece, char_start: start_char, char_end: end });
         }
-        if end == n {
+        if remaining <= size {
             break;
         }
-        start = end - overlap;
+        start_char = end - overlap;
+        start_byte = byte_of(start_char);
     }
     chunks
 }
+
+/// Chars before a chunk's start that `break_point` may look at: the
+/// paragraph check reaches 64 chars back from a newline one char before the
+/// earliest end, which can precede the start.
+const CONTEXT: usize = 66;
 
 /// The best end (exclusive char index) in `earliest..=latest`: after the
 /// last paragraph break, else after the last sentence end, else after the

@@ -157,16 +157,15 @@ fn digit_value(c: char) -> u32 {
     c.to_digit(10).unwrap_or(0)
 }
 
-/// Case-insensitive ASCII match of `word` at `i`.
+/// Case-insensitive match of `word` at `i`. The detectors call this at
+/// every word start, so ASCII pairs (nearly all of them) are compared
+/// without the Unicode lower-casing iterators.
 fn matches_ci(text: &[char], i: usize, word: &str) -> bool {
-    let mut j = i;
-    for w in word.chars() {
-        match at(text, j) {
-            Some(c) if c.to_lowercase().eq(w.to_lowercase()) => j += 1,
-            _ => return false,
-        }
-    }
-    true
+    word.chars().enumerate().all(|(k, w)| match at(text, i + k) {
+        Some(c) if c.is_ascii() && w.is_ascii() => c.eq_ignore_ascii_case(&w),
+        Some(c) => c.to_lowercase().eq(w.to_lowercase()),
+        None => false,
+    })
 }
 
 /// Luhn checksum over the digits.
@@ -312,7 +311,9 @@ pub fn credit_cards(text: &[char]) -> Vec<Span> {
                 }
             }
         }
-        if let Some(end) = found {
+        if let Some(end) = found
+            && !follows_iban_prefix(text, i)
+        {
             out.push(Span::new(Entity::CreditCard, i, end));
         }
         i = run_end.max(i + 1);
@@ -427,8 +428,7 @@ pub fn ibans(text: &[char]) -> Vec<Span> {
             && text[i + 1].is_ascii_uppercase()
             && digit(text[i + 2])
             && digit(text[i + 3]);
-        let country: String = text[i..i + 2].iter().collect();
-        let Some(len) = starts.then(|| iban_length(&country)).flatten() else {
+        let Some(len) = starts.then(|| iban_length(&text[i..i + 2].iter().collect::<String>())).flatten() else {
             i += 1;
             continue;
         };
@@ -628,14 +628,30 @@ pub fn phones(text: &[char]) -> Vec<Span> {
                         text[start..end].iter().filter(|c| digit(**c)).skip(k * 4).take(2).copied().collect();
                     g == ['1', '9'] || g == ['2', '0']
                 });
+            // A timestamp such as `2025-09-05 17:09:33` starts with a date.
+            let starts_with_date = groups.len() > 3
+                && inner.len() >= 2
+                && inner[0] == inner[1]
+                && matches!(inner[0].as_str(), "-" | "." | "/")
+                && matches!((groups[0], groups[1], groups[2]), (4, 1..=2, 1..=2) | (1..=2, 1..=2, 4));
+            // Version numbers (`10.0.19045.2965`): dotted with a one-digit group.
+            let version = dotted && groups[1..].contains(&1);
+            // `6281-948`: a two-group number is a local phone number only as 3-4.
+            let reference = !plus && groups.len() == 2 && total == 7 && groups != [3, 4];
+            let digits: Vec<u32> = text[start..end].iter().filter(|c| digit(**c)).map(|&c| digit_value(c)).collect();
             let separated = groups.len() >= 2;
             let ok = (7..=15).contains(&total)
                 && (plus || separated)
                 && !date_shape
+                && !starts_with_date
                 && !ssn_shape
                 && !ipv4_shape
                 && !thousands
                 && !years
+                && !version
+                && !reference
+                && !isbn13(&digits)
+                && !follows_iban_prefix(text, start)
                 && !(c == '(' && start == i && groups[0] > 4);
             if ok {
                 end = end.max(start);
@@ -645,6 +661,38 @@ pub fn phones(text: &[char]) -> Vec<Span> {
         i = run_end.max(i + 1);
     }
     out
+}
+
+/// An ISBN-13 (`978-3-16-148410-0`): 13 digits starting 978/979 whose
+/// weighted (1, 3, 1, ...) digit sum is a multiple of ten.
+fn isbn13(digits: &[u32]) -> bool {
+    digits.len() == 13
+        && digits[0] == 9
+        && digits[1] == 7
+        && matches!(digits[2], 8 | 9)
+        && digits.iter().enumerate().map(|(k, d)| if k % 2 == 0 { *d } else { 3 * d }).sum::<u32>() % 10 == 0
+}
+
+/// True when the number at `start` continues space-separated groups of four
+/// letters or digits that begin like an IBAN (`BE32 8483 7261 6751` with a
+/// wrong check digit, or `GB71 OQRZ 1878 ...`): the digits are an account
+/// number's tail, not a phone number.
+fn follows_iban_prefix(text: &[char], start: usize) -> bool {
+    let mut k = start;
+    for _ in 0..8 {
+        if k < 5 || text[k - 1] != ' ' {
+            return false;
+        }
+        let group = &text[k - 5..k - 1];
+        if !group.iter().all(|c| c.is_ascii_uppercase() || digit(*c)) || !word_start(text, k - 5) {
+            return false;
+        }
+        if group[0].is_ascii_uppercase() && group[1].is_ascii_uppercase() && digit(group[2]) && digit(group[3]) {
+            return true;
+        }
+        k -= 5;
+    }
+    false
 }
 
 // ---------------------------------------------------------------- DATE_OF_BIRTH
@@ -789,7 +837,7 @@ pub fn dates_of_birth(text: &[char]) -> Vec<Span> {
             continue;
         }
         let label = DOB_LABELS.iter().find(|l| {
-            let len = l.chars().count();
+            let len = l.len(); // the labels are ASCII (see the `cue_lists_are_ascii` test)
             matches_ci(text, i, l) && (l.ends_with('.') || word_end(text, i + len))
         });
         let Some(label) = label else {
@@ -930,19 +978,31 @@ fn name_at(text: &[char], i: usize, max: usize) -> Option<usize> {
             count += 1;
             continue;
         }
-        // particle followed by a capitalised token
-        let particle = PARTICLES.iter().find(|p| {
-            let l = p.chars().count();
-            text.get(k..k + l).is_some_and(|w| w.iter().copied().eq(p.chars()))
-                && at(text, k + l) == Some(' ')
-                && name_token_at(text, k + l + 1).is_some()
-        });
-        match particle {
-            Some(p) => j = k + p.chars().count(),
+        // particles ("van der", "de la") followed by a capitalised token
+        match particles_then_name(text, k) {
+            Some(last_particle_end) => j = last_particle_end,
             None => break,
         }
     }
     Some(end)
+}
+
+/// One or more lower-case name particles at `k`, each followed by a space,
+/// then a capitalised name token; returns the end of the last particle.
+fn particles_then_name(text: &[char], k: usize) -> Option<usize> {
+    let mut j = k;
+    for _ in 0..3 {
+        let p = PARTICLES.iter().find(|p| {
+            let l = p.chars().count();
+            text.get(j..j + l).is_some_and(|w| w.iter().copied().eq(p.chars())) && at(text, j + l) == Some(' ')
+        })?;
+        j += p.chars().count();
+        if name_token_at(text, j + 1).is_some() {
+            return Some(j);
+        }
+        j += 1;
+    }
+    None
 }
 
 /// Skips spaces (and at most one newline) from `k`.
@@ -966,7 +1026,7 @@ pub fn persons(text: &[char]) -> Vec<Span> {
         // Title: "Dr. Jane Smith", "Mrs Smith".
         if text[i].is_uppercase() {
             for t in TITLES {
-                let l = t.chars().count();
+                let l = t.len(); // ASCII
                 if matches_ci(text, i, t) && word_end(text, i + l) {
                     let mut k = i + l;
                     if at(text, k) == Some('.') {
@@ -1004,7 +1064,7 @@ pub fn persons(text: &[char]) -> Vec<Span> {
         // "Name: Jane Smith", "Full name: ...", "Contact person: ..."
         if found.is_none() {
             for cue in ["name", "contact person", "patient", "customer", "employee", "applicant", "signed"] {
-                let l = cue.chars().count();
+                let l = cue.len(); // ASCII
                 if matches_ci(text, i, cue) && word_end(text, i + l) {
                     let mut k = i + l;
                     if cue == "signed" && matches_ci(text, k, " by") {

@@ -183,3 +183,58 @@ fn sizes_in_approximate_tokens_count_four_characters_each() {
     assert_eq!(tokens.as_deref(), Some("10"));
     assert!(Config::from_json(r#"{"unit": "bytes"}"#).is_err());
 }
+
+/// The first implementation (a char table of the whole text), kept as the
+/// reference the single-pass `split_text` must agree with exactly.
+fn reference_split<'a>(text: &'a str, cfg: &Config) -> Vec<Chunk<'a>> {
+    let size = cfg.unit.chars(cfg.size).max(1);
+    let overlap = cfg.unit.chars(cfg.overlap).min(size - 1);
+    let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).chain(std::iter::once(text.len())).collect();
+    let chars: Vec<char> = text.chars().collect();
+    let n = chars.len();
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let end = if n - start <= size {
+            n
+        } else {
+            let earliest = start + (size / 2).max(overlap + 1).min(size);
+            break_point(&chars, earliest, start + size)
+        };
+        let piece = &text[bounds[start]..bounds[end]];
+        if !piece.trim().is_empty() {
+            chunks.push(Chunk { text: piece, char_start: start, char_end: end });
+        }
+        if end == n {
+            break;
+        }
+        start = end - overlap;
+    }
+    chunks
+}
+
+#[test]
+fn single_pass_split_matches_the_reference() {
+    // Deterministic pseudo-random texts mixing words, sentence ends,
+    // paragraph breaks, blank runs and multi-byte chars.
+    let pieces = ["word", "Wört", "日本語", "é", ".", "!", " ", " ", "\n", "\n\n", "\n \t\n", "    ", "…", "a.b", "🙂"];
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for case in 0..120 {
+        let len = (next() % 400) as usize;
+        let text: String = (0..len).map(|_| pieces[(next() % pieces.len() as u64) as usize]).collect();
+        for (size, overlap) in [(1, 0), (2, 1), (7, 3), (10, 0), (50, 10), (64, 63), (100, 20), (333, 100)] {
+            let c = cfg(size, overlap);
+            assert_eq!(
+                split_text(&text, &c),
+                reference_split(&text, &c),
+                "case {case}, size {size}, overlap {overlap}"
+            );
+        }
+    }
+}

@@ -229,3 +229,81 @@ fn offsets_are_chars_not_bytes() {
     let start = text.chars().take_while(|&c| c != 'j').count();
     assert_eq!((spans[0].start, spans[0].end), (start, start + "jörg@example.de".chars().count()));
 }
+
+// Regressions found by the generated corpus (eval/corpus.jsonl).
+
+#[test]
+fn timestamp_is_not_a_phone() {
+    let t = "[2025-09-05 17:09:33] agent: hello";
+    assert!(found(t, Entity::Phone).is_empty(), "{:?}", all(t));
+    assert!(found("at 05.09.2025 17:09 sharp", Entity::Phone).is_empty());
+}
+
+#[test]
+fn version_with_one_digit_group_is_not_a_phone() {
+    let t = "The app version 10.0.16909.1642 was released.";
+    assert!(found(t, Entity::Phone).is_empty(), "{:?}", all(t));
+    // dotted phone numbers keep working
+    assert_eq!(found("Call 555.123.4567 now.", Entity::Phone), ["555.123.4567"]);
+    assert_eq!(found("Appelez le 01.23.45.67.89 svp", Entity::Phone), ["01.23.45.67.89"]);
+}
+
+#[test]
+fn four_three_reference_is_not_a_phone() {
+    let t = "Your ticket number is PO 6281-948.";
+    assert!(found(t, Entity::Phone).is_empty(), "{:?}", all(t));
+    assert_eq!(found("call me (555-1234)", Entity::Phone), ["555-1234"]);
+}
+
+#[test]
+fn isbn_is_not_a_phone() {
+    for t in ["See ISBN 978-3-16-148410-0 for the handbook.", "ISBN 979-1-23456-789-6."] {
+        assert!(found(t, Entity::Phone).is_empty(), "{t}: {:?}", all(t));
+    }
+    // 13 digits starting 978 without a valid ISBN check digit may be a phone
+    assert_eq!(found("Call +978 316 148 410 1 today", Entity::Phone), ["+978 316 148 410 1"]);
+}
+
+#[test]
+fn tail_of_an_invalid_iban_is_not_a_phone() {
+    for t in [
+        "The old IBAN BE32 8483 7261 6751 bounced.",
+        "The old IBAN GB71 OQRZ 1878 0175 9898 35 bounced.",
+        "Pay DE12 3704 0044 0532 0130 00 today.",
+    ] {
+        assert!(found(t, Entity::Phone).is_empty(), "{t}: {:?}", all(t));
+    }
+    assert_eq!(found("Ring ABCD 020 7946 0958 now", Entity::Phone), ["020 7946 0958"]);
+}
+
+#[test]
+fn names_with_several_particles() {
+    assert_eq!(found("Seen by Dr. Bradley van der Kint today.", Entity::Person), ["Bradley van der Kint"]);
+    assert_eq!(found("Dear Ms. Azra van der Brink,", Entity::Person), ["Azra van der Brink"]);
+    assert_eq!(found("Name: Lot van der Plas\n", Entity::Person), ["Lot van der Plas"]);
+}
+
+#[test]
+fn tail_of_an_invalid_iban_is_not_a_card() {
+    // `5920756936789` + `0` passes Luhn, but it is the account part of an IBAN with a wrong check digit.
+    let t = "The old IBAN FI16 5920 7569 3678 90 bounced.";
+    assert!(luhn_valid(&[5, 9, 2, 0, 7, 5, 6, 9, 3, 6, 7, 8, 9, 0]));
+    assert!(found(t, Entity::CreditCard).is_empty(), "{:?}", all(t));
+    assert_eq!(found("card 4111 1111 1111 1111 on file", Entity::CreditCard), ["4111 1111 1111 1111"]);
+}
+
+#[test]
+fn case_insensitive_cues_ascii_and_not() {
+    let t: Vec<char> = "DATE OF BIRTH Geburtsdatum GRÜSSE Grüße".chars().collect();
+    assert!(matches_ci(&t, 0, "date of birth"));
+    assert!(matches_ci(&t, 14, "geburtsdatum"));
+    assert!(matches_ci(&t, 34, "grüße"));
+    assert!(!matches_ci(&t, 0, "date of birthday"));
+    assert!(!matches_ci(&t, 14, "geburtstag"));
+}
+
+#[test]
+fn cue_lists_are_ascii() {
+    // dates_of_birth and persons measure these cues in bytes.
+    assert!(DOB_LABELS.iter().chain(TITLES).all(|l| l.is_ascii()));
+}

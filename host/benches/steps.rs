@@ -1,0 +1,327 @@
+//! Throughput of the standard steps in the sandbox, for `bench/steps/run.sh`.
+//!
+//! Each contender runs the real component from `plugins/` through the engine
+//! (fresh `Store` per attempt, default limits raised only where a step's
+//! input needs it), exactly as a workflow step would; `pdf-load` is also run
+//! as the same Rust extractor linked natively, so the sandbox's cost shows
+//! as a ratio. The Python peers run in `bench/steps/peers.py`; `run.sh`
+//! alternates the two processes round by round and takes the medians.
+//!
+//! One round per invocation, printed as one JSON object on stdout:
+//!
+//! ```text
+//! steps --text FILE --pii-corpus FILE --pdf-dir DIR [--exclude A.pdf,B.pdf] [--big-pdf FILE] [--dump-dir DIR]
+//! steps --pii-findings CORPUS.jsonl   # JSONL of the sandboxed step's findings per record
+//! ```
+//!
+//! Timed regions cover the attempt (instantiate, copy in, run, copy out,
+//! drop), never compilation, which is done once before the first round.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use weft::engine::{CompiledPlugin, Engine, EngineSettings};
+use weft::scheduler::StepAttempt;
+use weft::{Item, Payload};
+
+type BenchResult<T> = Result<T, String>;
+
+/// The steps the bench runs, with the limits their inputs need.
+const WORKFLOW: &str = "name: steps-bench
+version: '1'
+steps:
+  - id: pdf-load
+    plugin: pdf-load
+    timeout: 600s
+    limits: { memory: 2GiB, output: 512MiB }
+  - id: chunk
+    plugin: chunk
+    timeout: 600s
+    limits: { memory: 1GiB, output: 512MiB }
+  - id: pii-mask
+    plugin: pii-mask
+    timeout: 600s
+    limits: { memory: 1GiB, output: 512MiB }
+  - id: summarize
+    plugin: summarize
+    timeout: 600s
+    limits: { memory: 1GiB, output: 64MiB }
+";
+
+struct Sandbox {
+    engine: Engine,
+    workflow: weft::workflow::Workflow,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Sandbox {
+    fn new() -> BenchResult<Self> {
+        let engine = Engine::new(EngineSettings::default()).map_err(|e| e.to_string())?;
+        let workflow = weft::workflow::parse("steps-bench.yaml", WORKFLOW).map_err(|e| e.to_string())?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        Ok(Sandbox { engine, workflow, runtime })
+    }
+
+    fn plugin(&self, name: &str) -> BenchResult<CompiledPlugin> {
+        let path = Path::new(env!("WEFT_COMPONENTS_DIR")).join(format!("{}.wasm", name.replace('-', "_")));
+        let bytes = std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        self.engine.load_plugin(name, &bytes).map_err(|e| e.to_string())
+    }
+
+    /// One attempt of step `name` over `input`; returns its output and the
+    /// wall time of the attempt.
+    fn run(
+        &self,
+        plugin: &CompiledPlugin,
+        name: &str,
+        input: Vec<Item>,
+        config: &str,
+    ) -> BenchResult<(Vec<Item>, Duration)> {
+        let step = self.workflow.steps.iter().find(|s| s.id == name).ok_or(format!("no step {name}"))?;
+        let attempt = StepAttempt {
+            job_id: Arc::from("bench"),
+            step: Arc::new(step.clone()),
+            attempt: 1,
+            item_index: None,
+            timeout: Duration::from_secs(600),
+            input,
+        };
+        let start = Instant::now();
+        let out = self.runtime.block_on(self.engine.run_attempt(plugin, &attempt, config));
+        let elapsed = start.elapsed();
+        out.map(|items| (items, elapsed)).map_err(|e| format!("step {name}: {e}"))
+    }
+}
+
+struct Args {
+    text: Option<PathBuf>,
+    pii_corpus: Option<PathBuf>,
+    pdf_dir: Option<PathBuf>,
+    big_pdf: Option<PathBuf>,
+    dump_dir: Option<PathBuf>,
+    pii_findings: Option<PathBuf>,
+    exclude: Vec<String>,
+}
+
+fn parse_args() -> BenchResult<Args> {
+    let mut args = Args {
+        text: None,
+        pii_corpus: None,
+        pdf_dir: None,
+        big_pdf: None,
+        dump_dir: None,
+        pii_findings: None,
+        exclude: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().map(PathBuf::from).ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--text" => args.text = Some(value()?),
+            "--pii-corpus" => args.pii_corpus = Some(value()?),
+            "--pdf-dir" => args.pdf_dir = Some(value()?),
+            "--big-pdf" => args.big_pdf = Some(value()?),
+            "--dump-dir" => args.dump_dir = Some(value()?),
+            "--pii-findings" => args.pii_findings = Some(value()?),
+            "--exclude" => {
+                let names = value()?;
+                args.exclude.extend(names.to_string_lossy().split(',').map(str::to_string));
+            }
+            // `cargo bench` passes `--bench` to every bench binary.
+            "--bench" => {}
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+/// The texts of the labelled pii-mask corpus, in record order.
+fn corpus_texts(path: &Path) -> BenchResult<Vec<String>> {
+    let data = std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    data.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let record: Value = serde_json::from_str(line).map_err(|e| format!("{}: {e}", path.display()))?;
+            record["text"].as_str().map(str::to_string).ok_or(format!("{}: a record without text", path.display()))
+        })
+        .collect()
+}
+
+/// PDFs of the corpus directory that the native extractor opens, sorted by
+/// name, except those named in `exclude`.
+fn pdfs(dir: &Path, exclude: &[String]) -> BenchResult<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("read {}: {e}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if path.extension().is_none_or(|e| e != "pdf") || exclude.contains(&name) {
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        // Encrypted or broken documents are skipped by every contender alike.
+        if pdf_load::load_pdf(&bytes, &[], &pdf_load::Config::default()).is_ok() {
+            out.push((name, bytes));
+        }
+    }
+    Ok(out)
+}
+
+fn text_of(items: &[Item]) -> impl Iterator<Item = &str> {
+    items.iter().filter_map(Item::as_text)
+}
+
+fn mb_per_s(bytes: usize, secs: f64) -> f64 {
+    bytes as f64 / 1e6 / secs
+}
+
+/// A document's name and the text of each of its pages.
+type DocPages = (String, Vec<String>);
+
+/// `pdf-load` over `docs`, in the sandbox and natively, alternating per
+/// document; returns (sandbox, native) summaries and the sandbox's page texts.
+fn pdf_load_pair(
+    sandbox: &Sandbox,
+    plugin: &CompiledPlugin,
+    docs: &[(String, Vec<u8>)],
+) -> BenchResult<(Value, Value, Vec<DocPages>)> {
+    let (mut sandbox_secs, mut native_secs, mut pages) = (0.0, 0.0, 0usize);
+    let mut texts = Vec::new();
+    for (name, bytes) in docs {
+        let (items, elapsed) = sandbox.run(plugin, "pdf-load", vec![Item::bytes(bytes.clone())], "{}")?;
+        sandbox_secs += elapsed.as_secs_f64();
+        let start = Instant::now();
+        let native =
+            pdf_load::load_pdf(bytes, &[], &pdf_load::Config::default()).map_err(|e| format!("{name}: {e}"))?;
+        native_secs += start.elapsed().as_secs_f64();
+        std::hint::black_box(&native);
+        let page_texts: Vec<String> = text_of(&items).map(str::to_string).collect();
+        if page_texts.len() != native.len() {
+            return Err(format!("{name}: sandbox gave {} pages, native {}", page_texts.len(), native.len()));
+        }
+        pages += native.len();
+        texts.push((name.clone(), page_texts));
+    }
+    let names: Vec<&str> = docs.iter().map(|(name, _)| name.as_str()).collect();
+    let summary = |secs: f64| json!({"docs": docs.len(), "names": names, "pages": pages, "secs": secs, "pages_per_s": pages as f64 / secs});
+    Ok((summary(sandbox_secs), summary(native_secs), texts))
+}
+
+fn bench_round(args: &Args) -> BenchResult<Value> {
+    let sandbox = Sandbox::new()?;
+    let mut out = serde_json::Map::new();
+
+    if let Some(path) = &args.text {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        let chunk = sandbox.plugin("chunk")?;
+        let bytes = text.len();
+        let (items, elapsed) =
+            sandbox.run(&chunk, "chunk", vec![Item::text(text)], r#"{"size":1000,"overlap":100}"#)?;
+        let secs = elapsed.as_secs_f64();
+        out.insert(
+            "chunk".into(),
+            json!({"bytes": bytes, "chunks": items.len(), "secs": secs, "mb_per_s": mb_per_s(bytes, secs)}),
+        );
+    }
+
+    if let Some(path) = &args.pii_corpus {
+        let texts = corpus_texts(path)?;
+        let mask = sandbox.plugin("pii-mask")?;
+        let bytes: usize = texts.iter().map(String::len).sum();
+        let items: Vec<Item> = texts.into_iter().map(Item::text).collect();
+        let (items, elapsed) = sandbox.run(&mask, "pii-mask", items, r#"{"style":"tag"}"#)?;
+        let secs = elapsed.as_secs_f64();
+        let findings = items
+            .last()
+            .and_then(Item::as_text)
+            .and_then(|t| serde_json::from_str::<Value>(t).ok())
+            .and_then(|v| v["total"].as_u64())
+            .unwrap_or(0);
+        out.insert(
+            "pii_mask".into(),
+            json!({"bytes": bytes, "findings": findings, "secs": secs, "mb_per_s": mb_per_s(bytes, secs)}),
+        );
+    }
+
+    if let Some(dir) = &args.pdf_dir {
+        let docs = pdfs(dir, &args.exclude)?;
+        let load = sandbox.plugin("pdf-load")?;
+        let (sandboxed, native, texts) = pdf_load_pair(&sandbox, &load, &docs)?;
+        out.insert("pdf_load_sandbox".into(), sandboxed);
+        out.insert("pdf_load_native".into(), native);
+        if let Some(dump) = &args.dump_dir {
+            std::fs::create_dir_all(dump).map_err(|e| format!("create {}: {e}", dump.display()))?;
+            for (name, pages) in &texts {
+                let file = dump.join(format!("{name}.txt"));
+                let joined: String = pages.iter().map(|p| format!("{p}\u{c}")).collect();
+                std::fs::write(&file, joined).map_err(|e| format!("write {}: {e}", file.display()))?;
+            }
+        }
+
+        // summarize: each document's pages as one attempt, as in pdf-digest.
+        let summarize = sandbox.plugin("summarize")?;
+        let (mut secs, mut pages) = (0.0, 0usize);
+        for (_, page_texts) in &texts {
+            let items: Vec<Item> =
+                page_texts.iter().filter(|t| !t.trim().is_empty()).cloned().map(Item::text).collect();
+            if items.is_empty() {
+                continue;
+            }
+            pages += items.len();
+            let (_, elapsed) = sandbox.run(&summarize, "summarize", items, r#"{"max_sentences":5}"#)?;
+            secs += elapsed.as_secs_f64();
+        }
+        out.insert("summarize".into(), json!({"pages": pages, "secs": secs, "pages_per_s": pages as f64 / secs}));
+    }
+
+    if let Some(path) = &args.big_pdf {
+        let bytes = std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        let load = sandbox.plugin("pdf-load")?;
+        let docs = vec![(path.display().to_string(), bytes)];
+        let (sandboxed, native, _) = pdf_load_pair(&sandbox, &load, &docs)?;
+        out.insert("pdf_load_big_sandbox".into(), sandboxed);
+        out.insert("pdf_load_big_native".into(), native);
+    }
+    Ok(Value::Object(out))
+}
+
+/// The sandboxed step's findings for every corpus record, one JSON line each.
+fn pii_findings(path: &Path) -> BenchResult<()> {
+    let sandbox = Sandbox::new()?;
+    let mask = sandbox.plugin("pii-mask")?;
+    let texts = corpus_texts(path)?;
+    let count = texts.len();
+    let items: Vec<Item> = texts.into_iter().map(Item::text).collect();
+    let (items, _) = sandbox.run(&mask, "pii-mask", items, r#"{"style":"tag","findings_item":true}"#)?;
+    let report = match items.last().map(|i| &i.payload) {
+        Some(Payload::Text(t)) => serde_json::from_str::<Value>(t).map_err(|e| format!("findings item: {e}"))?,
+        _ => return Err("pii-mask returned no findings item".into()),
+    };
+    let mut per_record: Vec<Vec<Value>> = vec![Vec::new(); count];
+    for f in report["findings"].as_array().into_iter().flatten() {
+        let index = f["item"].as_u64().ok_or("a finding without item")? as usize;
+        let slot = per_record.get_mut(index).ok_or("a finding for an unknown item")?;
+        slot.push(json!({"type": f["type"], "start": f["start"], "end": f["end"]}));
+    }
+    for (id, findings) in per_record.into_iter().enumerate() {
+        println!("{}", json!({"id": id, "findings": findings}));
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let result = parse_args().and_then(|args| match &args.pii_findings {
+        Some(path) => pii_findings(path),
+        None => bench_round(&args).map(|v| println!("{v}")),
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("steps bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
