@@ -130,7 +130,9 @@ fn main() {
     for build in language_builds {
         match build.join() {
             Ok(Ok(built)) => {
-                if let Err(e) = fs::create_dir_all(&artifacts).and_then(|()| copy_if_changed(&built.wasm, &artifacts.join(&built.file_name))) {
+                if let Err(e) = fs::create_dir_all(&artifacts)
+                    .and_then(|()| copy_if_changed(&built.wasm, &artifacts.join(&built.file_name)))
+                {
                     errors.push(format!("cannot copy {} into {}: {e}", built.wasm.display(), artifacts.display()));
                 }
             }
@@ -279,7 +281,9 @@ impl Toolchains {
                     node.display()
                 ))
             } else if !cli.is_file() {
-                Err(format!("componentize-js is needed to build the JavaScript plugins and is not installed; {SETUP_HINT}"))
+                Err(format!(
+                    "componentize-js is needed to build the JavaScript plugins and is not installed; {SETUP_HINT}"
+                ))
             } else if installed_lock != js_lock {
                 Err(format!("tools/js/node_modules does not match tools/js/package-lock.json; {SETUP_HINT}"))
             } else {
@@ -312,7 +316,14 @@ impl Toolchains {
                 hash.write(version.as_bytes());
                 let app = manifest_field(source, "app").unwrap_or_else(|| "app".into());
                 let mut command = Command::new(tool);
-                command.current_dir(&source.dir).arg("-d").arg(&wit).args(["-w", &world, "componentize", &app, "-p", "."]);
+                command.current_dir(&source.dir).arg("-d").arg(&wit).args([
+                    "-w",
+                    &world,
+                    "componentize",
+                    &app,
+                    "-p",
+                    ".",
+                ]);
                 // No `__pycache__` in the source tree: it would retrigger this build.
                 command.env("PYTHONDONTWRITEBYTECODE", "1");
                 command
@@ -369,7 +380,8 @@ impl LanguageBuild {
         let partial = self.cached.with_extension(format!("partial-{}", std::process::id()));
         match self.command.arg("-o").arg(&partial).output() {
             Ok(out) if out.status.success() && partial.is_file() => {
-                fs::rename(&partial, &self.cached).map_err(|e| format!("cannot store {}: {e}", self.cached.display()))?;
+                fs::rename(&partial, &self.cached)
+                    .map_err(|e| format!("cannot store {}: {e}", self.cached.display()))?;
                 Ok(BuiltComponent { wasm: self.cached, file_name: self.file_name })
             }
             Ok(out) => {
@@ -382,7 +394,9 @@ impl LanguageBuild {
                     String::from_utf8_lossy(&out.stderr)
                 ))
             }
-            Err(e) => Err(format!("cannot start the build of the {} plugin `{}`: {e}; {SETUP_HINT}", self.what, self.name)),
+            Err(e) => {
+                Err(format!("cannot start the build of the {} plugin `{}`: {e}; {SETUP_HINT}", self.what, self.name))
+            }
         }
     }
 }

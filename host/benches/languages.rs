@@ -53,7 +53,9 @@ fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
     let attempt = attempt();
-    println!("| language | component | size | compile (Cranelift) | load from cache (median of {CACHE_LOADS}) | first call, cold | call, warm (median of {WARM_CALLS}) |");
+    println!(
+        "| language | component | size | compile (Cranelift) | load from cache (median of {CACHE_LOADS}) | first call, cold | call, warm (median of {WARM_CALLS}) |"
+    );
     println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
     for (language, name, config) in [
         ("Rust", "noop", "{}"),

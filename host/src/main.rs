@@ -649,7 +649,10 @@ fn plugin(settings: EngineSettings, action: &PluginAction) -> Result<ExitCode> {
             for file in files {
                 eprintln!("  {}", file.display());
             }
-            eprintln!("next: cd {} && ./test.sh   (builds it, runs it with `weft run`, checks the output)", dir.display());
+            eprintln!(
+                "next: cd {} && ./test.sh   (builds it, runs it with `weft run`, checks the output)",
+                dir.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

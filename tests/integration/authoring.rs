@@ -160,7 +160,8 @@ fn scaffold_builds_and_passes_its_test(lang: &str) {
         // scripts/setup.sh installed into tools/js; link those instead.
         "js" => {
             #[cfg(unix)]
-            std::os::unix::fs::symlink(repo_root().join("tools/js/node_modules"), project.join("node_modules")).unwrap();
+            std::os::unix::fs::symlink(repo_root().join("tools/js/node_modules"), project.join("node_modules"))
+                .unwrap();
         }
         _ => {}
     }

@@ -47,7 +47,7 @@ async fn rust_python_and_javascript_steps_run_in_one_workflow() {
     // The Python step tagged every masked chunk.
     let tagged = &outcome.outputs["tag"];
     assert_eq!(tagged.len(), outcome.outputs["mask"].len());
-    for chunk in tagged {
+    for chunk in tagged.iter() {
         assert_eq!(chunk.metadata_value("language"), Some("en"), "{:?}", chunk.metadata);
         let keywords = chunk.metadata_value("keywords").unwrap_or_default();
         assert!(!keywords.is_empty() && !keywords.contains("email"), "{keywords}");
@@ -81,10 +81,11 @@ async fn weft_serve_runs_the_mixed_language_workflow() {
     let server = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(repo_root().join("workflows/pdf-brief.yaml"), dir.path().join("pdf-brief.yaml")).unwrap();
+    let worker_log = tempfile::NamedTempFile::new().unwrap();
     let mut worker = weft_cmd(dir.path())
-        .args(["serve", "--nats", &server.url(), "--workflows", ".", "--drain-grace-secs", "20"])
+        .args(["serve", "--nats", &server.url(), "--workflows", ".", "--drain-grace-secs", "20", "-v"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(worker_log.reopen().unwrap())
         .spawn()
         .expect("weft serve starts");
     let pdf = repo_root().join("workflows/samples/sample.pdf");
@@ -92,7 +93,7 @@ async fn weft_serve_runs_the_mixed_language_workflow() {
         weft_cmd(dir.path())
             .args(["submit", "pdf-brief", "--input"])
             .arg(&pdf)
-            .args(["--wait", "--timeout-secs", "120", "--job-id", "brief-1", "--nats", &server.url()])
+            .args(["--wait", "--timeout-secs", "300", "--job-id", "brief-1", "--nats", &server.url()])
             .output()
             .unwrap()
     });
@@ -106,7 +107,8 @@ async fn weft_serve_runs_the_mixed_language_workflow() {
     if exit.is_none() {
         let _ = worker.kill();
     }
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = std::fs::read_to_string(worker_log.path()).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(0), "{}\nworker log:\n{log}", String::from_utf8_lossy(&out.stderr));
     let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(record["state"], "succeeded", "{record}");
     assert_sample_brief(record["outputs"]["brief"][0]["payload"]["text"].as_str().unwrap_or_default());

@@ -262,10 +262,9 @@ pub fn inspect_bytes(file: &str, bytes: &[u8], cached: Option<bool>) -> Result<I
             let name = resolve.name_world_key(key);
             let kind = match capabilities::classify_import(&name) {
                 ImportClass::Wasi => ImportKind::Wasi,
-                ImportClass::Capability(cap) => ImportKind::Capability {
-                    grant: cap.grant.map(str::to_string),
-                    summary: cap.summary.to_string(),
-                },
+                ImportClass::Capability(cap) => {
+                    ImportKind::Capability { grant: cap.grant.map(str::to_string), summary: cap.summary.to_string() }
+                }
                 ImportClass::UnsupportedVersion { found } => ImportKind::UnsupportedVersion { found },
                 ImportClass::Unknown => ImportKind::Unknown,
             };
