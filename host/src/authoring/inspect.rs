@@ -122,7 +122,8 @@ pub struct Inspection {
     pub imports: Vec<ImportInfo>,
     /// Its exports, in the component's order.
     pub exports: Vec<ExportInfo>,
-    /// The workflow grants a step running it needs (`grants:` in the workflow).
+    /// The workflow grants its capability calls need (`grants:` in the
+    /// workflow); without them those calls are denied.
     pub required_grants: Vec<String>,
     /// Whether it is already compiled in the cache (`None`: no cache configured).
     pub cached: Option<bool>,
@@ -166,7 +167,9 @@ impl Inspection {
             let what = match &import.kind {
                 ImportKind::Wasi => String::new(),
                 ImportKind::Capability { grant: None, summary } => format!("{summary} (no grant needed)"),
-                ImportKind::Capability { grant: Some(grant), summary } => format!("{summary} (needs grant `{grant}`)"),
+                ImportKind::Capability { grant: Some(grant), summary } => {
+                    format!("{summary} (calls need grant `{grant}`)")
+                }
                 ImportKind::UnsupportedVersion { found } => format!("weft:plugin@{found}: a version this host refuses"),
                 ImportKind::Unknown => "NOT PROVIDED by this host".to_string(),
             };
@@ -181,7 +184,7 @@ impl Inspection {
             );
         }
         let grants = if self.required_grants.is_empty() { "none".to_string() } else { self.required_grants.join(", ") };
-        let _ = writeln!(out, "grants:   {grants}");
+        let _ = writeln!(out, "grants:   {grants} (what its step must grant for its capability calls to succeed)");
         let cache = match self.cached {
             Some(true) => "compiled (a run loads machine code without compiling)",
             Some(false) => "not compiled yet (the first run compiles it and caches the result)",
