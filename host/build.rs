@@ -411,10 +411,11 @@ fn manifest_field(source: &ComponentSource, field: &str) -> Option<String> {
             for line in text.lines().map(str::trim) {
                 if line.starts_with('[') {
                     in_section = line == "[tool.weft]";
-                } else if in_section && let Some((key, value)) = line.split_once('=') {
-                    if key.trim() == field {
-                        return Some(value.trim().trim_matches('"').to_string());
-                    }
+                } else if in_section
+                    && let Some((key, value)) = line.split_once('=')
+                    && key.trim() == field
+                {
+                    return Some(value.trim().trim_matches('"').to_string());
                 }
             }
             None

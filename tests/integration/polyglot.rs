@@ -98,21 +98,27 @@ async fn weft_serve_runs_the_mixed_language_workflow() {
             .unwrap()
     });
     let stopped = Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().is_ok_and(|s| s.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut exit = None;
-    while exit.is_none() && Instant::now() < deadline {
-        exit = worker.try_wait().unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if exit.is_none() {
-        let _ = worker.kill();
-    }
+    let exit = wait_exit(&mut worker, Duration::from_secs(30));
+    // A worker that did not stop in time is killed, never left behind.
+    let _ = worker.kill();
+    let _ = worker.wait();
     let log = std::fs::read_to_string(worker_log.path()).unwrap_or_default();
     assert_eq!(out.status.code(), Some(0), "{}\nworker log:\n{log}", String::from_utf8_lossy(&out.stderr));
     let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(record["state"], "succeeded", "{record}");
     assert_sample_brief(record["outputs"]["brief"][0]["payload"]["text"].as_str().unwrap_or_default());
     assert!(stopped && exit.and_then(|s| s.code()) == Some(0), "SIGTERM stops the worker cleanly: {exit:?}");
+}
+
+fn wait_exit(child: &mut std::process::Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
 }
 
 /// Runs the misbehaving `plugin` in `mode` as a one-step workflow with

@@ -224,7 +224,7 @@ pub fn inspect_file(path: &Path, settings: EngineSettings, compile: bool) -> Res
         match engine.load_plugin(&name, &bytes) {
             Ok(_) => inspection.cached = inspection.cached.map(|_| true),
             Err(EngineError::InvalidComponent { reason, .. }) => {
-                if !inspection.problems.iter().any(|p| *p == reason) {
+                if !inspection.problems.contains(&reason) {
                     inspection.problems.push(reason);
                 }
             }
