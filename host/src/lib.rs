@@ -23,6 +23,7 @@
 //!
 //! See `host/examples/embed.rs` for a complete program.
 
+pub mod authoring;
 mod bundled;
 pub mod capabilities;
 pub mod engine;

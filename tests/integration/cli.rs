@@ -3,17 +3,16 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use crate::support::{component_path, repo_root};
 
 fn weft(args: &[&str], cwd: &Path) -> Output {
-    static CACHE: OnceLock<tempfile::TempDir> = OnceLock::new();
-    let cache = CACHE.get_or_init(|| tempfile::tempdir().unwrap());
+    // The test run's one compile cache: the Python and JavaScript plugins
+    // take tens of seconds to compile, so they are compiled once per run.
     Command::new(env!("CARGO_BIN_EXE_weft"))
         .args(args)
         .current_dir(cwd)
-        .env("WEFT_CACHE_DIR", cache.path())
+        .env("WEFT_CACHE_DIR", crate::support::shared_cache_dir())
         .env_remove("RUST_LOG")
         .output()
         .expect("weft runs")
@@ -136,11 +135,13 @@ fn validate_accepts_every_bundled_workflow() {
 
 #[test]
 fn plugins_lists_the_standard_library_with_imports() {
+    crate::support::precompile(&["keyword-tagger", "markdown-format"]);
     let out = weft(&["plugins", "--json"], &repo_root());
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let json = stdout_json(&out);
     let names: Vec<&str> = json.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"pdf-load") && names.contains(&"chunk"), "{names:?}");
+    assert!(names.contains(&"keyword-tagger") && names.contains(&"markdown-format"), "{names:?}");
     for plugin in json.as_array().unwrap() {
         assert!(plugin["exports"].as_array().unwrap().iter().any(|e| e == "run"));
     }

@@ -7,6 +7,7 @@ mod nats;
 mod servers;
 mod support;
 
+mod authoring;
 mod cache;
 mod capabilities;
 mod cli;
@@ -14,6 +15,7 @@ mod delivery;
 mod loading;
 mod notify;
 mod pdf;
+mod polyglot;
 mod queue;
 mod retries;
 mod sandbox;

@@ -24,6 +24,8 @@ pub const TEST_COMPONENTS: &[&str] = &[
     "echo-config",
     "sleep",
     "capability-probe",
+    "misbehaving-python",
+    "misbehaving-js",
 ];
 
 /// The repository root.
@@ -106,4 +108,22 @@ pub fn texts(outcome: &JobOutcome, step: &str) -> Vec<String> {
             weft::Payload::Bytes(_) => panic!("step `{step}` returned bytes"),
         })
         .collect()
+}
+
+/// Compiles `plugins` into the shared compile cache, once per test run and
+/// one test at a time, so tests that use the same large component (a
+/// Python or JavaScript one takes tens of seconds to compile) never compile
+/// it side by side; the `weft` processes tests start use the same cache.
+pub fn precompile(plugins: &[&str]) {
+    static DONE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut done = DONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let host = host();
+    for name in plugins {
+        if !done.iter().any(|d| d == name) {
+            if let Err(error) = host.compile_plugin(name) {
+                panic!("{name} should compile: {error}");
+            }
+            done.push((*name).to_string());
+        }
+    }
 }
