@@ -62,6 +62,7 @@ fn fast_retries(name: &str) -> WorkerConfig {
         },
         drain_grace: Duration::from_secs(10),
         name: name.to_string(),
+        ..WorkerConfig::default()
     }
 }
 
