@@ -105,9 +105,10 @@ impl NatsServer {
         format!("tls://127.0.0.1:{}", self.port)
     }
 
-    /// A scratch directory that lives as long as the server (for certificates).
-    pub fn dir(&self) -> &std::path::Path {
-        self.store.path()
+    /// The server's process id (the queue benchmark reads its CPU time).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// `kill -9`s the server, then starts it again on the same port and store.

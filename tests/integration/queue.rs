@@ -387,3 +387,85 @@ async fn a_killed_worker_s_job_is_finished_by_another_without_repeating_steps() 
     assert_eq!(record.history.last().unwrap().worker, "rescuer");
     rescuer.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serve_processes_share_a_batch_and_run_each_job_once() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("nap.yaml"),
+        workflow(
+            "nap",
+            &format!("  - id: nap\n    plugin: {}\n    config: {{ ms: 250 }}\n", component_path("sleep").display()),
+        ),
+    )
+    .unwrap();
+    let start = |_: usize| {
+        weft_cmd(dir.path())
+            .args([
+                "serve",
+                "--nats",
+                &server.url(),
+                "--workflows",
+                ".",
+                "--concurrency",
+                "2",
+                "--drain-grace-secs",
+                "20",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("weft serve starts")
+    };
+    let mut workers = [start(0), start(1)];
+    let names: Vec<String> = workers.iter().map(|w| format!("weft-{}", w.id())).collect();
+
+    // Both processes are pulling once the shared consumer has two waiting pull requests.
+    let queue = client(&server).await;
+    let js = async_nats::jetstream::new(queue.nats().clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let waiting = match js.get_stream("WEFT_JOBS").await {
+            Ok(stream) => {
+                match stream.get_consumer::<async_nats::jetstream::consumer::pull::Config>("weft-workers").await {
+                    Ok(mut consumer) => consumer.info().await.map(|i| i.num_waiting).unwrap_or(0),
+                    Err(_) => 0,
+                }
+            }
+            Err(_) => 0,
+        };
+        if waiting >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "both workers never started pulling ({waiting} waiting)");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let ids: Vec<String> = (0..16).map(|i| format!("proc-share-{i}")).collect();
+    for id in &ids {
+        queue.submit("nap", b"x".to_vec(), Some(id.clone())).await.unwrap();
+    }
+    let mut by_worker = std::collections::BTreeMap::<String, usize>::new();
+    for id in &ids {
+        let record = wait_for(&queue, id).await;
+        assert_eq!(record.state, JobState::Succeeded, "{id}");
+        assert_eq!(record.attempts, 1, "{id} ran once: {:?}", record.history);
+        assert_eq!(record.history.len(), 1, "{id} has one run: {:?}", record.history);
+        *by_worker.entry(record.history[0].worker.clone()).or_default() += 1;
+    }
+    for worker in &workers {
+        sigterm(worker);
+    }
+    for worker in &mut workers {
+        let exit = tokio::task::block_in_place(|| wait_exit(worker, Duration::from_secs(30)));
+        assert_eq!(exit.and_then(|s| s.code()), Some(0), "each worker drains and exits 0");
+    }
+    assert_eq!(by_worker.values().sum::<usize>(), ids.len(), "{by_worker:?}");
+    for name in &names {
+        assert!(by_worker.get(name).copied().unwrap_or(0) > 0, "{name} did a part: {by_worker:?}");
+    }
+    assert_eq!(by_worker.len(), 2, "only the two processes ran jobs: {by_worker:?}");
+    let info = js.get_stream("WEFT_JOBS").await.unwrap().get_info().await.unwrap();
+    assert_eq!(info.state.messages, 0, "every job left the work queue");
+}

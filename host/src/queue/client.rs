@@ -21,7 +21,9 @@ pub const INLINE_INPUT_LIMIT: usize = 256 * 1024;
 /// A connection to the queue for clients (and the worker's storage).
 #[derive(Clone)]
 pub struct QueueClient {
-    pub(crate) topology: Topology,
+    /// Shared, not copied: the stream handles inside carry their whole
+    /// server-side info, too heavy to clone for every job.
+    pub(crate) topology: std::sync::Arc<Topology>,
 }
 
 /// What `submit` did.

@@ -160,7 +160,7 @@ impl Topology {
 /// [`QueueError::Connect`] when the server cannot be reached,
 /// [`QueueError::Incompatible`] when an existing stream does not fit.
 pub async fn connect(config: QueueConfig) -> Result<super::QueueClient, QueueError> {
-    Ok(super::QueueClient { topology: open(config).await? })
+    Ok(super::QueueClient { topology: std::sync::Arc::new(open(config).await?) })
 }
 
 pub(crate) async fn open(config: QueueConfig) -> Result<Topology, QueueError> {
@@ -234,9 +234,10 @@ async fn connect_client(config: &QueueConfig) -> Result<async_nats::Client, Queu
             .connection_timeout(Duration::from_secs(5))
             .max_reconnects(None::<usize>);
         if let Some(path) = &config.credentials_file {
-            options = options.credentials_file(path).await.map_err(|e| {
-                connect_error(format!("cannot read the credentials file {}: {e}", path.display()))
-            })?;
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|e| connect_error(format!("cannot read the credentials file {}: {e}", path.display())))?;
         }
         if let Some((user, password)) = &config.user_password {
             options = options.user_and_password(user.clone(), password.clone());

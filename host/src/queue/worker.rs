@@ -101,7 +101,7 @@ pub struct Worker {
     host: Arc<Host>,
     workflows: Arc<HashMap<String, LoadedWorkflow>>,
     queue: QueueClient,
-    config: WorkerConfig,
+    config: Arc<WorkerConfig>,
     jitter: Arc<dyn JitterSource>,
 }
 
@@ -122,8 +122,8 @@ impl Worker {
         Ok(Worker {
             host,
             workflows: Arc::new(workflows),
-            queue: QueueClient { topology },
-            config,
+            queue: QueueClient { topology: Arc::new(topology) },
+            config: Arc::new(config),
             jitter: Arc::new(RandomJitter),
         })
     }
@@ -232,7 +232,7 @@ struct JobRun {
     host: Arc<Host>,
     workflows: Arc<HashMap<String, LoadedWorkflow>>,
     queue: QueueClient,
-    config: WorkerConfig,
+    config: Arc<WorkerConfig>,
     jitter: Arc<dyn JitterSource>,
     counters: Arc<Counters>,
     hand_back: watch::Receiver<bool>,
@@ -248,7 +248,6 @@ impl JobRun {
             .to_string();
         let header_id = message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_string());
         let sequence = message.info().map(|i| i.stream_sequence).unwrap_or_default();
-        let body = String::from_utf8_lossy(&message.payload).into_owned();
 
         let parsed = JobMessage::parse(&message.payload);
         let job_id = match &parsed {
@@ -264,7 +263,7 @@ impl JobRun {
                 reason,
                 error: None,
                 history: Vec::new(),
-                message: body.clone(),
+                message: String::from_utf8_lossy(&message.payload).into_owned(),
             };
             let job = match parsed {
                 Ok(job) => job,
@@ -284,7 +283,7 @@ impl JobRun {
                 let reason = format!("unknown workflow `{workflow_name}`; this worker serves: {}", known.join(", "));
                 return self.reject(&message, reject(reason)).await;
             };
-            self.run(message, job, job_id.clone(), workflow, body.clone()).await;
+            self.run(message, job, job_id.clone(), workflow).await;
         }
         .instrument(span)
         .await;
@@ -305,14 +304,7 @@ impl JobRun {
         }
     }
 
-    async fn run(
-        self,
-        message: jetstream::Message,
-        job: JobMessage,
-        job_id: String,
-        workflow: LoadedWorkflow,
-        body: String,
-    ) {
+    async fn run(self, message: jetstream::Message, job: JobMessage, job_id: String, workflow: LoadedWorkflow) {
         let workflow_name = workflow.workflow().name.clone();
         // A first delivery claims the job with one conditional write that
         // also records it as running; only a redelivery (the record exists)
@@ -382,14 +374,13 @@ impl JobRun {
                     reason: format!("the job's input is unusable: {reason}"),
                     error: None,
                     history: record.history.clone(),
-                    message: body,
+                    message: String::from_utf8_lossy(&message.payload).into_owned(),
                 };
                 return self.finish_dead(&message, record, letter).await;
             }
         };
 
-        let completed =
-            if redelivered { self.load_checkpoints(&job_id, &workflow).await } else { BTreeMap::new() };
+        let completed = if redelivered { self.load_checkpoints(&job_id, &workflow).await } else { BTreeMap::new() };
         let checkpoints =
             Arc::new(KvCheckpoints::new(self.queue.clone(), job_id.clone(), self.config.checkpoint_delay));
         let flusher = checkpoints.spawn_delayed_flush();
@@ -476,7 +467,7 @@ impl JobRun {
                         reason,
                         error: error_json,
                         history: record.history.clone(),
-                        message: body,
+                        message: String::from_utf8_lossy(&message.payload).into_owned(),
                     };
                     self.finish_dead(&message, record, letter).await;
                 }
@@ -503,14 +494,24 @@ impl JobRun {
     }
 
     async fn publish_event(&self, workflow: &str, record: &JobRecord) {
-        let event = serde_json::json!({
-            "job_id": record.job_id,
-            "workflow": record.workflow,
-            "state": record.state,
-            "attempts": record.attempts,
-            "outputs": record.outputs,
-            "error": record.report.as_ref().and_then(|r| r.get("error")),
-        });
+        /// The completion event, borrowed from the record (no copy of the outputs).
+        #[derive(serde::Serialize)]
+        struct ResultEvent<'a> {
+            job_id: &'a str,
+            workflow: &'a str,
+            state: JobState,
+            attempts: u32,
+            outputs: Option<&'a serde_json::Value>,
+            error: Option<&'a serde_json::Value>,
+        }
+        let event = ResultEvent {
+            job_id: &record.job_id,
+            workflow: &record.workflow,
+            state: record.state,
+            attempts: record.attempts,
+            outputs: record.outputs.as_ref(),
+            error: record.report.as_ref().and_then(|r| r.get("error")),
+        };
         let subject = self.queue.topology.result_subject(workflow);
         let payload = serde_json::to_vec(&event).unwrap_or_default();
         if let Err(error) = self.queue.topology.client.publish(subject, payload.into()).await {
