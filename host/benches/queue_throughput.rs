@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt as _;
 use weft::engine::EngineSettings;
-use weft::queue::{QueueConfig, Worker, WorkerConfig};
+use weft::queue::{DEFAULT_CHECKPOINT_DELAY, QueueConfig, Worker, WorkerConfig};
 use weft::{HostBuilder, PluginSource};
 
 const JOBS: usize = 2000;
@@ -87,7 +87,7 @@ impl Window {
 }
 
 /// Jobs/s for the Weft worker on a fresh server.
-async fn weft_round(steps: usize, cache: &std::path::Path) -> Round {
+async fn weft_round(steps: usize, checkpoint_delay: Duration, cache: &std::path::Path) -> Round {
     let server = nats::NatsServer::start();
     let config = QueueConfig { url: server.url(), ..QueueConfig::default() };
     let queue = weft::queue::connect(config.clone()).await.unwrap_or_else(|e| panic!("{e}"));
@@ -111,7 +111,7 @@ async fn weft_round(steps: usize, cache: &std::path::Path) -> Round {
         host,
         vec![loaded],
         config,
-        WorkerConfig { concurrency: CONCURRENCY, ..WorkerConfig::default() },
+        WorkerConfig { concurrency: CONCURRENCY, checkpoint_delay, ..WorkerConfig::default() },
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
@@ -183,19 +183,21 @@ async fn main() {
         return; // `cargo bench -- --list` compatibility
     }
     let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let (mut bare, mut one, mut five) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut bare, mut one, mut five, mut five_eager) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         bare.push(bare_round().await);
-        one.push(weft_round(1, cache.path()).await);
-        five.push(weft_round(5, cache.path()).await);
+        one.push(weft_round(1, DEFAULT_CHECKPOINT_DELAY, cache.path()).await);
+        five.push(weft_round(5, DEFAULT_CHECKPOINT_DELAY, cache.path()).await);
+        five_eager.push(weft_round(5, Duration::ZERO, cache.path()).await);
         let show = |r: &Round| {
             format!("{:.0}/s ({:.0}+{:.0} us CPU/job)", r.jobs_per_second, r.client_us_per_job, r.server_us_per_job)
         };
         eprintln!(
-            "round {round}: bare {}, weft 1 step {}, weft 5 steps {}",
+            "round {round}: bare {}, weft 1 step {}, weft 5 steps {}, weft 5 steps checkpointing at once {}",
             show(&bare[round]),
             show(&one[round]),
-            show(&five[round])
+            show(&five[round]),
+            show(&five_eager[round])
         );
     }
     let bare_rate = median(&bare, |r| r.jobs_per_second);
@@ -208,6 +210,7 @@ async fn main() {
         ("bare async-nats pull + parse + ack", &bare),
         ("weft worker, 1 no-op step", &one),
         ("weft worker, 5 no-op steps", &five),
+        ("weft worker, 5 no-op steps, checkpoint_delay 0", &five_eager),
     ] {
         let rate = median(rounds, |r| r.jobs_per_second);
         println!(
