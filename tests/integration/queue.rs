@@ -469,3 +469,47 @@ async fn two_serve_processes_share_a_batch_and_run_each_job_once() {
     let info = js.get_stream("WEFT_JOBS").await.unwrap().get_info().await.unwrap();
     assert_eq!(info.state.messages, 0, "every job left the work queue");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_held_back_are_written_before_a_retry_so_the_retry_resumes() {
+    let server = NatsServer::start();
+    let queue = client(&server).await;
+    // `first` finishes well inside the checkpoint delay, then `second` fails
+    // retryably: the worker must write `first`'s checkpoint before the nak.
+    let two = workflow(
+        "held",
+        "  - id: first\n    plugin: echo-config\n  - id: second\n    plugin: flaky\n    needs: [first]\n    config: { fail_times: 100 }\n    retry: { max_attempts: 1 }\n",
+    );
+    let config = WorkerConfig { checkpoint_delay: Duration::from_secs(60), ..fast_retries("w1") };
+    let worker = start_worker(&server, &[&two], config).await;
+    queue.submit("held", b"x".to_vec(), Some("held-1".into())).await.unwrap();
+    let record = wait_for(&queue, "held-1").await;
+    assert_eq!(record.state, JobState::DeadLettered);
+    assert_eq!(record.attempts, 3);
+    let steps = record.report.as_ref().unwrap()["steps"].as_array().unwrap().clone();
+    assert_eq!(steps[0]["id"], "first");
+    assert_eq!(steps[0]["status"], "resumed", "the last run resumed from the checkpoint written before the retry");
+    let js = async_nats::jetstream::new(queue.nats().clone());
+    let kv = js.get_key_value("weft-jobs").await.unwrap();
+    assert!(kv.get("ckpt.held-1.first").await.unwrap().is_some());
+    assert!(kv.get("ckpt.held-1.second").await.unwrap().is_none(), "a failed step has no checkpoint");
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_finishes_within_the_checkpoint_delay_writes_no_checkpoints() {
+    let server = NatsServer::start();
+    let queue = client(&server).await;
+    let two =
+        workflow("quick", "  - id: a\n    plugin: echo-config\n  - id: b\n    plugin: echo-config\n    needs: [a]\n");
+    let config = WorkerConfig { checkpoint_delay: Duration::from_secs(60), ..fast_retries("w1") };
+    let worker = start_worker(&server, &[&two], config).await;
+    queue.submit("quick", b"x".to_vec(), Some("quick-1".into())).await.unwrap();
+    let record = wait_for(&queue, "quick-1").await;
+    assert_eq!(record.state, JobState::Succeeded);
+    assert!(record.outputs.as_ref().is_some_and(|o| o.get("b").is_some()), "the final record holds the sink's output");
+    let js = async_nats::jetstream::new(queue.nats().clone());
+    let kv = js.get_key_value("weft-jobs").await.unwrap();
+    assert!(kv.get("ckpt.quick-1.a").await.unwrap().is_none(), "its outcome made the checkpoint unnecessary");
+    worker.stop().await;
+}

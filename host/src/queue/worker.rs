@@ -1,8 +1,9 @@
 //! The worker loop behind `weft serve`: pull jobs in batches from the shared
-//! consumer, run up to `concurrency` at once with in-progress acks, checkpoint
-//! every finished step, ack on success, nak with a host-computed delay on a
-//! retryable failure, dead-letter (before acking) when attempts run out or a
-//! failure is fatal, and drain on shutdown.
+//! consumer, claim each job with one conditional write of its record, run up
+//! to `concurrency` at once with in-progress acks, checkpoint finished steps
+//! (written behind, see [`WorkerConfig::checkpoint_delay`]), ack on success,
+//! nak with a host-computed delay on a retryable failure, dead-letter (before
+//! acking) when attempts run out or a failure is fatal, and drain on shutdown.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -427,8 +428,10 @@ impl JobRun {
                 record.state = JobState::Succeeded;
                 record.history.push(this_run("succeeded", None, None));
                 if let Err(error) = self.queue.write_record(&record).await {
-                    // Not acked: a redelivery resumes from the checkpoints.
+                    // Not acked: a redelivery resumes from the checkpoints,
+                    // so the ones still held back are written now.
                     tracing::error!(%error, "cannot record the job's success; leaving it for redelivery");
+                    checkpoints.flush_and_settle().await;
                     return;
                 }
                 self.publish_event(&workflow_name, &record).await;
