@@ -400,47 +400,37 @@ async fn two_serve_processes_share_a_batch_and_run_each_job_once() {
         ),
     )
     .unwrap();
-    let start = |_: usize| {
-        weft_cmd(dir.path())
-            .args([
-                "serve",
-                "--nats",
-                &server.url(),
-                "--workflows",
-                ".",
-                "--concurrency",
-                "2",
-                "--drain-grace-secs",
-                "20",
-            ])
+    // Each process says "worker started" (at -v) just before it starts
+    // pulling; the jobs are submitted once both have.
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<u32>();
+    let start = || {
+        let mut child = weft_cmd(dir.path())
+            .args(["-v", "serve", "--nats", &server.url(), "--workflows", ".", "--concurrency", "2"])
+            .args(["--drain-grace-secs", "20"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
-            .expect("weft serve starts")
-    };
-    let mut workers = [start(0), start(1)];
-    let names: Vec<String> = workers.iter().map(|w| format!("weft-{}", w.id())).collect();
-
-    // Both processes are pulling once the shared consumer has two waiting pull requests.
-    let queue = client(&server).await;
-    let js = async_nats::jetstream::new(queue.nats().clone());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let waiting = match js.get_stream("WEFT_JOBS").await {
-            Ok(stream) => {
-                match stream.get_consumer::<async_nats::jetstream::consumer::pull::Config>("weft-workers").await {
-                    Ok(mut consumer) => consumer.info().await.map(|i| i.num_waiting).unwrap_or(0),
-                    Err(_) => 0,
+            .expect("weft serve starts");
+        let (stderr, pid, started) = (child.stderr.take().expect("piped stderr"), child.id(), started_tx.clone());
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("worker started") {
+                    let _ = started.send(pid);
                 }
             }
-            Err(_) => 0,
-        };
-        if waiting >= 2 {
-            break;
+        });
+        child
+    };
+    let mut workers = [start(), start()];
+    let names: Vec<String> = workers.iter().map(|w| format!("weft-{}", w.id())).collect();
+    tokio::task::block_in_place(|| {
+        for _ in 0..2 {
+            started_rx.recv_timeout(Duration::from_secs(60)).expect("both workers start within 60s");
         }
-        assert!(Instant::now() < deadline, "both workers never started pulling ({waiting} waiting)");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    });
+    let queue = client(&server).await;
+    let js = async_nats::jetstream::new(queue.nats().clone());
 
     let ids: Vec<String> = (0..16).map(|i| format!("proc-share-{i}")).collect();
     for id in &ids {
