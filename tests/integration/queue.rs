@@ -503,3 +503,29 @@ async fn a_job_that_finishes_within_the_checkpoint_delay_writes_no_checkpoints()
     assert!(kv.get("ckpt.quick-1.a").await.unwrap().is_none(), "its outcome made the checkpoint unnecessary");
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_with_grants_is_checkpointed_at_once_despite_the_delay() {
+    let server = NatsServer::start();
+    let receiver = crate::servers::HttpServer::always(200).await;
+    let queue = client(&server).await;
+    let yaml = format!(
+        "name: tell\nversion: '1'\nsteps:\n  - id: notify\n    plugin: notify\n    grants: {{ http: [\"{grant}\"] }}\n    \
+         config: {{ channels: [{{ type: webhook, url: \"{url}\" }}] }}\n  - id: after\n    plugin: echo-config\n    needs: [notify]\n",
+        grant = receiver.grant(),
+        url = receiver.url("/hook"),
+    );
+    let config = WorkerConfig { checkpoint_delay: Duration::from_secs(60), ..fast_retries("w1") };
+    let worker = start_worker(&server, &[&yaml], config).await;
+    queue.submit("tell", b"news".to_vec(), Some("tell-1".into())).await.unwrap();
+    let record = wait_for(&queue, "tell-1").await;
+    assert_eq!(record.state, JobState::Succeeded, "{record:?}");
+    assert_eq!(receiver.requests().len(), 1);
+    let js = async_nats::jetstream::new(queue.nats().clone());
+    let kv = js.get_key_value("weft-jobs").await.unwrap();
+    assert!(
+        kv.get("ckpt.tell-1.notify").await.unwrap().is_some(),
+        "a step that may have had effects outside is checkpointed before the next step, whatever the delay"
+    );
+    worker.stop().await;
+}

@@ -49,8 +49,9 @@ pub struct WorkerConfig {
     pub name: String,
     /// How long a job runs before its step checkpoints are written. Jobs that
     /// finish sooner skip them (their outcome is recorded instead); a crash
-    /// repeats at most this much of a job's finished work. Zero writes every
-    /// checkpoint as its step finishes.
+    /// repeats at most this much of a job's finished work. Steps with grants
+    /// (which may have had effects outside) are checkpointed at once anyway.
+    /// Zero writes every checkpoint as its step finishes.
     pub checkpoint_delay: Duration,
 }
 
@@ -383,7 +384,7 @@ impl JobRun {
 
         let completed = if redelivered { self.load_checkpoints(&job_id, &workflow).await } else { BTreeMap::new() };
         let checkpoints =
-            Arc::new(KvCheckpoints::new(self.queue.clone(), job_id.clone(), self.config.checkpoint_delay));
+            Arc::new(KvCheckpoints::new(self.queue.clone(), job_id.clone(), self.config.checkpoint_delay, &workflow));
         let flusher = checkpoints.spawn_delayed_flush();
         let heartbeat = spawn_heartbeat(&message, self.queue.topology.config.ack_wait);
         let mut hand_back = self.hand_back.clone();
@@ -574,12 +575,17 @@ enum StoredCheckpoint {
 /// job that finishes within it records its outcome instead and never needs
 /// them; after that (and before a retry or hand-back) they are written, each
 /// without waiting for the server's ack before the next step starts.
-/// A crash therefore repeats at most `delay` of a job's finished work, and
-/// repeated notify steps are covered by their idempotency keys.
+/// A crash therefore repeats at most `delay` of a job's finished work. Steps
+/// with grants (they may have reached the outside world: a webhook, an
+/// e-mail) are the exception: their checkpoint, and every one held back
+/// before it, is stored before the next step starts, so a resumed job does
+/// not repeat them.
 struct KvCheckpoints {
     queue: QueueClient,
     job_id: String,
     delay: Duration,
+    /// Steps whose checkpoint is stored at once (those with grants).
+    immediate: std::collections::HashSet<String>,
     state: std::sync::Mutex<CheckpointState>,
 }
 
@@ -594,9 +600,11 @@ struct CheckpointState {
 }
 
 impl KvCheckpoints {
-    fn new(queue: QueueClient, job_id: String, delay: Duration) -> Self {
+    fn new(queue: QueueClient, job_id: String, delay: Duration, workflow: &LoadedWorkflow) -> Self {
         let state = CheckpointState { eager: delay.is_zero(), ..CheckpointState::default() };
-        KvCheckpoints { queue, job_id, delay, state: std::sync::Mutex::new(state) }
+        let immediate =
+            workflow.workflow().steps.iter().filter(|step| !step.grants.is_empty()).map(|s| s.id.clone()).collect();
+        KvCheckpoints { queue, job_id, delay, immediate, state: std::sync::Mutex::new(state) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CheckpointState> {
@@ -630,6 +638,11 @@ impl KvCheckpoints {
     /// Flushes, then waits until the server has stored every checkpoint sent.
     async fn flush_and_settle(&self) {
         self.flush().await;
+        self.settle().await;
+    }
+
+    /// Waits until the server has stored every checkpoint sent.
+    async fn settle(&self) {
         let unacked = std::mem::take(&mut self.lock().unacked);
         for (step_id, ack) in unacked {
             if let Err(error) = ack.await {
@@ -663,6 +676,12 @@ impl KvCheckpoints {
 impl CheckpointSink for KvCheckpoints {
     fn save<'a>(&'a self, step_id: &'a str, items: &'a [Item]) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
+            if self.immediate.contains(step_id) {
+                self.flush().await;
+                self.send(step_id, items).await;
+                self.settle().await;
+                return;
+            }
             {
                 let mut state = self.lock();
                 if !state.eager {
