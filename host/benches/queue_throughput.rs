@@ -2,6 +2,11 @@
 //! no-op steps) against a bare async-nats pull-and-ack loop on the same kind
 //! of stream, in the same run, alternating contenders.
 //!
+//! Besides jobs/s it reports the CPU time each job costs in this process
+//! (worker or bare loop) and in nats-server, from `/proc`: on a shared,
+//! oversubscribed machine the rates swing with the neighbours' load, while
+//! CPU per job barely moves, so it shows what a change really saved.
+//!
 //! Run: `cargo bench -p weft --bench queue_throughput` (needs `nats-server`,
 //! see the README's test command). Prints a Markdown table.
 
@@ -16,11 +21,11 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt as _;
 use weft::engine::EngineSettings;
-use weft::queue::{QueueConfig, Worker, WorkerConfig};
+use weft::queue::{DEFAULT_CHECKPOINT_DELAY, QueueConfig, Worker, WorkerConfig};
 use weft::{HostBuilder, PluginSource};
 
 const JOBS: usize = 2000;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const CONCURRENCY: usize = 32;
 
 fn noop_path() -> std::path::PathBuf {
@@ -38,8 +43,51 @@ fn workflow(steps: usize) -> String {
     yaml
 }
 
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
+fn cpu_time(pid: &str) -> Duration {
+    const TICKS_PER_SECOND: u64 = 100; // USER_HZ on Linux
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<u64> = after_name.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND)
+}
+
+/// One contender's measurement window: wall time and the CPU time used by
+/// this process and by nats-server.
+struct Window {
+    started: Instant,
+    client_cpu: Duration,
+    server_cpu: Duration,
+    server_pid: String,
+}
+
+/// What one round measured.
+#[derive(Clone, Copy)]
+struct Round {
+    jobs_per_second: f64,
+    client_us_per_job: f64,
+    server_us_per_job: f64,
+}
+
+impl Window {
+    fn open(server: &nats::NatsServer) -> Self {
+        let server_pid = server.pid().map(|p| p.to_string()).unwrap_or_default();
+        Window { started: Instant::now(), client_cpu: cpu_time("self"), server_cpu: cpu_time(&server_pid), server_pid }
+    }
+
+    fn close(self, jobs: usize) -> Round {
+        let per_job = |d: Duration| d.as_secs_f64() * 1e6 / jobs as f64;
+        Round {
+            jobs_per_second: jobs as f64 / self.started.elapsed().as_secs_f64(),
+            client_us_per_job: per_job(cpu_time("self").saturating_sub(self.client_cpu)),
+            server_us_per_job: per_job(cpu_time(&self.server_pid).saturating_sub(self.server_cpu)),
+        }
+    }
+}
+
 /// Jobs/s for the Weft worker on a fresh server.
-async fn weft_round(steps: usize, cache: &std::path::Path) -> f64 {
+async fn weft_round(steps: usize, checkpoint_delay: Duration, cache: &std::path::Path) -> Round {
     let server = nats::NatsServer::start();
     let config = QueueConfig { url: server.url(), ..QueueConfig::default() };
     let queue = weft::queue::connect(config.clone()).await.unwrap_or_else(|e| panic!("{e}"));
@@ -63,12 +111,12 @@ async fn weft_round(steps: usize, cache: &std::path::Path) -> f64 {
         host,
         vec![loaded],
         config,
-        WorkerConfig { concurrency: CONCURRENCY, ..WorkerConfig::default() },
+        WorkerConfig { concurrency: CONCURRENCY, checkpoint_delay, ..WorkerConfig::default() },
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let started = Instant::now();
+    let window = Window::open(&server);
     let handle = tokio::spawn(worker.run(async {
         let _ = stopped.await;
     }));
@@ -78,14 +126,14 @@ async fn weft_round(steps: usize, cache: &std::path::Path) -> f64 {
             .unwrap_or_else(|_| panic!("jobs stalled"))
             .unwrap_or_else(|| panic!("subscription ended"));
     }
-    let rate = JOBS as f64 / started.elapsed().as_secs_f64();
+    let round = window.close(JOBS);
     let _ = stop.send(());
     let _ = handle.await;
-    rate
+    round
 }
 
 /// Jobs/s for a bare pull-parse-ack loop with the same batch size.
-async fn bare_round() -> f64 {
+async fn bare_round() -> Round {
     let server = nats::NatsServer::start();
     let client = async_nats::connect(server.url()).await.unwrap_or_else(|e| panic!("{e}"));
     let js = jetstream::new(client);
@@ -110,7 +158,7 @@ async fn bare_round() -> f64 {
         .create_consumer(consumer::pull::Config { durable_name: Some("bare".into()), ..Default::default() })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let started = Instant::now();
+    let window = Window::open(&server);
     let mut messages =
         consumer.stream().max_messages_per_batch(CONCURRENCY).messages().await.unwrap_or_else(|e| panic!("{e}"));
     let mut acked = 0;
@@ -120,10 +168,11 @@ async fn bare_round() -> f64 {
         message.double_ack().await.unwrap_or_else(|e| panic!("{e}"));
         acked += 1;
     }
-    JOBS as f64 / started.elapsed().as_secs_f64()
+    window.close(JOBS)
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+fn median(rounds: &[Round], field: impl Fn(&Round) -> f64) -> f64 {
+    let mut values: Vec<f64> = rounds.iter().map(field).collect();
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
@@ -134,20 +183,41 @@ async fn main() {
         return; // `cargo bench -- --list` compatibility
     }
     let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let (mut bare, mut one, mut five) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut bare, mut one, mut five, mut five_eager) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         bare.push(bare_round().await);
-        one.push(weft_round(1, cache.path()).await);
-        five.push(weft_round(5, cache.path()).await);
+        one.push(weft_round(1, DEFAULT_CHECKPOINT_DELAY, cache.path()).await);
+        five.push(weft_round(5, DEFAULT_CHECKPOINT_DELAY, cache.path()).await);
+        five_eager.push(weft_round(5, Duration::ZERO, cache.path()).await);
+        let show = |r: &Round| {
+            format!("{:.0}/s ({:.0}+{:.0} us CPU/job)", r.jobs_per_second, r.client_us_per_job, r.server_us_per_job)
+        };
         eprintln!(
-            "round {round}: bare {:.0}/s, weft 1 step {:.0}/s, weft 5 steps {:.0}/s",
-            bare[round], one[round], five[round]
+            "round {round}: bare {}, weft 1 step {}, weft 5 steps {}, weft 5 steps checkpointing at once {}",
+            show(&bare[round]),
+            show(&one[round]),
+            show(&five[round]),
+            show(&five_eager[round])
         );
     }
-    let (bare, one, five) = (median(bare), median(one), median(five));
-    println!("| contender | jobs/s (median of {ROUNDS}, {JOBS} jobs, concurrency {CONCURRENCY}) | vs bare loop |");
-    println!("| --- | ---: | ---: |");
-    println!("| bare async-nats pull + parse + ack | {bare:.0} | 1.00x |");
-    println!("| weft worker, 1 no-op step | {one:.0} | {:.2}x |", one / bare);
-    println!("| weft worker, 5 no-op steps | {five:.0} | {:.2}x |", five / bare);
+    let bare_rate = median(&bare, |r| r.jobs_per_second);
+    println!(
+        "| contender | jobs/s (median of {ROUNDS}, {JOBS} jobs, concurrency {CONCURRENCY}) | vs bare loop \
+         | CPU us/job in this process | CPU us/job in nats-server |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (name, rounds) in [
+        ("bare async-nats pull + parse + ack", &bare),
+        ("weft worker, 1 no-op step", &one),
+        ("weft worker, 5 no-op steps", &five),
+        ("weft worker, 5 no-op steps, checkpoint_delay 0", &five_eager),
+    ] {
+        let rate = median(rounds, |r| r.jobs_per_second);
+        println!(
+            "| {name} | {rate:.0} | {:.2}x | {:.0} | {:.0} |",
+            rate / bare_rate,
+            median(rounds, |r| r.client_us_per_job),
+            median(rounds, |r| r.server_us_per_job)
+        );
+    }
 }

@@ -13,6 +13,7 @@ mod capabilities;
 mod cli;
 mod delivery;
 mod loading;
+mod nats_auth;
 mod notify;
 mod pdf;
 mod polyglot;

@@ -1,5 +1,6 @@
 //! A real `nats-server` per test: JetStream on, an ephemeral loopback port, a
 //! temporary store directory, killed on drop (the async-nats test-helper pattern).
+//! An optional configuration file adds what flags cannot say (auth, TLS).
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -12,6 +13,7 @@ pub struct NatsServer {
     port: u16,
     monitor_port: u16,
     store: tempfile::TempDir,
+    config_file: Option<std::path::PathBuf>,
 }
 
 fn free_port() -> u16 {
@@ -39,18 +41,30 @@ fn binary() -> String {
 impl NatsServer {
     /// Starts a server and waits (at most 15 s) until JetStream answers.
     pub fn start() -> Self {
-        let mut server = NatsServer {
-            child: None,
-            port: free_port(),
-            monitor_port: free_port(),
-            store: tempfile::tempdir().expect("temp dir"),
-        };
+        Self::start_with_config(None)
+    }
+
+    /// Starts a server that also reads `config` (nats-server's configuration
+    /// language: `authorization`, `tls` blocks). Port, address, JetStream and
+    /// store directory still come from the command line, which wins.
+    pub fn start_with_config(config: Option<&str>) -> Self {
+        let store = tempfile::tempdir().expect("temp dir");
+        let config_file = config.map(|text| {
+            let path = store.path().join("nats-server.conf");
+            std::fs::write(&path, text).expect("write the nats-server config");
+            path
+        });
+        let mut server = NatsServer { child: None, port: free_port(), monitor_port: free_port(), store, config_file };
         server.spawn();
         server
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(binary())
+        let mut command = Command::new(binary());
+        if let Some(config_file) = &self.config_file {
+            command.arg("-c").arg(config_file);
+        }
+        let child = command
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-m", &self.monitor_port.to_string()])
             .arg("-sd")
             .arg(self.store.path())
@@ -84,6 +98,17 @@ impl NatsServer {
     /// The client URL.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The client URL with the `tls://` scheme (the client insists on TLS).
+    pub fn tls_url(&self) -> String {
+        format!("tls://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's process id (the queue benchmark reads its CPU time).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// `kill -9`s the server, then starts it again on the same port and store.

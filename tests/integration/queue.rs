@@ -62,6 +62,7 @@ fn fast_retries(name: &str) -> WorkerConfig {
         },
         drain_grace: Duration::from_secs(10),
         name: name.to_string(),
+        ..WorkerConfig::default()
     }
 }
 
@@ -385,4 +386,146 @@ async fn a_killed_worker_s_job_is_finished_by_another_without_repeating_steps() 
     assert_eq!(steps[1]["status"], "succeeded");
     assert_eq!(record.history.last().unwrap().worker, "rescuer");
     rescuer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serve_processes_share_a_batch_and_run_each_job_once() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("nap.yaml"),
+        workflow(
+            "nap",
+            &format!("  - id: nap\n    plugin: {}\n    config: {{ ms: 250 }}\n", component_path("sleep").display()),
+        ),
+    )
+    .unwrap();
+    // Each process says "worker started" (at -v) just before it starts
+    // pulling; the jobs are submitted once both have.
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<u32>();
+    let start = || {
+        let mut child = weft_cmd(dir.path())
+            .args(["-v", "serve", "--nats", &server.url(), "--workflows", ".", "--concurrency", "2"])
+            .args(["--drain-grace-secs", "20"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("weft serve starts");
+        let (stderr, pid, started) = (child.stderr.take().expect("piped stderr"), child.id(), started_tx.clone());
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("worker started") {
+                    let _ = started.send(pid);
+                }
+            }
+        });
+        child
+    };
+    let mut workers = [start(), start()];
+    let names: Vec<String> = workers.iter().map(|w| format!("weft-{}", w.id())).collect();
+    tokio::task::block_in_place(|| {
+        for _ in 0..2 {
+            started_rx.recv_timeout(Duration::from_secs(60)).expect("both workers start within 60s");
+        }
+    });
+    let queue = client(&server).await;
+    let js = async_nats::jetstream::new(queue.nats().clone());
+
+    let ids: Vec<String> = (0..16).map(|i| format!("proc-share-{i}")).collect();
+    for id in &ids {
+        queue.submit("nap", b"x".to_vec(), Some(id.clone())).await.unwrap();
+    }
+    let mut by_worker = std::collections::BTreeMap::<String, usize>::new();
+    for id in &ids {
+        let record = wait_for(&queue, id).await;
+        assert_eq!(record.state, JobState::Succeeded, "{id}");
+        assert_eq!(record.attempts, 1, "{id} ran once: {:?}", record.history);
+        assert_eq!(record.history.len(), 1, "{id} has one run: {:?}", record.history);
+        *by_worker.entry(record.history[0].worker.clone()).or_default() += 1;
+    }
+    for worker in &workers {
+        sigterm(worker);
+    }
+    for worker in &mut workers {
+        let exit = tokio::task::block_in_place(|| wait_exit(worker, Duration::from_secs(30)));
+        assert_eq!(exit.and_then(|s| s.code()), Some(0), "each worker drains and exits 0");
+    }
+    assert_eq!(by_worker.values().sum::<usize>(), ids.len(), "{by_worker:?}");
+    for name in &names {
+        assert!(by_worker.get(name).copied().unwrap_or(0) > 0, "{name} did a part: {by_worker:?}");
+    }
+    assert_eq!(by_worker.len(), 2, "only the two processes ran jobs: {by_worker:?}");
+    let info = js.get_stream("WEFT_JOBS").await.unwrap().get_info().await.unwrap();
+    assert_eq!(info.state.messages, 0, "every job left the work queue");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_held_back_are_written_before_a_retry_so_the_retry_resumes() {
+    let server = NatsServer::start();
+    let queue = client(&server).await;
+    // `first` finishes well inside the checkpoint delay, then `second` fails
+    // retryably: the worker must write `first`'s checkpoint before the nak.
+    let two = workflow(
+        "held",
+        "  - id: first\n    plugin: echo-config\n  - id: second\n    plugin: flaky\n    needs: [first]\n    config: { fail_times: 100 }\n    retry: { max_attempts: 1 }\n",
+    );
+    let config = WorkerConfig { checkpoint_delay: Duration::from_secs(60), ..fast_retries("w1") };
+    let worker = start_worker(&server, &[&two], config).await;
+    queue.submit("held", b"x".to_vec(), Some("held-1".into())).await.unwrap();
+    let record = wait_for(&queue, "held-1").await;
+    assert_eq!(record.state, JobState::DeadLettered);
+    assert_eq!(record.attempts, 3);
+    let steps = record.report.as_ref().unwrap()["steps"].as_array().unwrap().clone();
+    assert_eq!(steps[0]["id"], "first");
+    assert_eq!(steps[0]["status"], "resumed", "the last run resumed from the checkpoint written before the retry");
+    let js = async_nats::jetstream::new(queue.nats().clone());
+    let kv = js.get_key_value("weft-jobs").await.unwrap();
+    assert!(kv.get("ckpt.held-1.first").await.unwrap().is_some());
+    assert!(kv.get("ckpt.held-1.second").await.unwrap().is_none(), "a failed step has no checkpoint");
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_finishes_within_the_checkpoint_delay_writes_no_checkpoints() {
+    let server = NatsServer::start();
+    let queue = client(&server).await;
+    let two =
+        workflow("quick", "  - id: a\n    plugin: echo-config\n  - id: b\n    plugin: echo-config\n    needs: [a]\n");
+    let config = WorkerConfig { checkpoint_delay: Duration::from_secs(60), ..fast_retries("w1") };
+    let worker = start_worker(&server, &[&two], config).await;
+    queue.submit("quick", b"x".to_vec(), Some("quick-1".into())).await.unwrap();
+    let record = wait_for(&queue, "quick-1").await;
+    assert_eq!(record.state, JobState::Succeeded);
+    assert!(record.outputs.as_ref().is_some_and(|o| o.get("b").is_some()), "the final record holds the sink's output");
+    let js = async_nats::jetstream::new(queue.nats().clone());
+    let kv = js.get_key_value("weft-jobs").await.unwrap();
+    assert!(kv.get("ckpt.quick-1.a").await.unwrap().is_none(), "its outcome made the checkpoint unnecessary");
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_with_grants_is_checkpointed_at_once_despite_the_delay() {
+    let server = NatsServer::start();
+    let receiver = crate::servers::HttpServer::always(200).await;
+    let queue = client(&server).await;
+    let yaml = format!(
+        "name: tell\nversion: '1'\nsteps:\n  - id: notify\n    plugin: notify\n    grants: {{ http: [\"{grant}\"] }}\n    \
+         config: {{ channels: [{{ type: webhook, url: \"{url}\" }}] }}\n  - id: after\n    plugin: echo-config\n    needs: [notify]\n",
+        grant = receiver.grant(),
+        url = receiver.url("/hook"),
+    );
+    let config = WorkerConfig { checkpoint_delay: Duration::from_secs(60), ..fast_retries("w1") };
+    let worker = start_worker(&server, &[&yaml], config).await;
+    queue.submit("tell", b"news".to_vec(), Some("tell-1".into())).await.unwrap();
+    let record = wait_for(&queue, "tell-1").await;
+    assert_eq!(record.state, JobState::Succeeded, "{record:?}");
+    assert_eq!(receiver.requests().len(), 1);
+    let js = async_nats::jetstream::new(queue.nats().clone());
+    let kv = js.get_key_value("weft-jobs").await.unwrap();
+    assert!(
+        kv.get("ckpt.tell-1.notify").await.unwrap().is_some(),
+        "a step that may have had effects outside is checkpointed before the next step, whatever the delay"
+    );
+    worker.stop().await;
 }

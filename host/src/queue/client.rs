@@ -21,7 +21,9 @@ pub const INLINE_INPUT_LIMIT: usize = 256 * 1024;
 /// A connection to the queue for clients (and the worker's storage).
 #[derive(Clone)]
 pub struct QueueClient {
-    pub(crate) topology: Topology,
+    /// Shared, not copied: the stream handles inside carry their whole
+    /// server-side info, too heavy to clone for every job.
+    pub(crate) topology: std::sync::Arc<Topology>,
 }
 
 /// What `submit` did.
@@ -157,6 +159,46 @@ impl QueueClient {
         value
             .map(|bytes| serde_json::from_slice(&bytes).map_err(|e| QueueError::js("decoding job state", e)))
             .transpose()
+    }
+
+    /// Writes `record` only if the job has no record yet: one round trip that
+    /// both claims a fresh job and tells a redelivery from a first delivery.
+    /// `Ok(false)` when a record exists (or existed) already.
+    pub(crate) async fn create_record(&self, record: &JobRecord) -> Result<bool, QueueError> {
+        let bytes = serde_json::to_vec(record).map_err(|e| QueueError::js("encoding job state", e))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, "0");
+        let ack = self
+            .topology
+            .js
+            .publish_with_headers(self.state_subject(&job_key(&record.job_id)), headers, bytes.into())
+            .await
+            .map_err(|e| QueueError::js("writing job state", e))?
+            .await;
+        match ack {
+            Ok(_) => Ok(true),
+            Err(error) if error.kind() == async_nats::jetstream::context::PublishErrorKind::WrongLastSequence => {
+                Ok(false)
+            }
+            Err(error) => Err(QueueError::js("writing job state", error)),
+        }
+    }
+
+    /// Sends a value to the job-state bucket without waiting for the
+    /// server's ack; the caller awaits the returned future when it needs the
+    /// write to be durable. Writes from one connection are stored in order.
+    pub(crate) async fn put_state_pipelined(
+        &self,
+        key: &str,
+        value: Bytes,
+    ) -> Result<async_nats::jetstream::context::PublishAckFuture, QueueError> {
+        self.topology.js.publish(self.state_subject(key), value).await.map_err(|e| QueueError::js("writing state", e))
+    }
+
+    /// The subject a write of `key` goes to (what `kv::Store::put` uses).
+    fn state_subject(&self, key: &str) -> String {
+        let store = &self.topology.state;
+        format!("{}{key}", store.put_prefix.as_ref().unwrap_or(&store.prefix))
     }
 
     pub(crate) async fn write_record(&self, record: &JobRecord) -> Result<(), QueueError> {

@@ -17,7 +17,7 @@ pub use client::{DeadLetterEntry, QueueClient, SubmitOutcome};
 pub use message::{JobInput, JobMessage};
 pub use state::{JobRecord, JobState};
 pub use topology::{QueueConfig, connect};
-pub use worker::{Worker, WorkerConfig, WorkerSummary};
+pub use worker::{DEFAULT_CHECKPOINT_DELAY, Worker, WorkerConfig, WorkerSummary};
 
 /// Why a queue operation failed.
 #[derive(Debug, thiserror::Error)]

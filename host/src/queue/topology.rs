@@ -160,39 +160,11 @@ impl Topology {
 /// [`QueueError::Connect`] when the server cannot be reached,
 /// [`QueueError::Incompatible`] when an existing stream does not fit.
 pub async fn connect(config: QueueConfig) -> Result<super::QueueClient, QueueError> {
-    Ok(super::QueueClient { topology: open(config).await? })
+    Ok(super::QueueClient { topology: std::sync::Arc::new(open(config).await?) })
 }
 
 pub(crate) async fn open(config: QueueConfig) -> Result<Topology, QueueError> {
-    let connect_error = |reason: String| QueueError::Connect { url: config.url.clone(), reason };
-    let mut options = async_nats::ConnectOptions::new()
-        .name("weft")
-        .connection_timeout(Duration::from_secs(5))
-        .retry_on_initial_connect()
-        .max_reconnects(None::<usize>);
-    if let Some(path) = &config.credentials_file {
-        options = options.credentials_file(path).await.map_err(|e| connect_error(format!("credentials file: {e}")))?;
-    }
-    if let Some((user, password)) = &config.user_password {
-        options = options.user_and_password(user.clone(), password.clone());
-    }
-    if let Some(token) = &config.token {
-        options = options.token(token.clone());
-    }
-    if let Some(seed) = &config.nkey_seed {
-        options = options.nkey(seed.clone());
-    }
-    if let Some(ca) = &config.tls_ca {
-        options = options.add_root_certificates(ca.clone());
-    }
-    if config.require_tls {
-        options = options.require_tls(true);
-    }
-    // retry_on_initial_connect makes connect wait forever; bound it.
-    let client = tokio::time::timeout(Duration::from_secs(15), options.connect(config.url.as_str()))
-        .await
-        .map_err(|_| connect_error("no answer within 15s; is nats-server running?".into()))?
-        .map_err(|e| connect_error(e.to_string()))?;
+    let client = connect_client(&config).await?;
     let js = jetstream::new(client.clone());
 
     let jobs = ensure_stream(
@@ -243,6 +215,133 @@ pub(crate) async fn open(config: QueueConfig) -> Result<Topology, QueueError> {
             .map_err(|e| QueueError::js(format!("creating object store `{}`", config.object_bucket), e))?,
     };
     Ok(Topology { config, client, js, jobs, dlq, state, objects })
+}
+
+/// How long the first connection may take while the server is unreachable
+/// (a worker started just before its server keeps trying this long).
+const INITIAL_CONNECT_WINDOW: Duration = Duration::from_secs(15);
+
+/// Connects with the configured credentials and TLS settings. An unreachable
+/// server is retried for [`INITIAL_CONNECT_WINDOW`]; rejected credentials and
+/// failed TLS handshakes are errors at once, in words that name the setting
+/// to fix, because retrying cannot help them.
+async fn connect_client(config: &QueueConfig) -> Result<async_nats::Client, QueueError> {
+    let connect_error = |reason: String| QueueError::Connect { url: config.url.clone(), reason };
+    let deadline = tokio::time::Instant::now() + INITIAL_CONNECT_WINDOW;
+    loop {
+        let mut options = async_nats::ConnectOptions::new()
+            .name("weft")
+            .connection_timeout(Duration::from_secs(5))
+            .max_reconnects(None::<usize>);
+        if let Some(path) = &config.credentials_file {
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|e| connect_error(format!("cannot read the credentials file {}: {e}", path.display())))?;
+        }
+        if let Some((user, password)) = &config.user_password {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(token) = &config.token {
+            options = options.token(token.clone());
+        }
+        if let Some(seed) = &config.nkey_seed {
+            options = options.nkey(seed.clone());
+        }
+        if let Some(ca) = &config.tls_ca {
+            if !ca.is_file() {
+                return Err(connect_error(format!("the TLS CA file {} does not exist", ca.display())));
+            }
+            options = options.add_root_certificates(ca.clone());
+        }
+        if config.require_tls {
+            options = options.require_tls(true);
+        }
+        let error = match options.connect(config.url.as_str()).await {
+            Ok(client) => return Ok(client),
+            Err(error) => error,
+        };
+        if let Some(reason) = permanent_connect_failure(config, &error) {
+            return Err(connect_error(reason));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(connect_error(format!(
+                "no answer within {}s ({error}); is nats-server running there?",
+                INITIAL_CONNECT_WINDOW.as_secs()
+            )));
+        }
+        tracing::warn!(url = %config.url, %error, "cannot reach NATS yet; retrying");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Why a connection attempt can never succeed with this configuration, in
+/// words naming the flag to fix; `None` when retrying may help (server down).
+fn permanent_connect_failure(config: &QueueConfig, error: &async_nats::ConnectError) -> Option<String> {
+    use async_nats::ConnectErrorKind;
+    let credentials_given = config.credentials_file.is_some()
+        || config.user_password.is_some()
+        || config.token.is_some()
+        || config.nkey_seed.is_some();
+    match error.kind() {
+        ConnectErrorKind::AuthorizationViolation if credentials_given => Some(
+            "the server rejected the credentials (authorization violation); check --nats-user/--nats-password, \
+             --nats-token, --nats-nkey or --nats-creds"
+                .to_string(),
+        ),
+        ConnectErrorKind::AuthorizationViolation => Some(
+            "the server requires authentication (authorization violation) and no credentials were given; \
+             pass --nats-user/--nats-password, --nats-token, --nats-nkey or --nats-creds"
+                .to_string(),
+        ),
+        ConnectErrorKind::Authentication => Some(format!(
+            "cannot authenticate ({}); check that --nats-nkey is a user seed (SU...) or --nats-creds a valid file",
+            error_chain(error)
+        )),
+        ConnectErrorKind::ServerParse | ConnectErrorKind::Dns => {
+            Some(format!("the server address is unusable: {}", error_chain(error)))
+        }
+        ConnectErrorKind::Tls => Some(format!("TLS setup failed: {}; check --nats-tls-ca", error_chain(error))),
+        ConnectErrorKind::Io if is_tls_failure(error) => Some(format!(
+            "TLS handshake failed: {}; check --nats-tls-ca (the CA that signed the server's certificate) and \
+             that the server has TLS enabled when --nats-require-tls or a tls:// URL is used",
+            error_chain(error)
+        )),
+        _ => None,
+    }
+}
+
+/// Whether a connect error comes from rustls (a certificate the client does
+/// not trust, a server that does not speak TLS).
+fn is_tls_failure(error: &async_nats::ConnectError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.downcast_ref::<async_nats::rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.get_ref().is_some_and(|inner| inner.downcast_ref::<async_nats::rustls::Error>().is_some())
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// The error and its causes, joined with `: `.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 async fn ensure_stream(js: &jetstream::Context, wanted: stream::Config) -> Result<stream::Stream, QueueError> {

@@ -1,8 +1,9 @@
 //! The worker loop behind `weft serve`: pull jobs in batches from the shared
-//! consumer, run up to `concurrency` at once with in-progress acks, checkpoint
-//! every finished step, ack on success, nak with a host-computed delay on a
-//! retryable failure, dead-letter (before acking) when attempts run out or a
-//! failure is fatal, and drain on shutdown.
+//! consumer, claim each job with one conditional write of its record, run up
+//! to `concurrency` at once with in-progress acks, checkpoint finished steps
+//! (written behind, see [`WorkerConfig::checkpoint_delay`]), ack on success,
+//! nak with a host-computed delay on a retryable failure, dead-letter (before
+//! acking) when attempts run out or a failure is fatal, and drain on shutdown.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -30,6 +31,9 @@ use crate::{Host, LoadedWorkflow};
 /// (NATS messages are capped at 1 MiB by default).
 const INLINE_CHECKPOINT_LIMIT: usize = 512 * 1024;
 
+/// See [`WorkerConfig::checkpoint_delay`].
+pub const DEFAULT_CHECKPOINT_DELAY: Duration = Duration::from_millis(100);
+
 /// How a worker behaves.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -43,6 +47,12 @@ pub struct WorkerConfig {
     pub drain_grace: Duration,
     /// A name for this worker in job histories.
     pub name: String,
+    /// How long a job runs before its step checkpoints are written. Jobs that
+    /// finish sooner skip them (their outcome is recorded instead); a crash
+    /// repeats at most this much of a job's finished work. Steps with grants
+    /// (which may have had effects outside) are checkpointed at once anyway.
+    /// Zero writes every checkpoint as its step finishes.
+    pub checkpoint_delay: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -59,6 +69,7 @@ impl Default for WorkerConfig {
             },
             drain_grace: Duration::from_secs(30),
             name: format!("weft-{}", std::process::id()),
+            checkpoint_delay: DEFAULT_CHECKPOINT_DELAY,
         }
     }
 }
@@ -92,7 +103,7 @@ pub struct Worker {
     host: Arc<Host>,
     workflows: Arc<HashMap<String, LoadedWorkflow>>,
     queue: QueueClient,
-    config: WorkerConfig,
+    config: Arc<WorkerConfig>,
     jitter: Arc<dyn JitterSource>,
 }
 
@@ -113,8 +124,8 @@ impl Worker {
         Ok(Worker {
             host,
             workflows: Arc::new(workflows),
-            queue: QueueClient { topology },
-            config,
+            queue: QueueClient { topology: Arc::new(topology) },
+            config: Arc::new(config),
             jitter: Arc::new(RandomJitter),
         })
     }
@@ -223,7 +234,7 @@ struct JobRun {
     host: Arc<Host>,
     workflows: Arc<HashMap<String, LoadedWorkflow>>,
     queue: QueueClient,
-    config: WorkerConfig,
+    config: Arc<WorkerConfig>,
     jitter: Arc<dyn JitterSource>,
     counters: Arc<Counters>,
     hand_back: watch::Receiver<bool>,
@@ -239,7 +250,6 @@ impl JobRun {
             .to_string();
         let header_id = message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_string());
         let sequence = message.info().map(|i| i.stream_sequence).unwrap_or_default();
-        let body = String::from_utf8_lossy(&message.payload).into_owned();
 
         let parsed = JobMessage::parse(&message.payload);
         let job_id = match &parsed {
@@ -255,7 +265,7 @@ impl JobRun {
                 reason,
                 error: None,
                 history: Vec::new(),
-                message: body.clone(),
+                message: String::from_utf8_lossy(&message.payload).into_owned(),
             };
             let job = match parsed {
                 Ok(job) => job,
@@ -275,7 +285,7 @@ impl JobRun {
                 let reason = format!("unknown workflow `{workflow_name}`; this worker serves: {}", known.join(", "));
                 return self.reject(&message, reject(reason)).await;
             };
-            self.run(message, job, job_id.clone(), workflow, body.clone()).await;
+            self.run(message, job, job_id.clone(), workflow).await;
         }
         .instrument(span)
         .await;
@@ -296,31 +306,43 @@ impl JobRun {
         }
     }
 
-    async fn run(
-        self,
-        message: jetstream::Message,
-        job: JobMessage,
-        job_id: String,
-        workflow: LoadedWorkflow,
-        body: String,
-    ) {
+    async fn run(self, message: jetstream::Message, job: JobMessage, job_id: String, workflow: LoadedWorkflow) {
         let workflow_name = workflow.workflow().name.clone();
-        let mut record = match self.queue.read_record(&job_id).await {
-            Ok(record) => record.unwrap_or_else(|| JobRecord::new(&job_id, &workflow_name)),
+        // A first delivery claims the job with one conditional write that
+        // also records it as running; only a redelivery (the record exists)
+        // reads the record and its checkpoints.
+        let first_run = JobRecord { state: JobState::Running, attempts: 1, ..JobRecord::new(&job_id, &workflow_name) };
+        let claimed = match self.queue.create_record(&first_run).await {
+            Ok(claimed) => claimed,
             Err(error) => {
-                tracing::warn!(%error, "cannot read job state; will retry the job later");
-                ack(&message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
-                return;
+                tracing::warn!(%error, "cannot claim the job's state; reading it instead");
+                false
             }
         };
-        if record.state.is_terminal() {
-            tracing::info!(state = ?record.state, "job already finished; dropping the duplicate");
-            self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-            ack(&message, AckKind::Ack).await;
-            return;
-        }
-        record.attempts += 1;
-        record.state = JobState::Running;
+        let (mut record, redelivered) = if claimed {
+            (first_run, false)
+        } else {
+            let mut record = match self.queue.read_record(&job_id).await {
+                Ok(record) => record.unwrap_or_else(|| JobRecord::new(&job_id, &workflow_name)),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read job state; will retry the job later");
+                    ack(&message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    return;
+                }
+            };
+            if record.state.is_terminal() {
+                tracing::info!(state = ?record.state, "job already finished; dropping the duplicate");
+                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                ack(&message, AckKind::Ack).await;
+                return;
+            }
+            record.attempts += 1;
+            record.state = JobState::Running;
+            if let Err(error) = self.queue.write_record(&record).await {
+                tracing::warn!(%error, "cannot write job state");
+            }
+            (record, true)
+        };
         let attempt = record.attempts;
         let started_at_ms = now_ms();
         let this_run = |outcome: &str, error: Option<serde_json::Value>, retry_in_ms: Option<u64>| JobAttempt {
@@ -331,9 +353,6 @@ impl JobRun {
             error,
             retry_in_ms,
         };
-        if let Err(error) = self.queue.write_record(&record).await {
-            tracing::warn!(%error, "cannot write job state");
-        }
 
         let input = match job.inline_item() {
             Ok(Some(item)) => Ok(item),
@@ -357,28 +376,33 @@ impl JobRun {
                     reason: format!("the job's input is unusable: {reason}"),
                     error: None,
                     history: record.history.clone(),
-                    message: body,
+                    message: String::from_utf8_lossy(&message.payload).into_owned(),
                 };
                 return self.finish_dead(&message, record, letter).await;
             }
         };
 
-        let completed = self.load_checkpoints(&job_id, &workflow).await;
-        let checkpoints: Arc<dyn CheckpointSink> =
-            Arc::new(KvCheckpoints { queue: self.queue.clone(), job_id: job_id.clone() });
+        let completed = if redelivered { self.load_checkpoints(&job_id, &workflow).await } else { BTreeMap::new() };
+        let checkpoints =
+            Arc::new(KvCheckpoints::new(self.queue.clone(), job_id.clone(), self.config.checkpoint_delay, &workflow));
+        let flusher = checkpoints.spawn_delayed_flush();
         let heartbeat = spawn_heartbeat(&message, self.queue.topology.config.ack_wait);
         let mut hand_back = self.hand_back.clone();
-        let run = self.host.run_job_with(
-            &workflow,
-            &job_id,
-            vec![input],
-            JobOptions { completed, checkpoints: Some(checkpoints) },
-        );
+        let sink: Arc<dyn CheckpointSink> = checkpoints.clone();
+        let run =
+            self.host.run_job_with(&workflow, &job_id, vec![input], JobOptions { completed, checkpoints: Some(sink) });
         let outcome = tokio::select! {
             outcome = run => Some(outcome),
             _ = hand_back.wait_for(|stop| *stop) => None,
         };
         heartbeat.abort();
+        flusher.abort();
+        let succeeded = outcome.as_ref().is_some_and(|o| o.report.status == JobStatus::Succeeded);
+        if !succeeded {
+            // The job will run again (retry, hand-back, replay): make every
+            // finished step durable first so that run resumes after it.
+            checkpoints.flush_and_settle().await;
+        }
 
         let Some(outcome) = outcome else {
             tracing::warn!("handing the job back unfinished at shutdown");
@@ -405,8 +429,10 @@ impl JobRun {
                 record.state = JobState::Succeeded;
                 record.history.push(this_run("succeeded", None, None));
                 if let Err(error) = self.queue.write_record(&record).await {
-                    // Not acked: a redelivery resumes from the checkpoints.
+                    // Not acked: a redelivery resumes from the checkpoints,
+                    // so the ones still held back are written now.
                     tracing::error!(%error, "cannot record the job's success; leaving it for redelivery");
+                    checkpoints.flush_and_settle().await;
                     return;
                 }
                 self.publish_event(&workflow_name, &record).await;
@@ -445,7 +471,7 @@ impl JobRun {
                         reason,
                         error: error_json,
                         history: record.history.clone(),
-                        message: body,
+                        message: String::from_utf8_lossy(&message.payload).into_owned(),
                     };
                     self.finish_dead(&message, record, letter).await;
                 }
@@ -472,14 +498,24 @@ impl JobRun {
     }
 
     async fn publish_event(&self, workflow: &str, record: &JobRecord) {
-        let event = serde_json::json!({
-            "job_id": record.job_id,
-            "workflow": record.workflow,
-            "state": record.state,
-            "attempts": record.attempts,
-            "outputs": record.outputs,
-            "error": record.report.as_ref().and_then(|r| r.get("error")),
-        });
+        /// The completion event, borrowed from the record (no copy of the outputs).
+        #[derive(serde::Serialize)]
+        struct ResultEvent<'a> {
+            job_id: &'a str,
+            workflow: &'a str,
+            state: JobState,
+            attempts: u32,
+            outputs: Option<&'a serde_json::Value>,
+            error: Option<&'a serde_json::Value>,
+        }
+        let event = ResultEvent {
+            job_id: &record.job_id,
+            workflow: &record.workflow,
+            state: record.state,
+            attempts: record.attempts,
+            outputs: record.outputs.as_ref(),
+            error: record.report.as_ref().and_then(|r| r.get("error")),
+        };
         let subject = self.queue.topology.result_subject(workflow);
         let payload = serde_json::to_vec(&event).unwrap_or_default();
         if let Err(error) = self.queue.topology.client.publish(subject, payload.into()).await {
@@ -503,11 +539,13 @@ impl JobRun {
         }
     }
 
+    /// Outputs of the steps a previous run of this job finished, read
+    /// concurrently (one KV read per step, all in flight at once).
     async fn load_checkpoints(&self, job_id: &str, workflow: &LoadedWorkflow) -> BTreeMap<String, Arc<Vec<Item>>> {
-        let mut completed = BTreeMap::new();
-        for step in &workflow.workflow().steps {
-            let key = checkpoint_key(job_id, &step.id);
-            let Ok(Some(bytes)) = self.queue.topology.state.get(key).await else { continue };
+        let reads = workflow.workflow().steps.iter().map(|step| async move {
+            let Ok(Some(bytes)) = self.queue.topology.state.get(checkpoint_key(job_id, &step.id)).await else {
+                return None;
+            };
             let items = match serde_json::from_slice::<StoredCheckpoint>(&bytes) {
                 Ok(StoredCheckpoint::Items(items)) => Some(items),
                 Ok(StoredCheckpoint::Object(name)) => match self.queue.get_object(&name).await {
@@ -516,14 +554,12 @@ impl JobRun {
                 },
                 Err(_) => None,
             };
-            match items {
-                Some(items) => {
-                    completed.insert(step.id.clone(), Arc::new(items));
-                }
-                None => tracing::warn!(step = %step.id, "unreadable checkpoint; the step will run again"),
+            if items.is_none() {
+                tracing::warn!(step = %step.id, "unreadable checkpoint; the step will run again");
             }
-        }
-        completed
+            items.map(|items| (step.id.clone(), Arc::new(items)))
+        });
+        futures::future::join_all(reads).await.into_iter().flatten().collect()
     }
 }
 
@@ -534,32 +570,126 @@ enum StoredCheckpoint {
     Object(String),
 }
 
-/// Saves step outputs under `ckpt.<job>.<step>`.
+/// Saves step outputs under `ckpt.<job>.<step>`, write-behind: during the
+/// first `delay` of a job its checkpoints are only kept in memory, because a
+/// job that finishes within it records its outcome instead and never needs
+/// them; after that (and before a retry or hand-back) they are written, each
+/// without waiting for the server's ack before the next step starts.
+/// A crash therefore repeats at most `delay` of a job's finished work. Steps
+/// with grants (they may have reached the outside world: a webhook, an
+/// e-mail) are the exception: their checkpoint, and every one held back
+/// before it, is stored before the next step starts, so a resumed job does
+/// not repeat them.
 struct KvCheckpoints {
     queue: QueueClient,
     job_id: String,
+    delay: Duration,
+    /// Steps whose checkpoint is stored at once (those with grants).
+    immediate: std::collections::HashSet<String>,
+    state: std::sync::Mutex<CheckpointState>,
+}
+
+#[derive(Default)]
+struct CheckpointState {
+    /// Written as soon as they are saved (the delay has passed).
+    eager: bool,
+    /// Saved during the delay, not written yet.
+    pending: Vec<(String, Vec<Item>)>,
+    /// Writes sent whose acks nobody has awaited yet.
+    unacked: Vec<(String, async_nats::jetstream::context::PublishAckFuture)>,
+}
+
+impl KvCheckpoints {
+    fn new(queue: QueueClient, job_id: String, delay: Duration, workflow: &LoadedWorkflow) -> Self {
+        let state = CheckpointState { eager: delay.is_zero(), ..CheckpointState::default() };
+        let immediate =
+            workflow.workflow().steps.iter().filter(|step| !step.grants.is_empty()).map(|s| s.id.clone()).collect();
+        KvCheckpoints { queue, job_id, delay, immediate, state: std::sync::Mutex::new(state) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CheckpointState> {
+        // A panic while holding this lock cannot leave the lists inconsistent.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes pending checkpoints once the job has run for `delay`.
+    fn spawn_delayed_flush(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let sink = self.clone();
+        tokio::spawn(async move {
+            if !sink.delay.is_zero() {
+                tokio::time::sleep(sink.delay).await;
+                sink.flush().await;
+            }
+        })
+    }
+
+    /// Sends every pending checkpoint and makes later saves write at once.
+    async fn flush(&self) {
+        let pending = {
+            let mut state = self.lock();
+            state.eager = true;
+            std::mem::take(&mut state.pending)
+        };
+        for (step_id, items) in pending {
+            self.send(&step_id, &items).await;
+        }
+    }
+
+    /// Flushes, then waits until the server has stored every checkpoint sent.
+    async fn flush_and_settle(&self) {
+        self.flush().await;
+        self.settle().await;
+    }
+
+    /// Waits until the server has stored every checkpoint sent.
+    async fn settle(&self) {
+        let unacked = std::mem::take(&mut self.lock().unacked);
+        for (step_id, ack) in unacked {
+            if let Err(error) = ack.await {
+                tracing::warn!(step = %step_id, %error, "cannot store a checkpoint");
+            }
+        }
+    }
+
+    /// Sends one checkpoint without awaiting its ack (large outputs go to
+    /// the object store first, which is awaited).
+    async fn send(&self, step_id: &str, items: &[Item]) {
+        let Ok(bytes) = serde_json::to_vec(items) else { return };
+        let stored = if bytes.len() <= INLINE_CHECKPOINT_LIMIT {
+            serde_json::to_vec(&StoredCheckpoint::Items(items.to_vec()))
+        } else {
+            let name = format!("ckpt.{}.{step_id}", self.job_id);
+            if let Err(error) = self.queue.put_object(&name, &bytes).await {
+                tracing::warn!(step = step_id, %error, "cannot store a checkpoint");
+                return;
+            }
+            serde_json::to_vec(&StoredCheckpoint::Object(name))
+        };
+        let Ok(stored) = stored else { return };
+        match self.queue.put_state_pipelined(&checkpoint_key(&self.job_id, step_id), stored.into()).await {
+            Ok(ack) => self.lock().unacked.push((step_id.to_string(), ack)),
+            Err(error) => tracing::warn!(step = step_id, %error, "cannot store a checkpoint"),
+        }
+    }
 }
 
 impl CheckpointSink for KvCheckpoints {
     fn save<'a>(&'a self, step_id: &'a str, items: &'a [Item]) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
-            let Ok(bytes) = serde_json::to_vec(items) else { return };
-            let stored = if bytes.len() <= INLINE_CHECKPOINT_LIMIT {
-                serde_json::to_vec(&StoredCheckpoint::Items(items.to_vec()))
-            } else {
-                let name = format!("ckpt.{}.{step_id}", self.job_id);
-                if let Err(error) = self.queue.put_object(&name, &bytes).await {
-                    tracing::warn!(step = step_id, %error, "cannot store a checkpoint");
+            if self.immediate.contains(step_id) {
+                self.flush().await;
+                self.send(step_id, items).await;
+                self.settle().await;
+                return;
+            }
+            {
+                let mut state = self.lock();
+                if !state.eager {
+                    state.pending.push((step_id.to_string(), items.to_vec()));
                     return;
                 }
-                serde_json::to_vec(&StoredCheckpoint::Object(name))
-            };
-            let Ok(stored) = stored else { return };
-            if let Err(error) =
-                self.queue.topology.state.put(checkpoint_key(&self.job_id, step_id), stored.into()).await
-            {
-                tracing::warn!(step = step_id, %error, "cannot store a checkpoint");
             }
+            self.send(step_id, items).await;
         })
     }
 }
