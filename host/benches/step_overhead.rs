@@ -108,7 +108,13 @@ fn bare_engine(bytes: &[u8]) -> (wasmtime::Engine, bare::StepPre<BareState>) {
 }
 
 fn bare_input() -> (types::Context, Vec<types::Item>) {
-    let ctx = types::Context { job_id: "bench".into(), workflow: "bench".into(), step_id: "noop".into(), attempt: 1, item_index: None };
+    let ctx = types::Context {
+        job_id: "bench".into(),
+        workflow: "bench".into(),
+        step_id: "noop".into(),
+        attempt: 1,
+        item_index: None,
+    };
     let input = vec![types::Item { payload: types::Payload::Text("hello".into()), metadata: Vec::new() }];
     (ctx, input)
 }
