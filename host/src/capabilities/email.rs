@@ -137,8 +137,8 @@ pub(crate) async fn send(scope: &CallScope, message: EmailMessage) -> Result<Str
     match tokio::time::timeout(timeout, sending).await {
         Err(_) => Err(EmailError::Unavailable(format!("the SMTP relay did not finish within {timeout:?}"))),
         Ok(Ok(response)) => Ok(format!("{} {}", response.code(), response.message().collect::<Vec<_>>().join(" "))),
-        Ok(Err(error)) if error.is_permanent() => Err(EmailError::Rejected(super::http::error_chain(&error))),
-        Ok(Err(error)) => Err(EmailError::Unavailable(super::http::error_chain(&error))),
+        Ok(Err(error)) if error.is_permanent() => Err(EmailError::Rejected(super::error_chain(&error))),
+        Ok(Err(error)) => Err(EmailError::Unavailable(super::error_chain(&error))),
     }
 }
 

@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use url::Url;
 
 use super::grants::Allow;
-use super::{CallScope, Summary};
+use super::{CallScope, Summary, error_chain};
 
 /// Host-wide bounds of the `http` capability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,19 +261,4 @@ async fn read_body(
 
 fn timed_out(step: &str, url: &Url, timeout: Duration) -> HttpError {
     HttpError::Timeout(format!("{url} did not answer step `{step}` within {timeout:?}"))
-}
-
-/// The error and its causes in one line ("error sending request: connection refused").
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -10,8 +10,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::grants::Allow;
-use super::http::error_chain;
-use super::{CallScope, Summary};
+use super::{CallScope, Summary, error_chain};
 
 /// Where the host sends chat completions.
 #[derive(Clone)]

@@ -215,8 +215,10 @@ impl CallScope {
 
     /// HMAC-SHA256 of `data` keyed by the granted secret `name`.
     pub async fn hmac_sha256(&self, name: &str, data: &[u8]) -> Result<Vec<u8>, SecretError> {
+        let started = Instant::now();
         let result = self.secret(name).map(|key| secrets::hmac_sha256(key.as_bytes(), data));
-        self.record("secrets", name, &result.as_ref().map(|_| "signed".to_string()).map_err(ToString::to_string));
+        let outcome = result.as_ref().map(|_| "signed".to_string()).map_err(ToString::to_string);
+        self.record_timed("secrets", name, &outcome, started);
         result
     }
 
@@ -264,10 +266,21 @@ impl CallScope {
             tracing::warn!(outcome = %result.describe(), "capability call failed");
         }
     }
+}
 
-    fn record(&self, capability: &str, target: &str, result: &Result<String, String>) {
-        self.record_timed(capability, target, result, Instant::now());
+/// The error and its causes in one line ("error sending request: connection refused").
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
     }
+    text
 }
 
 /// A capability call's result, described for the trace.

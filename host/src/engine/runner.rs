@@ -159,12 +159,16 @@ pub struct StepCapabilities {
 
 impl StepCapabilities {
     /// No grants and no configured services: every capability call is denied.
+    /// Built once per process: [`Engine::run_attempt`] uses it on every
+    /// attempt, and building services means building an HTTP client.
     pub fn none() -> Self {
-        StepCapabilities {
+        static NONE: std::sync::OnceLock<StepCapabilities> = std::sync::OnceLock::new();
+        NONE.get_or_init(|| StepCapabilities {
             workflow: Arc::from(""),
             grants: Arc::new(StepGrants::default()),
             services: Arc::new(Services::new(CapabilityConfig::default())),
-        }
+        })
+        .clone()
     }
 }
 
