@@ -2,8 +2,9 @@
 //! nats-server configured for each mode: the right credentials connect and
 //! run a job end to end (`weft serve` + `weft submit --wait`); wrong or
 //! missing ones fail at once with an error that names the problem and the
-//! flag to fix. Credentials files (JWT, operator mode) are not covered: they
-//! need an operator/account/resolver setup beyond these tests.
+//! flag to fix. Credentials files run against a server in operator mode
+//! (decentralised JWT auth): the test signs its own operator, account and user
+//! JWTs with fresh nkeys and preloads the account into a memory resolver.
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -207,5 +208,136 @@ async fn require_tls_against_a_plain_server_fails() {
         let stderr = submit_fails(&url, &["--nats-require-tls"]);
         assert!(stderr.contains("TLS handshake failed"), "{stderr}");
         assert!(stderr.contains("--nats-require-tls"), "{stderr}");
+    });
+}
+
+/// Signs `claims` as a NATS JWT (v2) with `issuer`: the `ed25519-nkey`
+/// header, `iss` and `iat` filled in, and `jti` the base32 SHA-512/256 of the
+/// standard claim fields, as nats-io/jwt computes it.
+fn sign_jwt(issuer: &nkeys::KeyPair, mut claims: serde_json::Value) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let base64url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let issued_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    claims["iss"] = issuer.public_key().into();
+    claims["iat"] = issued_at.into();
+    let standard_fields = serde_json::json!({
+        "iat": issued_at, "iss": issuer.public_key(), "name": claims["name"], "sub": claims["sub"]
+    });
+    let digest = sha2::Sha512_256::digest(serde_json::to_vec(&standard_fields).unwrap());
+    claims["jti"] = base32_no_padding(&digest).into();
+    let header = base64url.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let payload = base64url.encode(serde_json::to_vec(&claims).unwrap());
+    let signing_input = format!("{header}.{payload}");
+    let signature = issuer.sign(signing_input.as_bytes()).unwrap();
+    format!("{signing_input}.{}", base64url.encode(signature))
+}
+
+/// RFC 4648 base32 (upper case), no padding.
+fn base32_no_padding(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = String::new();
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for &byte in bytes {
+        buffer = (buffer << 8) | u32::from(byte);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// An account JWT signed by `operator`; `jetstream` gives it unlimited
+/// JetStream (an account without JetStream limits cannot use JetStream).
+fn account_jwt(operator: &nkeys::KeyPair, account: &nkeys::KeyPair, name: &str, jetstream: bool) -> String {
+    let mut limits = serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": true, "conn": -1, "leaf": -1
+    });
+    if jetstream {
+        for field in ["mem_storage", "disk_storage", "streams", "consumer"] {
+            limits[field] = (-1).into();
+        }
+    }
+    sign_jwt(
+        operator,
+        serde_json::json!({
+            "sub": account.public_key(), "name": name,
+            "nats": { "limits": limits, "type": "account", "version": 2 }
+        }),
+    )
+}
+
+/// A `.creds` file for `user`, its JWT signed by `account`, in the layout
+/// `nsc generate creds` writes.
+fn creds_file(path: &Path, account: &nkeys::KeyPair, user: &nkeys::KeyPair, seed_owner: &nkeys::KeyPair) -> String {
+    let jwt = sign_jwt(
+        account,
+        serde_json::json!({
+            "sub": user.public_key(), "name": "weft-worker",
+            "nats": { "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1, "type": "user", "version": 2 }
+        }),
+    );
+    let text = format!(
+        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+         ************************* IMPORTANT *************************\n\
+         NKEY Seed printed below can be used to sign and prove identity.\n\
+         NKEYs are sensitive and should be treated as secrets.\n\n\
+         -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n\n\
+         *************************************************************\n",
+        seed_owner.seed().unwrap()
+    );
+    std::fs::write(path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_file_in_operator_mode() {
+    let operator = nkeys::KeyPair::new_operator();
+    let (account, system) = (nkeys::KeyPair::new_account(), nkeys::KeyPair::new_account());
+    let operator_jwt = sign_jwt(
+        &operator,
+        serde_json::json!({
+            "sub": operator.public_key(), "name": "weft-test-operator",
+            "nats": { "system_account": system.public_key(), "type": "operator", "version": 2 }
+        }),
+    );
+    let server = NatsServer::start_with_config(Some(&format!(
+        "operator: {operator_jwt}\nsystem_account: {sys}\nresolver: MEMORY\n\
+         resolver_preload: {{\n  {app}: {app_jwt}\n  {sys}: {sys_jwt}\n}}\n",
+        sys = system.public_key(),
+        app = account.public_key(),
+        app_jwt = account_jwt(&operator, &account, "weft", true),
+        sys_jwt = account_jwt(&operator, &system, "SYS", false),
+    )));
+    let url = server.url();
+    let creds = tempfile::tempdir().unwrap();
+    let user = nkeys::KeyPair::new_user();
+    let good = creds_file(&creds.path().join("weft.creds"), &account, &user, &user);
+    // A user of an account this operator never signed, and a valid user JWT
+    // paired with someone else's seed (it cannot sign the server's nonce).
+    let stranger_account = nkeys::KeyPair::new_account();
+    let foreign = creds_file(&creds.path().join("foreign.creds"), &stranger_account, &user, &user);
+    let wrong_seed = creds_file(&creds.path().join("wrong-seed.creds"), &account, &user, &nkeys::KeyPair::new_user());
+    tokio::task::block_in_place(|| {
+        job_runs_with(&url, &["--nats-creds", &good]);
+        for bad in [&foreign, &wrong_seed] {
+            let rejected = submit_fails(&url, &["--nats-creds", bad]);
+            assert!(rejected.contains("the server rejected the credentials"), "{bad}: {rejected}");
+            assert!(rejected.contains("--nats-creds"), "names the flag to check: {rejected}");
+        }
+        let missing_file = creds.path().join("absent.creds");
+        let missing = submit_fails(&url, &["--nats-creds", missing_file.to_str().unwrap()]);
+        assert!(missing.contains(&format!("cannot read the credentials file {}", missing_file.display())), "{missing}");
+        let garbage_file = creds.path().join("garbage.creds");
+        std::fs::write(&garbage_file, "this is not a credentials file\n").unwrap();
+        let garbage = submit_fails(&url, &["--nats-creds", garbage_file.to_str().unwrap()]);
+        assert!(garbage.contains("cannot parse user JWT from the credentials file"), "{garbage}");
+        let no_credentials = submit_fails(&url, &[]);
+        assert!(no_credentials.contains("no credentials were given"), "{no_credentials}");
     });
 }
