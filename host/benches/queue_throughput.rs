@@ -132,8 +132,18 @@ async fn weft_round(steps: usize, checkpoint_delay: Duration, cache: &std::path:
     round
 }
 
-/// Jobs/s for a bare pull-parse-ack loop with the same batch size.
-async fn bare_round() -> Round {
+/// How the bare loop acknowledges a message.
+#[derive(Clone, Copy)]
+enum BareAck {
+    /// `double_ack`: waits for the server to confirm, as the worker does.
+    Confirmed,
+    /// `ack`: fire and forget, the cheapest a consumer can do.
+    Plain,
+}
+
+/// Jobs/s for a bare pull-parse-ack loop with the same batch size (one
+/// message in flight at a time: the loop a user writes by hand).
+async fn bare_round(kind: BareAck) -> Round {
     let server = nats::NatsServer::start();
     let client = async_nats::connect(server.url()).await.unwrap_or_else(|e| panic!("{e}"));
     let js = jetstream::new(client);
@@ -165,8 +175,23 @@ async fn bare_round() -> Round {
     while acked < JOBS {
         let message = messages.next().await.unwrap_or_else(|| panic!("ended")).unwrap_or_else(|e| panic!("{e}"));
         let _: serde_json::Value = serde_json::from_slice(&message.payload).unwrap_or_else(|e| panic!("{e}"));
-        message.double_ack().await.unwrap_or_else(|e| panic!("{e}"));
+        match kind {
+            BareAck::Confirmed => message.double_ack().await.unwrap_or_else(|e| panic!("{e}")),
+            BareAck::Plain => message.ack().await.unwrap_or_else(|e| panic!("{e}")),
+        }
         acked += 1;
+    }
+    // Plain acks are not confirmed: wait until the server has applied them
+    // all (the stream is empty), so the window covers the same work.
+    if let BareAck::Plain = kind {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let info = js.get_stream("BARE").await.unwrap_or_else(|e| panic!("{e}")).cached_info().state.messages;
+            if info == 0 || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
     window.close(JOBS)
 }
@@ -183,9 +208,11 @@ async fn main() {
         return; // `cargo bench -- --list` compatibility
     }
     let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let (mut bare, mut one, mut five, mut five_eager) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut bare, mut bare_plain, mut one, mut five, mut five_eager) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        bare.push(bare_round().await);
+        bare.push(bare_round(BareAck::Confirmed).await);
+        bare_plain.push(bare_round(BareAck::Plain).await);
         one.push(weft_round(1, DEFAULT_CHECKPOINT_DELAY, cache.path()).await);
         five.push(weft_round(5, DEFAULT_CHECKPOINT_DELAY, cache.path()).await);
         five_eager.push(weft_round(5, Duration::ZERO, cache.path()).await);
@@ -193,8 +220,10 @@ async fn main() {
             format!("{:.0}/s ({:.0}+{:.0} us CPU/job)", r.jobs_per_second, r.client_us_per_job, r.server_us_per_job)
         };
         eprintln!(
-            "round {round}: bare {}, weft 1 step {}, weft 5 steps {}, weft 5 steps checkpointing at once {}",
+            "round {round}: bare {}, bare plain ack {}, weft 1 step {}, weft 5 steps {}, \
+             weft 5 steps checkpointing at once {}",
             show(&bare[round]),
+            show(&bare_plain[round]),
             show(&one[round]),
             show(&five[round]),
             show(&five_eager[round])
@@ -207,7 +236,8 @@ async fn main() {
     );
     println!("| --- | ---: | ---: | ---: | ---: |");
     for (name, rounds) in [
-        ("bare async-nats pull + parse + ack", &bare),
+        ("bare async-nats pull + parse + double_ack (confirmed, like the worker)", &bare),
+        ("bare async-nats pull + parse + plain ack (unconfirmed)", &bare_plain),
         ("weft worker, 1 no-op step", &one),
         ("weft worker, 5 no-op steps", &five),
         ("weft worker, 5 no-op steps, checkpoint_delay 0", &five_eager),

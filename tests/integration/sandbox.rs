@@ -100,5 +100,20 @@ async fn many_concurrent_attempts_each_get_a_fresh_instance() {
         assert_eq!(item.metadata_value("item_index"), Some(i.to_string().as_str()));
         assert_eq!(item.metadata_value("input_count"), Some("1"));
         assert_eq!(item.metadata_value("job_id"), Some("job-test"));
+        assert_eq!(item.metadata_value("calls_seen"), Some("1"), "item {i} ran in memory a previous attempt used");
     }
+}
+
+/// Pool slots are reused (and their dirty pages reset in place where the
+/// kernel allows): one attempt after another, sixty times, none sees the
+/// static or heap state the attempt before it left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_memory_survives_into_the_next_attempt() {
+    let host = host();
+    let yaml = one_step("echo-config", "    map: { concurrency: 1 }\n");
+    let input: Vec<Item> = (0..60).map(|i| Item::text(format!("{i}"))).collect();
+    let outcome = run_one(&host, &yaml, input).await;
+    assert_eq!(outcome.report.status, JobStatus::Succeeded, "{:?}", outcome.report.error);
+    let seen: Vec<&str> = outcome.outputs["s"].iter().map(|i| i.metadata_value("calls_seen").unwrap_or("?")).collect();
+    assert_eq!(seen, vec!["1"; 60]);
 }

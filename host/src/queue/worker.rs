@@ -415,8 +415,7 @@ impl JobRun {
             return;
         };
 
-        let report = serde_json::to_value(&outcome.report).ok();
-        record.report = report.clone();
+        record.report = serde_json::to_value(&outcome.report).ok();
         match outcome.report.status {
             JobStatus::Succeeded => {
                 let sinks: BTreeMap<String, &[Item]> = workflow

@@ -217,7 +217,7 @@ impl<R: StepRunner> Scheduler<R> {
     ) -> JobOutcome {
         let started = Instant::now();
         let job_id: Arc<str> = Arc::from(job_id);
-        let steps: Vec<Arc<StepSpec>> = workflow.steps.iter().cloned().map(Arc::new).collect();
+        let steps: &[Arc<StepSpec>] = &workflow.steps;
         let index_of: HashMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
         let input = Arc::new(input);
 

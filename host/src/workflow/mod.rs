@@ -25,6 +25,7 @@ mod tests;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use units::{format_duration, format_size, parse_duration, parse_size};
@@ -165,7 +166,8 @@ pub struct Workflow {
     pub defaults: Defaults,
     /// The steps, in file order, with defaults applied. Ids are unique and every `needs` entry
     /// names another step; there are no cycles.
-    pub steps: Vec<StepSpec>,
+    /// Shared, so a job's run refers to them without copying.
+    pub steps: Vec<Arc<StepSpec>>,
     /// Name of the file the workflow came from, used in messages.
     pub source: String,
 }
@@ -173,13 +175,13 @@ pub struct Workflow {
 impl Workflow {
     /// The step with the given id, if any.
     pub fn step(&self, id: &str) -> Option<&StepSpec> {
-        self.steps.iter().find(|s| s.id == id)
+        self.steps.iter().find(|s| s.id == id).map(|s| &**s)
     }
 
     /// Steps that no other step needs (the workflow's outputs), in file order.
     pub fn sinks(&self) -> Vec<&StepSpec> {
         let needed: BTreeSet<&str> = self.steps.iter().flat_map(|s| s.needs.iter().map(String::as_str)).collect();
-        self.steps.iter().filter(|s| !needed.contains(s.id.as_str())).collect()
+        self.steps.iter().filter(|s| !needed.contains(s.id.as_str())).map(|s| &**s).collect()
     }
 
     /// Steps ordered so that every step comes after all the steps it needs; among steps that are
@@ -211,7 +213,7 @@ impl Workflow {
         let mut order = Vec::with_capacity(self.steps.len());
         while let Some(Reverse(i)) = ready.pop() {
             if let Some(step) = self.steps.get(i) {
-                order.push(step);
+                order.push(&**step);
             }
             for &d in dependents.get(i).map(Vec::as_slice).unwrap_or(&[]) {
                 if let Some(m) = missing.get_mut(d) {

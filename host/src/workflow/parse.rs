@@ -1,5 +1,6 @@
 //! Phase 1: YAML text -> [`Workflow`], collecting every problem found in the file.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use saphyr::{AnnotatedMapping, LoadableYamlNode, MarkedYaml, Marker, ScanError, YamlData};
@@ -1023,7 +1024,7 @@ pub(super) fn parse_partial(source_name: &str, text: &str) -> Result<(Workflow, 
         let limits = draft.limits.over(&defaults.limits);
         let timeout = draft.timeout.or(defaults.timeout);
         let (needs, need_spans): (Vec<String>, Vec<Span>) = draft.needs.into_iter().unzip();
-        steps.push(StepSpec {
+        steps.push(Arc::new(StepSpec {
             id,
             plugin,
             needs,
@@ -1045,7 +1046,7 @@ pub(super) fn parse_partial(source_name: &str, text: &str) -> Result<(Workflow, 
                 limits: limits.spans(),
                 grants: draft.grants_span,
             },
-        });
+        }));
     }
     let mut diagnostics = cx.diagnostics;
     diagnostics.sort_by_key(|d| d.span);
