@@ -106,6 +106,7 @@ async fn user_and_password() {
         let wrong = submit_fails(&url, &["--nats-user", "weft", "--nats-password", "guessed"]);
         assert!(wrong.contains("the server rejected the credentials (authorization violation)"), "{wrong}");
         assert!(wrong.contains("--nats-password"), "names the flag to check: {wrong}");
+        assert!(!wrong.contains("--nats-token"), "names only the flags used: {wrong}");
         let missing = submit_fails(&url, &[]);
         assert!(
             missing.contains("requires authentication") && missing.contains("no credentials were given"),
@@ -123,6 +124,7 @@ async fn token() {
         let wrong = submit_fails(&url, &["--nats-token", "not-the-token"]);
         assert!(wrong.contains("the server rejected the credentials"), "{wrong}");
         assert!(wrong.contains("--nats-token"), "{wrong}");
+        assert!(!wrong.contains("--nats-nkey"), "names only the flag used: {wrong}");
         let missing = submit_fails(&url, &[]);
         assert!(missing.contains("no credentials were given"), "{missing}");
     });
@@ -329,6 +331,7 @@ async fn credentials_file_in_operator_mode() {
             let rejected = submit_fails(&url, &["--nats-creds", bad]);
             assert!(rejected.contains("the server rejected the credentials"), "{bad}: {rejected}");
             assert!(rejected.contains("--nats-creds"), "names the flag to check: {rejected}");
+            assert!(!rejected.contains("--nats-token"), "names only the flag used: {rejected}");
         }
         let missing_file = creds.path().join("absent.creds");
         let missing = submit_fails(&url, &["--nats-creds", missing_file.to_str().unwrap()]);

@@ -279,16 +279,22 @@ async fn connect_client(config: &QueueConfig) -> Result<async_nats::Client, Queu
 /// words naming the flag to fix; `None` when retrying may help (server down).
 fn permanent_connect_failure(config: &QueueConfig, error: &async_nats::ConnectError) -> Option<String> {
     use async_nats::ConnectErrorKind;
-    let credentials_given = config.credentials_file.is_some()
-        || config.user_password.is_some()
-        || config.token.is_some()
-        || config.nkey_seed.is_some();
+    // The flags of the credentials this connection used, to name in the error.
+    let given: Vec<&str> = [
+        (config.user_password.is_some(), "--nats-user/--nats-password"),
+        (config.token.is_some(), "--nats-token"),
+        (config.nkey_seed.is_some(), "--nats-nkey"),
+        (config.credentials_file.is_some(), "--nats-creds"),
+    ]
+    .into_iter()
+    .filter_map(|(used, flag)| used.then_some(flag))
+    .collect();
     match error.kind() {
-        ConnectErrorKind::AuthorizationViolation if credentials_given => Some(
-            "the server rejected the credentials (authorization violation); check --nats-user/--nats-password, \
-             --nats-token, --nats-nkey or --nats-creds"
-                .to_string(),
-        ),
+        ConnectErrorKind::AuthorizationViolation if !given.is_empty() => Some(format!(
+            "the server rejected the credentials (authorization violation); check {} (the server's log says \
+             whether the user, the account or the signature was refused)",
+            given.join(" and ")
+        )),
         ConnectErrorKind::AuthorizationViolation => Some(
             "the server requires authentication (authorization violation) and no credentials were given; \
              pass --nats-user/--nats-password, --nats-token, --nats-nkey or --nats-creds"

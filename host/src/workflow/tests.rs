@@ -593,10 +593,10 @@ fn topological_order_and_sinks() {
 #[test]
 fn topological_order_of_hand_built_cycle_omits_stuck_steps() {
     let mut wf = parse("t.yaml", &with_steps("  - id: a\n    plugin: p\n  - id: b\n    plugin: p\n")).unwrap();
-    wf.steps[0].needs = vec!["b".into()];
-    wf.steps[1].needs = vec!["a".into()];
+    Arc::make_mut(&mut wf.steps[0]).needs = vec!["b".into()];
+    Arc::make_mut(&mut wf.steps[1]).needs = vec!["a".into()];
     assert!(wf.topological_order().is_empty());
-    wf.steps[1].needs = vec!["ghost".into()];
+    Arc::make_mut(&mut wf.steps[1]).needs = vec!["ghost".into()];
     assert!(wf.topological_order().is_empty());
 }
 
