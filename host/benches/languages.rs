@@ -31,7 +31,7 @@ fn attempt() -> StepAttempt {
         .unwrap_or_else(|e| panic!("{e}"));
     StepAttempt {
         job_id: Arc::from("bench"),
-        step: Arc::new(workflow.steps[0].clone()),
+        step: workflow.steps[0].clone(),
         attempt: 1,
         item_index: None,
         timeout: Duration::from_secs(30),

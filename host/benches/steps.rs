@@ -82,7 +82,7 @@ impl Sandbox {
         let step = self.workflow.steps.iter().find(|s| s.id == name).ok_or(format!("no step {name}"))?;
         let attempt = StepAttempt {
             job_id: Arc::from("bench"),
-            step: Arc::new(step.clone()),
+            step: step.clone(),
             attempt: 1,
             item_index: None,
             timeout: Duration::from_secs(600),
