@@ -133,92 +133,120 @@ pub fn chunk_items(items: &[(String, Vec<(String, String)>)], cfg: &Config) -> V
 /// `cfg` is treated as `size = max(size, 1)`, `overlap = min(overlap, size - 1)`).
 /// Whitespace-only chunks are dropped, so empty or blank text yields none.
 ///
-/// Works in one pass over the text: each chunk decodes only the chars it
-/// can end in (plus a little context before it), so the cost stays linear
-/// and no per-char table of the whole text is built (that table was most of
-/// the time and memory on large items).
+/// Works in one pass over the bytes: a chunk's end is found by counting
+/// UTF-8 lead bytes forward, its break point by decoding backwards only the
+/// chars it can end after, and nothing is copied or tabulated (decoding
+/// every char into a table was most of the time on large items).
 pub fn split_text<'a>(text: &'a str, cfg: &Config) -> Vec<Chunk<'a>> {
     let size = cfg.unit.chars(cfg.size).max(1);
     let overlap = cfg.unit.chars(cfg.overlap).min(size - 1);
     // Earliest end, counted from the chunk's start: no earlier than half a
     // chunk in, and past the overlap so the next chunk starts after this one.
     let earliest_offset = (size / 2).max(overlap + 1).min(size);
+    let bytes = text.as_bytes();
 
     let mut chunks = Vec::new();
-    // The chars the current chunk can look at, with their byte offsets:
-    // up to CONTEXT chars before its start, then up to `size + 1` from it.
-    let mut window: Vec<(usize, char)> = Vec::with_capacity(size + CONTEXT + 2);
     let (mut start_char, mut start_byte) = (0usize, 0usize);
     while start_byte < text.len() {
-        window.clear();
-        window.extend(text[..start_byte].char_indices().rev().take(CONTEXT));
-        window.reverse();
-        let base = start_char - window.len(); // char index of window[0]
-        window.extend(text[start_byte..].char_indices().take(size + 1).map(|(b, c)| (start_byte + b, c)));
-        let at_start = start_char - base;
-        let remaining = window.len() - at_start;
-        let byte_of = |char_index: usize| window.get(char_index - base).map_or(text.len(), |&(b, _)| b);
-
-        let end = if remaining <= size {
-            start_char + remaining
-        } else {
-            let chars: Vec<char> = window.iter().map(|&(_, c)| c).collect();
-            base + break_point(&chars, at_start + earliest_offset, at_start + size)
-        };
-        let end_byte = byte_of(end);
-        let piece = &text[start_byte..end_byte];
-        if !piece.trim().is_empty() {
-            chunks.push(Chunk { text: piece, char_start: start_char, char_end: end });
-        }
-        if remaining <= size {
+        // The char before the earliest end, and the latest end.
+        let (before_earliest, to_earliest) = advance(bytes, start_byte, earliest_offset - 1);
+        let (latest_byte, to_latest) = advance(bytes, before_earliest, size - (earliest_offset - 1));
+        if latest_byte == text.len() {
+            // The rest fits in this chunk.
+            let end_char = start_char + to_earliest + to_latest;
+            let piece = &text[start_byte..];
+            if !piece.trim().is_empty() {
+                chunks.push(Chunk { text: piece, char_start: start_char, char_end: end_char });
+            }
             break;
         }
-        start_char = end - overlap;
-        start_byte = byte_of(start_char);
+        let latest = start_char + size;
+        let (end_char, end_byte) = break_point(text, before_earliest, latest_byte, latest);
+        let piece = &text[start_byte..end_byte];
+        if !piece.trim().is_empty() {
+            chunks.push(Chunk { text: piece, char_start: start_char, char_end: end_char });
+        }
+        start_char = end_char - overlap;
+        start_byte = retreat(bytes, end_byte, overlap);
     }
     chunks
 }
 
-/// Chars before a chunk's start that `break_point` may look at: the
-/// paragraph check reaches 64 chars back from a newline one char before the
-/// earliest end, which can precede the start.
-const CONTEXT: usize = 66;
-
-/// The best end (exclusive char index) in `earliest..=latest`: after the
-/// last paragraph break, else after the last sentence end, else after the
-/// last whitespace, else `latest`.
-fn break_point(chars: &[char], earliest: usize, latest: usize) -> usize {
-    let mut sentence = None;
-    let mut space = None;
-    // `end` is a candidate exclusive end: the chunk would be `..end`.
-    for end in (earliest..=latest).rev() {
-        let before = chars[end - 1];
-        if !before.is_whitespace() {
-            continue;
+/// The byte offset `n` chars after `from` (or the end of the text), and how
+/// many chars that was.
+fn advance(bytes: &[u8], from: usize, n: usize) -> (usize, usize) {
+    let mut pos = from;
+    let mut count = 0;
+    while count < n && pos < bytes.len() {
+        pos += 1;
+        while pos < bytes.len() && is_continuation(bytes[pos]) {
+            pos += 1;
         }
-        // A paragraph break: a newline, then only blank characters back to
-        // another newline.
-        if before == '\n' && is_paragraph_break(chars, end - 1) {
-            return end;
-        }
-        if sentence.is_none() && end >= 2 && is_sentence_end(chars[end - 2]) {
-            sentence = Some(end);
-        }
-        if space.is_none() {
-            space = Some(end);
-        }
+        count += 1;
     }
-    // A sentence end right at the limit with no whitespace after it yet.
-    if sentence.is_none() && is_sentence_end(chars[latest - 1]) && chars.get(latest).is_none_or(|c| c.is_whitespace()) {
-        sentence = Some(latest);
-    }
-    sentence.or(space).unwrap_or(latest)
+    (pos, count)
 }
 
-/// Whether the newline at `newline` closes a blank line (`\n` + optional
-/// spaces/tabs/`\r` + `\n`).
-fn is_paragraph_break(chars: &[char], newline: usize) -> bool {
-    chars[..newline].iter().rev().take(64).take_while(|c| c.is_whitespace()).any(|c| *c == '\n')
+/// The byte offset `n` chars before `from` (or 0).
+fn retreat(bytes: &[u8], from: usize, n: usize) -> usize {
+    let mut pos = from;
+    for _ in 0..n {
+        if pos == 0 {
+            break;
+        }
+        pos -= 1;
+        while pos > 0 && is_continuation(bytes[pos]) {
+            pos -= 1;
+        }
+    }
+    pos
+}
+
+fn is_continuation(byte: u8) -> bool {
+    byte & 0xC0 == 0x80
+}
+
+/// The best end, as (char index, byte offset), among the ends after each
+/// char of `text[from..latest_byte]` (`latest` is the char index at
+/// `latest_byte`): after the last paragraph break, else after the last
+/// sentence end, else after the last whitespace, else `latest`.
+fn break_point(text: &str, from: usize, latest_byte: usize, latest: usize) -> (usize, usize) {
+    let mut sentence = None;
+    let mut space = None;
+    // `(end, end_byte)` is a candidate exclusive end; `before` the char just before it.
+    let (mut end, mut end_byte) = (latest, latest_byte);
+    for (offset, before) in text[from..latest_byte].char_indices().rev() {
+        let before_byte = from + offset;
+        if before.is_whitespace() {
+            // A paragraph break: a newline, then only blank characters back
+            // to another newline.
+            if before == '\n' && is_paragraph_break(&text[..before_byte]) {
+                return (end, end_byte);
+            }
+            if sentence.is_none() && text[..before_byte].chars().next_back().is_some_and(is_sentence_end) {
+                sentence = Some((end, end_byte));
+            }
+            if space.is_none() {
+                space = Some((end, end_byte));
+            }
+        }
+        end -= 1;
+        end_byte = before_byte;
+    }
+    // A sentence end right at the limit with no whitespace after it yet.
+    if sentence.is_none()
+        && text[..latest_byte].chars().next_back().is_some_and(is_sentence_end)
+        && text[latest_byte..].chars().next().is_none_or(char::is_whitespace)
+    {
+        sentence = Some((latest, latest_byte));
+    }
+    sentence.or(space).unwrap_or((latest, latest_byte))
+}
+
+/// Whether a newline preceded by `before` closes a blank line (`\n` +
+/// optional spaces/tabs/`\r` + `\n`), looking at most 64 chars back.
+fn is_paragraph_break(before: &str) -> bool {
+    before.chars().rev().take(64).take_while(|c| c.is_whitespace()).any(|c| c == '\n')
 }
 
 fn is_sentence_end(c: char) -> bool {

@@ -185,7 +185,7 @@ fn sizes_in_approximate_tokens_count_four_characters_each() {
 }
 
 /// The first implementation (a char table of the whole text), kept as the
-/// reference the single-pass `split_text` must agree with exactly.
+/// reference the byte-level `split_text` must agree with exactly.
 fn reference_split<'a>(text: &'a str, cfg: &Config) -> Vec<Chunk<'a>> {
     let size = cfg.unit.chars(cfg.size).max(1);
     let overlap = cfg.unit.chars(cfg.overlap).min(size - 1);
@@ -199,7 +199,7 @@ fn reference_split<'a>(text: &'a str, cfg: &Config) -> Vec<Chunk<'a>> {
             n
         } else {
             let earliest = start + (size / 2).max(overlap + 1).min(size);
-            break_point(&chars, earliest, start + size)
+            reference_break_point(&chars, earliest, start + size)
         };
         let piece = &text[bounds[start]..bounds[end]];
         if !piece.trim().is_empty() {
@@ -226,9 +226,10 @@ fn single_pass_split_matches_the_reference() {
         state
     };
     for case in 0..120 {
-        let len = (next() % 400) as usize;
+        let len = (next() % 1200) as usize;
         let text: String = (0..len).map(|_| pieces[(next() % pieces.len() as u64) as usize]).collect();
-        for (size, overlap) in [(1, 0), (2, 1), (7, 3), (10, 0), (50, 10), (64, 63), (100, 20), (333, 100)] {
+        for (size, overlap) in [(1, 0), (2, 1), (7, 3), (10, 0), (50, 10), (64, 63), (100, 20), (333, 100), (1000, 100)]
+        {
             let c = cfg(size, overlap);
             assert_eq!(
                 split_text(&text, &c),
@@ -237,4 +238,31 @@ fn single_pass_split_matches_the_reference() {
             );
         }
     }
+}
+
+/// The reference's break point over a char table: the best end
+/// (exclusive char index) in `earliest..=latest`.
+fn reference_break_point(chars: &[char], earliest: usize, latest: usize) -> usize {
+    let mut sentence = None;
+    let mut space = None;
+    for end in (earliest..=latest).rev() {
+        let before = chars[end - 1];
+        if !before.is_whitespace() {
+            continue;
+        }
+        let paragraph = chars[..end - 1].iter().rev().take(64).take_while(|c| c.is_whitespace()).any(|c| *c == '\n');
+        if before == '\n' && paragraph {
+            return end;
+        }
+        if sentence.is_none() && end >= 2 && is_sentence_end(chars[end - 2]) {
+            sentence = Some(end);
+        }
+        if space.is_none() {
+            space = Some(end);
+        }
+    }
+    if sentence.is_none() && is_sentence_end(chars[latest - 1]) && chars.get(latest).is_none_or(|c| c.is_whitespace()) {
+        sentence = Some(latest);
+    }
+    sentence.or(space).unwrap_or(latest)
 }
