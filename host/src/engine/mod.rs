@@ -20,12 +20,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use wasmtime::component::{Component, Linker, types::ComponentItem};
-use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy};
 
 use crate::capabilities::{self, ImportClass};
 use bindings::CapableStepPre as StepPre;
 use limits::{EPOCH_TICK, MAX_TABLE_ELEMENTS, MEMORY_CEILING};
 use runner::StepState;
+
+/// Set to `1` to have wasmtime write a perf map (`/tmp/perf-<pid>.map`) naming the
+/// JIT-compiled guest functions, for profiling components with `perf record`.
+pub const PERF_MAP_ENV: &str = "WEFT_PERF_MAP";
 
 /// Component instances the pooling allocator keeps slots for; it bounds how
 /// many step attempts can run at once in one host.
@@ -160,6 +164,11 @@ impl Engine {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.consume_fuel(settings.fuel_metering);
+        if std::env::var_os(PERF_MAP_ENV).is_some_and(|v| v == "1") {
+            // Names JIT-compiled guest functions in /tmp/perf-<pid>.map so `perf report` can
+            // attribute samples inside components. Off by default: it writes a file per process.
+            config.profiler(ProfilingStrategy::PerfMap);
+        }
         if settings.pooling {
             let mut pool = PoolingAllocationConfig::default();
             let instances = settings.max_instances.max(1);

@@ -57,10 +57,17 @@ struct State {
     size: f64,
 }
 
-struct Interpreter<'a> {
+/// Fonts already loaded from a document, by object: a font used on many pages
+/// (the usual case) is parsed once per document, not once per page.
+#[derive(Default)]
+pub struct FontCache {
+    fonts: HashMap<ObjectId, Rc<Font>>,
+}
+
+struct Interpreter<'a, 'c> {
     doc: &'a Document,
     limit: usize,
-    fonts: HashMap<ObjectId, Rc<Font>>,
+    fonts: &'c mut FontCache,
     glyphs: Vec<PlacedGlyph>,
     errors: Vec<Problem>,
     forms: usize,
@@ -80,11 +87,16 @@ pub enum Problem {
     Note(String),
 }
 
-pub fn page_text(doc: &Document, page_id: ObjectId, max_decompressed: usize) -> (String, Vec<Problem>) {
+pub fn page_text(
+    doc: &Document,
+    page_id: ObjectId,
+    max_decompressed: usize,
+    fonts: &mut FontCache,
+) -> (String, Vec<Problem>) {
     let mut interp = Interpreter {
         doc,
         limit: max_decompressed,
-        fonts: HashMap::new(),
+        fonts,
         glyphs: Vec::new(),
         errors: Vec::new(),
         forms: 0,
@@ -194,7 +206,7 @@ fn page_resources(doc: &Document, page_id: ObjectId) -> Option<&Dictionary> {
     None
 }
 
-impl Interpreter<'_> {
+impl Interpreter<'_, '_> {
     fn run(&mut self, data: &[u8], resources: Option<&Dictionary>, mut state: State, depth: usize) {
         let content = match Content::decode(data) {
             Ok(content) => content,
@@ -477,9 +489,11 @@ impl Interpreter<'_> {
             _ => None,
         };
         if let Some(id) = id
-            && let Some(font) = self.fonts.get(&id)
+            && let Some(font) = self.fonts.fonts.get(&id)
         {
-            return font.clone();
+            let font = font.clone();
+            self.note_font_problems(&font);
+            return font;
         }
         let font = match deref(doc, entry) {
             Some(Object::Dictionary(dict)) => Font::load(doc, dict, self.limit),
@@ -488,17 +502,23 @@ impl Interpreter<'_> {
                 Font::fallback()
             }
         };
+        self.note_font_problems(&font);
+        let font = Rc::new(font);
+        if let Some(id) = id {
+            self.fonts.fonts.insert(id, font.clone());
+        }
+        font
+    }
+
+    /// Reports a font's loading problems once per page (the font itself may
+    /// come from the document-wide cache).
+    fn note_font_problems(&mut self, font: &Font) {
         for problem in &font.problems {
             if !self.warned_fonts.contains(problem) {
                 self.warned_fonts.push(problem.clone());
                 self.errors.push(Problem::Note(problem.clone()));
             }
         }
-        let font = Rc::new(font);
-        if let Some(id) = id {
-            self.fonts.insert(id, font.clone());
-        }
-        font
     }
 
     /// Places the glyphs of one shown string and advances the text matrix.

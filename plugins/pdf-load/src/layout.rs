@@ -58,9 +58,7 @@ pub fn page_text(glyphs: Vec<PlacedGlyph>) -> String {
         if values.iter().any(|v| !v.is_finite()) {
             continue;
         }
-        let angle = g.dir[1].atan2(g.dir[0]);
-        let k =
-            if angle.is_finite() { ((angle / std::f64::consts::FRAC_PI_2).round() as i64).rem_euclid(4) } else { 0 };
+        let k = quadrant(g.dir);
         let rot = |x: f64, y: f64| match k {
             1 => (y, -x),
             2 => (-x, -y),
@@ -71,7 +69,7 @@ pub fn page_text(glyphs: Vec<PlacedGlyph>) -> String {
         let (x1, _) = rot(g.x1, g.y1);
         let idx = usize::try_from(k).unwrap_or(0).min(3);
         if let Some(group) = groups.get_mut(idx) {
-            group.push((g, [x0, x1.max(x0), y0]));
+            group.push((g, [x0, larger(x1, x0), y0]));
         }
     }
     let mut order: Vec<usize> = (0..4).collect();
@@ -95,6 +93,31 @@ pub fn page_text(glyphs: Vec<PlacedGlyph>) -> String {
     normalize(&parts.join("\n"))
 }
 
+/// The writing direction `dir` rounded to a quarter turn: 0 = left to right,
+/// 1 = bottom to top, 2 = right to left, 3 = top to bottom. The same as
+/// rounding `atan2(dir)` to a multiple of 90 degrees, without the `atan2`
+/// (a libm call per glyph in the Wasm build), which is kept for exact ties;
+/// within a rounding error of 45 degrees either neighbour may be chosen.
+fn quadrant(dir: [f64; 2]) -> i64 {
+    let [dx, dy] = dir;
+    let (ax, ay) = (dx.abs(), dy.abs());
+    if ax > ay {
+        if dx > 0.0 { 0 } else { 2 }
+    } else if ay > ax {
+        if dy > 0.0 { 1 } else { 3 }
+    } else {
+        let angle = dy.atan2(dx);
+        if angle.is_finite() { ((angle / std::f64::consts::FRAC_PI_2).round() as i64).rem_euclid(4) } else { 0 }
+    }
+}
+
+/// The larger of two finite numbers. `f64::max` compiles to a call to libm's
+/// `fmax` for wasm32 (its NaN rules differ from Wasm's `f64.max`); glyph
+/// coordinates reaching here are finite, so a comparison does.
+fn larger(a: f64, b: f64) -> f64 {
+    if b > a { b } else { a }
+}
+
 fn make_runs(glyphs: &[(PlacedGlyph, [f64; 3])]) -> Vec<Run> {
     let mut runs: Vec<Run> = Vec::new();
     let mut current: Option<Run> = None;
@@ -106,7 +129,7 @@ fn make_runs(glyphs: &[(PlacedGlyph, [f64; 3])]) -> Vec<Run> {
             continue;
         }
         if let Some(run) = current.as_mut() {
-            let s = size.max(run.size);
+            let s = larger(size, run.size);
             let same_line = (y - run.y).abs() <= 0.5 * s;
             let backwards = x0 < run.x1 - 0.7 * s;
             let far = x0 > run.x1 + RUN_GAP * s;
@@ -124,8 +147,11 @@ fn make_runs(glyphs: &[(PlacedGlyph, [f64; 3])]) -> Vec<Run> {
                 }
                 run.text.push_str(&g.text);
                 run.trailing_space = false;
-                run.x1 = run.x1.max(x1);
-                run.last = (x0, g.text.clone());
+                run.x1 = larger(run.x1, x1);
+                // Reuses the buffer: this runs once per glyph.
+                run.last.0 = x0;
+                run.last.1.clear();
+                run.last.1.push_str(&g.text);
                 continue;
             }
             if let Some(done) = current.take() {
@@ -321,4 +347,31 @@ pub fn normalize(text: &str) -> String {
         }
     }
     out.nfc().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quadrant;
+
+    fn by_atan2([dx, dy]: [f64; 2]) -> i64 {
+        let angle = dy.atan2(dx);
+        if angle.is_finite() { ((angle / std::f64::consts::FRAC_PI_2).round() as i64).rem_euclid(4) } else { 0 }
+    }
+
+    #[test]
+    fn quadrant_matches_rounded_atan2() {
+        let mut dirs = vec![[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0], [1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]];
+        dirs.extend([[-1.0, 1.0], [0.0, 0.0], [f64::NAN, 1.0], [f64::INFINITY, 2.0], [1e-300, -1e-300]]);
+        for step in 0..720 {
+            let angle = f64::from(step) * std::f64::consts::PI / 360.0;
+            dirs.push([angle.cos() * 12.0, angle.sin() * 12.0]);
+        }
+        for dir in dirs {
+            let (ax, ay) = (dir[0].abs(), dir[1].abs());
+            if ax != ay && (ax - ay).abs() <= 1e-12 * ax.max(ay) {
+                continue; // 45 degrees up to rounding: either neighbour is right
+            }
+            assert_eq!(quadrant(dir), by_atan2(dir), "direction {dir:?}");
+        }
+    }
 }

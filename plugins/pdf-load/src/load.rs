@@ -204,8 +204,9 @@ pub fn load_pdf_with_budget(
 
     let mut used = 0usize;
     let mut pages = Vec::with_capacity(page_count);
+    let mut fonts = crate::extract::FontCache::default();
     for (number, page_id) in (1..).zip(page_ids) {
-        let (text, warning) = page_text(&doc, page_id, cfg.max_decompressed_bytes);
+        let (text, warning) = page_text(&doc, page_id, cfg.max_decompressed_bytes, &mut fonts);
         used = used.saturating_add(text.len());
         if used > budget {
             return Err(LoadError::OutputTooLarge { limit: cfg.max_output_bytes, page: number, page_count });
@@ -230,8 +231,13 @@ pub fn load_pdf_with_budget(
 
 /// Extracts one page's text (see [`crate::extract`]).
 /// Returns the text and a warning when something failed.
-fn page_text(doc: &Document, page_id: ObjectId, max_decompressed: usize) -> (String, Option<String>) {
-    let (text, errors) = crate::extract::page_text(doc, page_id, max_decompressed);
+fn page_text(
+    doc: &Document,
+    page_id: ObjectId,
+    max_decompressed: usize,
+    fonts: &mut crate::extract::FontCache,
+) -> (String, Option<String>) {
+    let (text, errors) = crate::extract::page_text(doc, page_id, max_decompressed, fonts);
     let mut problems: Vec<String> = Vec::new();
     for e in &errors {
         let problem = match e {
