@@ -38,8 +38,10 @@ pub const DEFAULT_MAX_INSTANCES: u32 = 256;
 /// Dirty bytes of a freed instance's linear memory reset in place rather
 /// than returned to the kernel (see [`Engine::new`]). It bounds the memory an
 /// idle pool slot keeps: a host that ran N attempts at once keeps at most
-/// about (N + 100 warm slots) x this much resident when idle.
-const MEMORY_KEEP_RESIDENT: usize = 1024 * 1024;
+/// about (N + 100 warm slots) x this much resident when idle. 256 KiB saved
+/// as much CPU per no-op step as 1 MiB (bench/results/queue.md) at a quarter
+/// of the memory.
+const MEMORY_KEEP_RESIDENT: usize = 256 * 1024;
 
 /// Bytes of a freed instance's tables reset in place.
 const TABLE_KEEP_RESIDENT: usize = 64 * 1024;
