@@ -175,6 +175,12 @@ pub fn split_text<'a>(text: &'a str, cfg: &Config) -> Vec<Chunk<'a>> {
 /// The byte offset `n` chars after `from` (or the end of the text), and how
 /// many chars that was.
 fn advance(bytes: &[u8], from: usize, n: usize) -> (usize, usize) {
+    // Pure ASCII ahead (the common case): one byte per char.
+    if let Some(ahead) = bytes.get(from..from.saturating_add(n))
+        && ahead.is_ascii()
+    {
+        return (from + n, n);
+    }
     let mut pos = from;
     let mut count = 0;
     while count < n && pos < bytes.len() {
@@ -211,23 +217,36 @@ fn is_continuation(byte: u8) -> bool {
 /// `latest_byte`): after the last paragraph break, else after the last
 /// sentence end, else after the last whitespace, else `latest`.
 fn break_point(text: &str, from: usize, latest_byte: usize, latest: usize) -> (usize, usize) {
+    // A paragraph break anywhere in reach wins: look at the newlines only,
+    // from the back (a newline is one byte in UTF-8 and never part of another char).
+    let window = &text.as_bytes()[from..latest_byte];
+    let mut search_end = window.len();
+    while let Some(newline) = window[..search_end].iter().rposition(|&b| b == b'\n') {
+        let before_byte = from + newline;
+        if is_paragraph_break(&text[..before_byte]) {
+            let end_byte = before_byte + 1;
+            let after = text.as_bytes()[end_byte..latest_byte].iter().filter(|&&b| !is_continuation(b)).count();
+            return (latest - after, end_byte);
+        }
+        search_end = newline;
+    }
     let mut sentence = None;
     let mut space = None;
-    // `(end, end_byte)` is a candidate exclusive end; `before` the char just before it.
+    // `(end, end_byte)` is a candidate exclusive end; `before` the char just
+    // before it. The last whitespace and the last sentence end are usually
+    // close to the limit, so the scan stops once both are found.
     let (mut end, mut end_byte) = (latest, latest_byte);
     for (offset, before) in text[from..latest_byte].char_indices().rev() {
         let before_byte = from + offset;
         if before.is_whitespace() {
-            // A paragraph break: a newline, then only blank characters back
-            // to another newline.
-            if before == '\n' && is_paragraph_break(&text[..before_byte]) {
-                return (end, end_byte);
-            }
             if sentence.is_none() && text[..before_byte].chars().next_back().is_some_and(is_sentence_end) {
                 sentence = Some((end, end_byte));
             }
             if space.is_none() {
                 space = Some((end, end_byte));
+            }
+            if sentence.is_some() {
+                break;
             }
         }
         end -= 1;

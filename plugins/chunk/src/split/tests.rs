@@ -217,7 +217,27 @@ fn reference_split<'a>(text: &'a str, cfg: &Config) -> Vec<Chunk<'a>> {
 fn single_pass_split_matches_the_reference() {
     // Deterministic pseudo-random texts mixing words, sentence ends,
     // paragraph breaks, blank runs and multi-byte chars.
-    let pieces = ["word", "Wört", "日本語", "é", ".", "!", " ", " ", "\n", "\n\n", "\n \t\n", "    ", "…", "a.b", "🙂"];
+    let pieces = [
+        "word",
+        "Wört",
+        "日本語",
+        "é",
+        ".",
+        "!",
+        " ",
+        " ",
+        "\n",
+        "\n\n",
+        "\n \t\n",
+        "    ",
+        "…",
+        "a.b",
+        "🙂",
+        "。",
+        "\u{3000}",
+        "\u{a0}",
+        "\n\u{3000}\n",
+    ];
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = || {
         state ^= state << 13;
