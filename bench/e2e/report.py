@@ -318,7 +318,8 @@ class Report:
             "same pipeline in Python, run side by side in one run with the contenders alternating. Every number "
             "here comes from the run below; nothing is edited by hand.",
             "",
-            f"- Date: {meta['date']}; mode: {meta['mode']}; took {meta['duration_s'] / 60:.1f} min.",
+            f"- Date: {meta['date']}; mode: {meta['mode']}; the comparisons below took {meta['duration_s'] / 60:.1f} min"
+            + command_time(meta.get("command_seconds")),
             f"- Command: `{meta['command']}` (from a clean clone; it installs what it needs).",
             f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}; load average at the end "
             f"{m['load_avg_at_end'][0]:.1f} (the machine is shared: expect spread between runs).",
@@ -361,6 +362,17 @@ class Report:
             else:
                 out += [f"`bench/results/{fragment}` was not produced in this run.", ""]
         return "\n".join(out).rstrip() + "\n"
+
+
+def command_time(seconds):
+    """How long the whole `bench/run.sh` took, when it recorded it."""
+    if not seconds:
+        return "."
+    return (
+        f"; the whole command {seconds['total'] / 60:.1f} min, of which installs and builds "
+        f"{seconds['installs_and_builds'] / 60:.1f} min and the step-level comparisons "
+        f"{seconds['step_level'] / 60:.1f} min."
+    )
 
 
 def main():
