@@ -4,21 +4,17 @@
 //! delivering again.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use weft::queue::{JobState, QueueConfig};
 
 use crate::nats::NatsServer;
 use crate::servers::HttpServer;
-use crate::support::component_path;
+use crate::support::{component_path, weft_cmd};
 
 fn serve(server: &NatsServer, dir: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_weft"))
-        .current_dir(dir)
-        .env("WEFT_CACHE_DIR", crate::support::shared_cache_dir())
-        .env_remove("RUST_LOG")
-        .env_remove("NATS_URL")
+    weft_cmd(dir)
         .args(["serve", "--nats", &server.url(), "--workflows", ".", "--ack-wait-secs", "2"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -7,24 +7,11 @@
 //! JWTs with fresh nkeys and preloads the account into a memory resolver.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::nats::NatsServer;
-use crate::support::component_path;
-
-/// The `weft` binary with no NATS settings inherited from the environment.
-fn weft_cmd(cwd: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft"));
-    cmd.current_dir(cwd)
-        .env("WEFT_CACHE_DIR", crate::support::shared_cache_dir())
-        .env_remove("RUST_LOG")
-        .env_remove("NATS_URL")
-        .env_remove("NATS_PASSWORD")
-        .env_remove("NATS_TOKEN")
-        .env_remove("NATS_NKEY");
-    cmd
-}
+use crate::support::{component_path, wait_exit, weft_cmd};
 
 /// A directory with an `echo` workflow and an input file.
 fn workdir() -> tempfile::TempDir {
@@ -36,17 +23,6 @@ fn workdir() -> tempfile::TempDir {
     std::fs::write(dir.path().join("echo.yaml"), yaml).unwrap();
     std::fs::write(dir.path().join("input.txt"), "hello over an authenticated connection").unwrap();
     dir
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
 }
 
 /// `weft submit echo --input input.txt --wait` with `auth` flags.

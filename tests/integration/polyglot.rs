@@ -3,24 +3,17 @@
 //! misbehaving Python and JavaScript components are contained exactly like
 //! Rust ones, with the same typed errors.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use weft::Item;
 use weft::scheduler::{FailureKind, JobStatus};
 
 use crate::nats::NatsServer;
-use crate::support::{host, one_step, precompile, repo_root, run_one, shared_cache_dir};
+use crate::support::{host, one_step, precompile, repo_root, run_one, wait_exit, weft_cmd};
 
 /// The non-Rust components of `workflows/pdf-brief.yaml`.
 const BRIEF_PLUGINS: &[&str] = &["keyword-tagger", "markdown-format"];
-
-fn weft_cmd(cwd: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft"));
-    cmd.current_dir(cwd).env("WEFT_CACHE_DIR", shared_cache_dir()).env_remove("RUST_LOG").env_remove("NATS_URL");
-    cmd
-}
 
 /// Checks the brief `markdown-format` rendered for the sample PDF.
 fn assert_sample_brief(markdown: &str) {
@@ -108,17 +101,6 @@ async fn weft_serve_runs_the_mixed_language_workflow() {
     assert_eq!(record["state"], "succeeded", "{record}");
     assert_sample_brief(record["outputs"]["brief"][0]["payload"]["text"].as_str().unwrap_or_default());
     assert!(stopped && exit.and_then(|s| s.code()) == Some(0), "SIGTERM stops the worker cleanly: {exit:?}");
-}
-
-fn wait_exit(child: &mut std::process::Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
 }
 
 /// Runs the misbehaving `plugin` in `mode` as a one-step workflow with

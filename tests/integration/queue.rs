@@ -10,7 +10,7 @@ use weft::queue::{JobState, QueueClient, QueueConfig, Worker, WorkerConfig, Work
 use weft::workflow::{Jitter, RetryPolicy};
 
 use crate::nats::NatsServer;
-use crate::support::{component_path, host, load, repo_root};
+use crate::support::{component_path, host, load, repo_root, wait_exit, weft_cmd};
 
 fn queue_config(server: &NatsServer) -> QueueConfig {
     QueueConfig { url: server.url(), ack_wait: Duration::from_secs(2), ..QueueConfig::default() }
@@ -246,15 +246,6 @@ async fn jobs_survive_a_nats_server_crash_and_restart() {
 
 // ---- the `weft` binary as operators run it ----
 
-fn weft_cmd(cwd: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft"));
-    cmd.current_dir(cwd)
-        .env("WEFT_CACHE_DIR", crate::support::shared_cache_dir())
-        .env_remove("RUST_LOG")
-        .env_remove("NATS_URL");
-    cmd
-}
-
 fn serve(server: &NatsServer, dir: &Path) -> Child {
     weft_cmd(dir)
         .args([
@@ -272,17 +263,6 @@ fn serve(server: &NatsServer, dir: &Path) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("weft serve starts")
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
 }
 
 fn sigterm(child: &Child) {

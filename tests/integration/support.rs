@@ -2,6 +2,8 @@
 //! compile cache per test so tests never share state.
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 use weft::engine::EngineSettings;
 use weft::scheduler::JobOutcome;
@@ -126,4 +128,30 @@ pub fn precompile(plugins: &[&str]) {
             done.push((*name).to_string());
         }
     }
+}
+
+/// The `weft` binary run in `cwd` with the test run's compile cache and no
+/// logging or NATS settings inherited from the environment.
+pub fn weft_cmd(cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft"));
+    cmd.current_dir(cwd)
+        .env("WEFT_CACHE_DIR", shared_cache_dir())
+        .env_remove("RUST_LOG")
+        .env_remove("NATS_URL")
+        .env_remove("NATS_PASSWORD")
+        .env_remove("NATS_TOKEN")
+        .env_remove("NATS_NKEY");
+    cmd
+}
+
+/// Waits up to `within` for `child` to exit; `None` if it is still running.
+pub fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
 }

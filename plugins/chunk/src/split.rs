@@ -151,20 +151,19 @@ pub fn split_text<'a>(text: &'a str, cfg: &Config) -> Vec<Chunk<'a>> {
         // The char before the earliest end, and the latest end.
         let (before_earliest, to_earliest) = advance(bytes, start_byte, earliest_offset - 1);
         let (latest_byte, to_latest) = advance(bytes, before_earliest, size - (earliest_offset - 1));
-        if latest_byte == text.len() {
-            // The rest fits in this chunk.
-            let end_char = start_char + to_earliest + to_latest;
-            let piece = &text[start_byte..];
-            if !piece.trim().is_empty() {
-                chunks.push(Chunk { text: piece, char_start: start_char, char_end: end_char });
-            }
-            break;
-        }
-        let latest = start_char + size;
-        let (end_char, end_byte) = break_point(text, before_earliest, latest_byte, latest);
+        // The rest fits in this chunk when the latest end is the text's end.
+        let last = latest_byte == text.len();
+        let (end_char, end_byte) = if last {
+            (start_char + to_earliest + to_latest, text.len())
+        } else {
+            break_point(text, before_earliest, latest_byte, start_char + size)
+        };
         let piece = &text[start_byte..end_byte];
         if !piece.trim().is_empty() {
             chunks.push(Chunk { text: piece, char_start: start_char, char_end: end_char });
+        }
+        if last {
+            break;
         }
         start_char = end_char - overlap;
         start_byte = retreat(bytes, end_byte, overlap);
