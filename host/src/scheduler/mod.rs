@@ -15,11 +15,12 @@ pub use report::{AttemptRecord, JobError, JobReport, JobStatus, StepReport, Step
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -238,6 +239,7 @@ impl<R: StepRunner> Scheduler<R> {
         let mut failure: Option<(String, StepFailure)> = None;
 
         loop {
+            let mut ready = Vec::new();
             if failure.is_none() {
                 for (i, step) in steps.iter().enumerate() {
                     if started_steps[i] {
@@ -269,16 +271,34 @@ impl<R: StepRunner> Scheduler<R> {
                         step = %step.id,
                         plugin = %step.plugin
                     );
-                    running.spawn(
-                        async move {
-                            let (result, report) = unit.run(step_input).await;
-                            (i, result, report)
-                        }
-                        .instrument(span),
-                    );
+                    let run = async move {
+                        let (result, report) = unit.run(step_input).await;
+                        (i, result, report)
+                    }
+                    .instrument(span);
+                    ready.push(run);
                 }
             }
-            let Some(joined) = running.join_next().await else { break };
+            let joined = if running.is_empty() && ready.len() == 1 {
+                // The only step that can run now runs in this task: a chain
+                // of steps costs no task and no cross-thread wake-up per step.
+                // A panic still becomes the job's failure, as in a spawned task.
+                let run = ready.pop().map(|run| AssertUnwindSafe(run).catch_unwind());
+                match run {
+                    Some(run) => run.await.map_err(|panic| StepPanic::Panicked(panic_message(&*panic))),
+                    None => break,
+                }
+            } else {
+                for run in ready {
+                    running.spawn(run);
+                }
+                match running.join_next().await {
+                    None => break,
+                    Some(Ok(finished)) => Ok(finished),
+                    Some(Err(join_error)) if join_error.is_cancelled() => Err(StepPanic::Cancelled),
+                    Some(Err(join_error)) => Err(StepPanic::Panicked(join_error.to_string())),
+                }
+            };
             match joined {
                 Ok((i, result, report)) => {
                     match result {
@@ -297,13 +317,13 @@ impl<R: StepRunner> Scheduler<R> {
                     }
                     reports[i] = Some(report);
                 }
-                Err(join_error) if join_error.is_cancelled() => {}
-                Err(join_error) => {
+                Err(StepPanic::Cancelled) => {}
+                Err(StepPanic::Panicked(message)) => {
                     // A panic in a runner is a host bug; report it rather than lose the job.
                     if failure.is_none() {
                         failure = Some((
                             "<host>".to_string(),
-                            StepFailure::new(FailureKind::Host, format!("a step task panicked: {join_error}")),
+                            StepFailure::new(FailureKind::Host, format!("a step task panicked: {message}")),
                         ));
                         running.abort_all();
                     }
@@ -341,6 +361,23 @@ impl<R: StepRunner> Scheduler<R> {
             outputs,
         }
     }
+}
+
+/// Why a step's run ended without a result.
+enum StepPanic {
+    /// It was aborted because another step failed.
+    Cancelled,
+    /// Its runner panicked (a host bug), with the panic's message.
+    Panicked(String),
+}
+
+/// The message of a caught panic, when it is a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 /// Everything needed to run one step of one job, owned so it can be spawned.

@@ -232,6 +232,31 @@ async fn independent_branches_run_concurrently_and_join_in_order() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_panicking_runner_fails_the_job_whether_its_step_runs_alone_or_beside_another() {
+    // `root` is the only runnable step, so it runs in the job's own task.
+    let runner = FakeRunner::new().script("root", |_| panic!("runner bug on purpose"));
+    let (outcome, _) = run(DIAMOND, runner, vec![]).await;
+    assert_eq!(outcome.report.status, JobStatus::Failed);
+    let error = outcome.report.error.expect("the job reports its error");
+    assert_eq!(error.step, "<host>");
+    assert_eq!(error.failure.kind, FailureKind::Host);
+    assert!(error.failure.message.contains("runner bug on purpose"), "{}", error.failure.message);
+    let status: Vec<_> = outcome.report.steps.iter().map(|s| s.status).collect();
+    assert_eq!(status, vec![StepStatus::Cancelled, StepStatus::Skipped, StepStatus::Skipped, StepStatus::Skipped]);
+
+    // `left` and `right` run at once, each in a task of its own.
+    let runner = FakeRunner::new()
+        .script("left", |_| panic!("branch bug on purpose"))
+        .script("right", |_| ok_after(Duration::from_secs(60), vec![]));
+    let (outcome, _) = run(DIAMOND, runner, vec![]).await;
+    let error = outcome.report.error.expect("the job reports its error");
+    assert_eq!((error.step.as_str(), error.failure.kind), ("<host>", FailureKind::Host));
+    assert!(error.failure.message.contains("branch bug on purpose"), "{}", error.failure.message);
+    let status: Vec<_> = outcome.report.steps.iter().map(|s| s.status).collect();
+    assert_eq!(status, vec![StepStatus::Succeeded, StepStatus::Cancelled, StepStatus::Cancelled, StepStatus::Skipped]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failed_branch_cancels_its_sibling_and_skips_dependents() {
     let runner = FakeRunner::new()
         .script("left", |_| fail(FailureKind::Fatal))
