@@ -10,34 +10,14 @@
 //!
 //! Run: `cargo bench -p weft --bench languages` (results in docs/plugins.md).
 
-use std::path::Path;
-use std::sync::Arc;
+mod support;
+
 use std::time::{Duration, Instant};
 
-use weft::Item;
 use weft::engine::{Engine, EngineSettings};
-use weft::scheduler::StepAttempt;
 
 const WARM_CALLS: usize = 30;
 const CACHE_LOADS: usize = 5;
-
-fn component(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("WEFT_COMPONENTS_DIR")).join(format!("{}.wasm", name.replace('-', "_")));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-fn attempt() -> StepAttempt {
-    let workflow = weft::workflow::parse("bench.yaml", "name: b\nversion: '1'\nsteps:\n  - id: s\n    plugin: noop\n")
-        .unwrap_or_else(|e| panic!("{e}"));
-    StepAttempt {
-        job_id: Arc::from("bench"),
-        step: workflow.steps[0].clone(),
-        attempt: 1,
-        item_index: None,
-        timeout: Duration::from_secs(30),
-        input: vec![Item::text("hello")],
-    }
-}
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -52,7 +32,7 @@ fn main() {
     // `cargo bench` passes `--bench`; any other argument is a filter.
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
-    let attempt = attempt();
+    let attempt = support::noop_attempt();
     println!(
         "| language | component | size | compile (Cranelift) | load from cache (median of {CACHE_LOADS}) | first call, cold | call, warm (median of {WARM_CALLS}) |"
     );
@@ -65,7 +45,7 @@ fn main() {
         if filter.as_deref().is_some_and(|f| !name.contains(f) && !language.eq_ignore_ascii_case(f)) {
             continue;
         }
-        let bytes = component(name);
+        let bytes = support::component_bytes(name);
         let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let settings = EngineSettings { cache_dir: Some(cache.path().to_path_buf()), ..EngineSettings::default() };
 

@@ -15,6 +15,8 @@
 #[allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 mod nats;
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,10 +29,6 @@ use weft::{HostBuilder, PluginSource};
 const JOBS: usize = 2000;
 const ROUNDS: usize = 5;
 const CONCURRENCY: usize = 32;
-
-fn noop_path() -> std::path::PathBuf {
-    std::path::Path::new(env!("WEFT_COMPONENTS_DIR")).join("noop.wasm")
-}
 
 fn workflow(steps: usize) -> String {
     let mut yaml = format!("name: noop{steps}\nversion: '1'\nsteps:\n");
@@ -101,7 +99,7 @@ async fn weft_round(steps: usize, checkpoint_delay: Duration, cache: &std::path:
     let host = Arc::new(
         HostBuilder::new()
             .engine_settings(settings)
-            .plugin("noop", PluginSource::File(noop_path()))
+            .plugin("noop", PluginSource::File(support::component_path("noop")))
             .build()
             .unwrap_or_else(|e| panic!("{e}")),
     );

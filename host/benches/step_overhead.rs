@@ -16,13 +16,10 @@
 //! Run: `cargo bench -p weft --bench step_overhead` (results are recorded in
 //! BENCHMARKS.md by `bench/run.sh`).
 
-use std::sync::Arc;
-use std::time::Duration;
+mod support;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use weft::Item;
 use weft::engine::{Engine, EngineSettings};
-use weft::scheduler::StepAttempt;
 
 /// Host bindings of `wit/step.wit` for the bare-wasmtime variants (the
 /// crate's own bindings are private to its engine).
@@ -61,25 +58,6 @@ impl types::Host for BareState {}
 
 impl logging::Host for BareState {
     fn log(&mut self, _level: logging::Level, _message: String) {}
-}
-
-fn noop_component() -> Vec<u8> {
-    let path = std::path::Path::new(env!("WEFT_COMPONENTS_DIR")).join("noop.wasm");
-    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-fn attempt() -> StepAttempt {
-    let workflow =
-        weft::workflow::parse("bench.yaml", "name: b\nversion: '1'\nsteps:\n  - id: noop\n    plugin: noop\n")
-            .unwrap_or_else(|e| panic!("{e}"));
-    StepAttempt {
-        job_id: Arc::from("bench"),
-        step: workflow.steps[0].clone(),
-        attempt: 1,
-        item_index: None,
-        timeout: Duration::from_secs(10),
-        input: vec![Item::text("hello")],
-    }
 }
 
 /// A plain wasmtime engine with a pooling allocator and the `step` world linked.
@@ -121,8 +99,8 @@ fn bare_input() -> (types::Context, Vec<types::Item>) {
 
 fn step_overhead(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
-    let bytes = noop_component();
-    let attempt = attempt();
+    let bytes = support::component_bytes("noop");
+    let attempt = support::noop_attempt();
     let mut group = c.benchmark_group("step_attempt");
     for (label, pooling) in [("pooling", true), ("on_demand", false)] {
         let engine = Engine::new(EngineSettings { pooling, cache_dir: None, ..EngineSettings::default() })
