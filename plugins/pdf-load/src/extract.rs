@@ -19,6 +19,7 @@ use lopdf::content::Content;
 use lopdf::{Dictionary, Document, Error, Object, ObjectId};
 
 use crate::fonts::{Font, deref, number};
+use crate::glyph_text::GlyphText;
 use crate::layout::{self, PlacedGlyph};
 
 /// How deeply form XObjects may nest.
@@ -465,7 +466,7 @@ impl Interpreter<'_, '_> {
             let at = |dx: f64| [m[0] * dx + m[4], m[1] * dx + m[5]];
             let ([x0, y0], [x1, y1]) = (at(x), at(x + 0.5));
             self.glyphs.push(PlacedGlyph {
-                text: c.to_string(),
+                text: GlyphText::from_char(c),
                 x0,
                 y0,
                 x1,

@@ -16,7 +16,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use lopdf::{Dictionary, Document, Object};
 
+use crate::glyph_text::{FastHash, GlyphText};
 use crate::tables;
+
+/// A simple font's text for each one-byte code.
+type CodeTable = Box<[Option<GlyphText>; 256]>;
 
 mod cff;
 #[cfg(test)]
@@ -35,7 +39,7 @@ pub struct Font {
     codespace: Vec<(u8, u32, u32)>,
     to_unicode: Option<CMap>,
     /// Simple fonts: text for each single-byte code from the encoding.
-    simple: Option<Box<[Option<String>; 256]>>,
+    simple: Option<CodeTable>,
     /// A composite font whose codes are Unicode (predefined UCS-2 CMaps).
     codes_are_unicode: bool,
     widths: Widths,
@@ -64,7 +68,7 @@ pub struct Glyph {
     /// Byte length of the code (word spacing applies to the one-byte code 32).
     pub len: u8,
     /// Its text; empty if the code maps to nothing known.
-    pub text: String,
+    pub text: GlyphText,
     /// Horizontal advance in thousandths of text space (before `Tfs`/`Tz`).
     pub width: f64,
     /// False if no mapping to Unicode was found for the code.
@@ -224,7 +228,7 @@ impl Font {
         // Encoding.
         let symbolic_name = base_font.starts_with(b"Symbol");
         let flags = descriptor.and_then(|d| number(deref(doc, d.get(b"Flags").ok()))).unwrap_or(0.0) as u32;
-        let mut table: Option<Box<[Option<String>; 256]>> = None;
+        let mut table: Option<CodeTable> = None;
         let mut differences: Option<&Vec<Object>> = None;
         match deref(doc, dict.get(b"Encoding").ok()) {
             Some(Object::Name(name)) => table = named_encoding(name),
@@ -260,7 +264,7 @@ impl Font {
                     Object::Integer(i) => code = (*i).clamp(0, 256) as usize,
                     Object::Name(name) => {
                         if let Some(slot) = table.get_mut(code) {
-                            *slot = glyph_name_to_text(name);
+                            *slot = glyph_name_to_text(name).map(GlyphText::from);
                         }
                         code += 1;
                     }
@@ -272,27 +276,25 @@ impl Font {
     }
 
     /// Splits `bytes` into glyphs.
-    pub fn decode(&self, bytes: &[u8]) -> Vec<Glyph> {
-        let mut out = Vec::with_capacity(bytes.len());
+    pub fn decode<'a>(&'a self, bytes: &'a [u8]) -> impl Iterator<Item = Glyph> + 'a {
         let mut i = 0;
-        while i < bytes.len() {
-            let len = if self.composite { self.code_len(&bytes[i..]) } else { 1 };
-            let end = (i + len).min(bytes.len());
-            let code = bytes[i..end].iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
-            let len = (end - i) as u8;
-            i = end;
+        std::iter::from_fn(move || {
+            let rest = bytes.get(i..).filter(|rest| !rest.is_empty())?;
+            let len = if self.composite { self.code_len(rest).min(rest.len()) } else { 1 };
+            let code = rest[..len].iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
+            i += len;
+            let len = len as u8;
             let mut text = self.to_unicode.as_ref().and_then(|cmap| cmap.lookup(code, len));
             if text.is_none() {
                 if let Some(simple) = &self.simple {
                     text = simple.get(code as usize).cloned().flatten();
                 } else if self.codes_are_unicode {
-                    text = char::from_u32(code).map(String::from);
+                    text = char::from_u32(code).map(GlyphText::from_char);
                 }
             }
             let mapped = text.is_some();
-            out.push(Glyph { code, len, text: text.unwrap_or_default(), width: self.width(code), mapped });
-        }
-        out
+            Some(Glyph { code, len, text: text.unwrap_or_default(), width: self.width(code), mapped })
+        })
     }
 
     fn code_len(&self, bytes: &[u8]) -> usize {
@@ -330,7 +332,7 @@ impl Font {
         } else if let Some(width) = code.checked_sub(w.first_char).and_then(|k| w.simple.get(k as usize)) {
             *width
         } else if let Some(std14) = w.std14 {
-            let text = self.simple.as_ref().and_then(|t| t.get(code as usize).cloned().flatten());
+            let text = self.simple.as_ref().and_then(|t| t.get(code as usize)).and_then(Option::as_ref);
             match text.and_then(|t| t.chars().next()) {
                 Some(c) if (' '..='~').contains(&c) => {
                     std14.get(c as usize - 32).map(|v| f64::from(*v)).unwrap_or(w.default)
@@ -349,7 +351,7 @@ impl Font {
 #[derive(Debug, Default)]
 pub struct CMap {
     pub codespace: Vec<(u8, u32, u32)>,
-    chars: HashMap<(u8, u32), String>,
+    chars: HashMap<(u8, u32), GlyphText, FastHash>,
     /// Keyed by (byte length, first code): (last code, target).
     ranges: BTreeMap<(u8, u32), (u32, RangeTarget)>,
 }
@@ -359,7 +361,7 @@ enum RangeTarget {
     /// UTF-16 units of the first code's text; the last unit increments.
     Offset(Vec<u16>),
     /// One text per code.
-    Array(Vec<String>),
+    Array(Vec<GlyphText>),
 }
 
 impl CMap {
@@ -390,7 +392,7 @@ impl CMap {
                         if let Some(text) = text
                             && (1..=4).contains(&src.len())
                         {
-                            cmap.chars.insert((src.len() as u8, be(src)), text);
+                            cmap.chars.insert((src.len() as u8, be(src)), GlyphText::from(text));
                         }
                         i += 2;
                     }
@@ -415,7 +417,7 @@ impl CMap {
                                 let mut list = Vec::new();
                                 let mut j = i + 3;
                                 while let Some(Token::Hex(dst)) = tokens.get(j) {
-                                    list.push(utf16be(dst));
+                                    list.push(GlyphText::from(utf16be(dst)));
                                     j += 1;
                                 }
                                 if matches!(tokens.get(j), Some(Token::ArrayEnd)) {
@@ -440,7 +442,7 @@ impl CMap {
     }
 
     /// The text of `code` (`len` bytes long), if mapped.
-    pub fn lookup(&self, code: u32, len: u8) -> Option<String> {
+    pub fn lookup(&self, code: u32, len: u8) -> Option<GlyphText> {
         if let Some(text) = self.chars.get(&(len, code)) {
             return Some(text.clone());
         }
@@ -451,10 +453,15 @@ impl CMap {
         let offset = code - first;
         match target {
             RangeTarget::Offset(units) => {
-                let mut units = units.clone();
-                let last_unit = units.last_mut()?;
-                *last_unit = u16::try_from(u32::from(*last_unit) + offset).ok()?;
-                Some(char::decode_utf16(units).map(|c| c.unwrap_or('\u{FFFD}')).collect())
+                let (last_unit, head) = units.split_last()?;
+                let last_unit = u16::try_from(u32::from(*last_unit) + offset).ok()?;
+                let units = head.iter().copied().chain(std::iter::once(last_unit));
+                if head.is_empty() {
+                    let c = char::decode_utf16(units).next()?.unwrap_or('\u{FFFD}');
+                    return Some(GlyphText::from_char(c));
+                }
+                let text: String = char::decode_utf16(units).map(|c| c.unwrap_or('\u{FFFD}')).collect();
+                Some(GlyphText::from(text))
             }
             RangeTarget::Array(list) => list.get(offset as usize).cloned(),
         }
@@ -622,17 +629,17 @@ pub fn glyph_name_to_text(name: &[u8]) -> Option<String> {
     None
 }
 
-fn table_to_strings(table: &[u16; 256]) -> Box<[Option<String>; 256]> {
-    let mut out: Box<[Option<String>; 256]> = Box::new(std::array::from_fn(|_| None));
+fn table_to_strings(table: &[u16; 256]) -> CodeTable {
+    let mut out: CodeTable = Box::new(std::array::from_fn(|_| None));
     for (slot, unit) in out.iter_mut().zip(table.iter()) {
         if *unit != 0 {
-            *slot = char::from_u32(u32::from(*unit)).map(String::from);
+            *slot = char::from_u32(u32::from(*unit)).map(GlyphText::from_char);
         }
     }
     out
 }
 
-fn named_encoding(name: &[u8]) -> Option<Box<[Option<String>; 256]>> {
+fn named_encoding(name: &[u8]) -> Option<CodeTable> {
     match name {
         b"WinAnsiEncoding" => Some(table_to_strings(&tables::WIN_ANSI)),
         b"MacRomanEncoding" => Some(table_to_strings(&tables::MAC_ROMAN)),
@@ -643,7 +650,7 @@ fn named_encoding(name: &[u8]) -> Option<Box<[Option<String>; 256]>> {
 
 /// The encoding built into an embedded Type 1 font program (`/FontFile`):
 /// its clear-text `dup <code> /<name> put` entries.
-fn builtin_type1_encoding(doc: &Document, descriptor: &Dictionary, limit: usize) -> Option<Box<[Option<String>; 256]>> {
+fn builtin_type1_encoding(doc: &Document, descriptor: &Dictionary, limit: usize) -> Option<CodeTable> {
     let Some(Object::Stream(stream)) = deref(doc, descriptor.get(b"FontFile").ok()) else {
         return None;
     };
@@ -656,7 +663,7 @@ fn builtin_type1_encoding(doc: &Document, descriptor: &Dictionary, limit: usize)
         return Some(table_to_strings(&tables::STANDARD));
     }
     // The array ends at the first `def` token (not the `def` inside `/.notdef`).
-    let mut table: Box<[Option<String>; 256]> = Box::new(std::array::from_fn(|_| None));
+    let mut table: CodeTable = Box::new(std::array::from_fn(|_| None));
     let words: Vec<&[u8]> =
         rest.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).take_while(|w| *w != b"def").collect();
     let mut found = false;
@@ -666,7 +673,7 @@ fn builtin_type1_encoding(doc: &Document, descriptor: &Dictionary, limit: usize)
             && let Some(code) = std::str::from_utf8(code).ok().and_then(|c| c.parse::<usize>().ok())
             && let Some(slot) = table.get_mut(code)
         {
-            *slot = glyph_name_to_text(name);
+            *slot = glyph_name_to_text(name).map(GlyphText::from);
             found = true;
         }
     }
@@ -674,7 +681,7 @@ fn builtin_type1_encoding(doc: &Document, descriptor: &Dictionary, limit: usize)
 }
 
 /// The encoding built into an embedded CFF font program (`/FontFile3`).
-fn builtin_cff_encoding(doc: &Document, descriptor: &Dictionary, limit: usize) -> Option<Box<[Option<String>; 256]>> {
+fn builtin_cff_encoding(doc: &Document, descriptor: &Dictionary, limit: usize) -> Option<CodeTable> {
     let Some(Object::Stream(stream)) = deref(doc, descriptor.get(b"FontFile3").ok()) else {
         return None;
     };
@@ -683,10 +690,10 @@ fn builtin_cff_encoding(doc: &Document, descriptor: &Dictionary, limit: usize) -
     if encoding.standard {
         return Some(table_to_strings(&tables::STANDARD));
     }
-    let mut table: Box<[Option<String>; 256]> = Box::new(std::array::from_fn(|_| None));
+    let mut table: CodeTable = Box::new(std::array::from_fn(|_| None));
     for (code, name) in encoding.names {
         if let Some(slot) = table.get_mut(usize::from(code)) {
-            *slot = glyph_name_to_text(name.as_bytes());
+            *slot = glyph_name_to_text(name.as_bytes()).map(GlyphText::from);
         }
     }
     table.iter().any(Option::is_some).then_some(table)

@@ -15,6 +15,8 @@
 
 use unicode_normalization::UnicodeNormalization;
 
+use crate::glyph_text::GlyphText;
+
 /// A gap wider than this fraction of the font size is a space.
 const SPACE_GAP: f64 = 0.15;
 /// A gap wider than this fraction of the font size ends a run.
@@ -23,7 +25,7 @@ const RUN_GAP: f64 = 1.0;
 /// One glyph in device space.
 #[derive(Debug, Clone)]
 pub struct PlacedGlyph {
-    pub text: String,
+    pub text: GlyphText,
     /// Origin (start of the baseline).
     pub x0: f64,
     pub y0: f64,
@@ -46,7 +48,7 @@ struct Run {
     /// A space glyph was shown after the last glyph.
     trailing_space: bool,
     /// Position of the last glyph's origin and its text (overstrike check).
-    last: (f64, String),
+    last: (f64, GlyphText),
 }
 
 /// The text of a page's glyphs.
@@ -148,10 +150,7 @@ fn make_runs(glyphs: &[(PlacedGlyph, [f64; 3])]) -> Vec<Run> {
                 run.text.push_str(&g.text);
                 run.trailing_space = false;
                 run.x1 = larger(run.x1, x1);
-                // Reuses the buffer: this runs once per glyph.
-                run.last.0 = x0;
-                run.last.1.clear();
-                run.last.1.push_str(&g.text);
+                run.last = (x0, g.text.clone());
                 continue;
             }
             if let Some(done) = current.take() {
@@ -162,7 +161,7 @@ fn make_runs(glyphs: &[(PlacedGlyph, [f64; 3])]) -> Vec<Run> {
             continue;
         }
         current =
-            Some(Run { text: g.text.clone(), x0, x1, y, size, trailing_space: false, last: (x0, g.text.clone()) });
+            Some(Run { text: g.text.to_string(), x0, x1, y, size, trailing_space: false, last: (x0, g.text.clone()) });
     }
     if let Some(done) = current {
         runs.push(done);

@@ -5,6 +5,7 @@
 
 pub mod extract;
 pub mod fonts;
+pub mod glyph_text;
 pub mod layout;
 pub mod load;
 #[allow(clippy::unreadable_literal)]
