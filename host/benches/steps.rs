@@ -11,6 +11,7 @@
 //!
 //! ```text
 //! steps --text FILE --pii-corpus FILE --pdf-dir DIR [--exclude A.pdf,B.pdf] [--big-pdf FILE] [--dump-dir DIR]
+//!       [--pdf-reps N]   # attempts per document and side for pdf-load (medians; default 1)
 //! steps --pii-findings CORPUS.jsonl   # JSONL of the sandboxed step's findings per record
 //! ```
 //!
@@ -79,6 +80,17 @@ impl Sandbox {
         input: Vec<Item>,
         config: &str,
     ) -> BenchResult<(Vec<Item>, Duration)> {
+        self.run_timed(plugin, name, input, config).map(|(items, timing)| (items, timing.wall))
+    }
+
+    /// [`Sandbox::run`], also giving the attempt's on-CPU time.
+    fn run_timed(
+        &self,
+        plugin: &CompiledPlugin,
+        name: &str,
+        input: Vec<Item>,
+        config: &str,
+    ) -> BenchResult<(Vec<Item>, Timing)> {
         let step = self.workflow.steps.iter().find(|s| s.id == name).ok_or(format!("no step {name}"))?;
         let attempt = StepAttempt {
             job_id: Arc::from("bench"),
@@ -88,10 +100,52 @@ impl Sandbox {
             timeout: Duration::from_secs(600),
             input,
         };
+        let (out, timing) =
+            Timing::measure(|| self.runtime.block_on(self.engine.run_attempt(plugin, &attempt, config)));
+        out.map(|items| (items, timing)).map_err(|e| format!("step {name}: {e}"))
+    }
+}
+
+/// What one timed region took: wall time, and the time the calling thread
+/// spent on a CPU (user and kernel, page faults included), from
+/// `/proc/thread-self/schedstat`. The attempt runs on this thread (a
+/// current-thread runtime; wasmtime runs the guest on a fiber of it), so the
+/// CPU time leaves out the time other processes held the CPU, which on a
+/// shared machine is most of the spread of the wall times.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    wall: Duration,
+    cpu: Option<Duration>,
+}
+
+impl Timing {
+    fn measure<T>(f: impl FnOnce() -> T) -> (T, Timing) {
+        let cpu_start = thread_cpu_time();
         let start = Instant::now();
-        let out = self.runtime.block_on(self.engine.run_attempt(plugin, &attempt, config));
-        let elapsed = start.elapsed();
-        out.map(|items| (items, elapsed)).map_err(|e| format!("step {name}: {e}"))
+        let out = f();
+        let wall = start.elapsed();
+        let cpu = match (cpu_start, thread_cpu_time()) {
+            (Some(a), Some(b)) => b.checked_sub(a),
+            _ => None,
+        };
+        (out, Timing { wall, cpu })
+    }
+}
+
+/// This thread's on-CPU time so far (Linux); `None` elsewhere.
+fn thread_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos: u64 = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
 }
 
@@ -103,6 +157,8 @@ struct Args {
     dump_dir: Option<PathBuf>,
     pii_findings: Option<PathBuf>,
     exclude: Vec<String>,
+    /// Attempts per document and side in the pdf-load comparison.
+    pdf_reps: usize,
 }
 
 fn parse_args() -> BenchResult<Args> {
@@ -114,6 +170,7 @@ fn parse_args() -> BenchResult<Args> {
         dump_dir: None,
         pii_findings: None,
         exclude: Vec::new(),
+        pdf_reps: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -128,6 +185,13 @@ fn parse_args() -> BenchResult<Args> {
             "--exclude" => {
                 let names = value()?;
                 args.exclude.extend(names.to_string_lossy().split(',').map(str::to_string));
+            }
+            "--pdf-reps" => {
+                let reps = value()?;
+                args.pdf_reps = reps.to_string_lossy().parse().map_err(|e| format!("--pdf-reps: {e}"))?;
+                if args.pdf_reps == 0 {
+                    return Err("--pdf-reps must be at least 1".into());
+                }
             }
             // `cargo bench` passes `--bench` to every bench binary.
             "--bench" => {}
@@ -182,32 +246,58 @@ fn mb_per_s(bytes: usize, secs: f64) -> f64 {
 type DocPages = (String, Vec<String>);
 
 /// `pdf-load` over `docs`, in the sandbox and natively, alternating per
-/// document; returns (sandbox, native) summaries and the sandbox's page texts.
+/// document (`reps` attempts of each side per document, the sides
+/// alternating); returns (sandbox, native) summaries and the sandbox's page
+/// texts. A side's `secs` is the sum over documents of the median wall time
+/// of its attempts, `cpu_secs` the same of on-CPU time (see [`Timing`]), and
+/// `best_cpu_secs` the sum of each document's least on-CPU time (the least
+/// disturbed by other processes sharing the caches and cores).
 fn pdf_load_pair(
     sandbox: &Sandbox,
     plugin: &CompiledPlugin,
     docs: &[(String, Vec<u8>)],
+    reps: usize,
 ) -> BenchResult<(Value, Value, Vec<DocPages>)> {
     let (mut sandbox_secs, mut native_secs, mut pages) = (0.0, 0.0, 0usize);
+    let (mut sandbox_cpu, mut native_cpu) = (Some(0.0), Some(0.0));
+    let (mut sandbox_cpu_best, mut native_cpu_best) = (Some(0.0), Some(0.0));
     let mut texts = Vec::new();
     for (name, bytes) in docs {
-        let (items, elapsed) = sandbox.run(plugin, "pdf-load", vec![Item::bytes(bytes.clone())], "{}")?;
-        sandbox_secs += elapsed.as_secs_f64();
-        let start = Instant::now();
-        let native =
-            pdf_load::load_pdf(bytes, &[], &pdf_load::Config::default()).map_err(|e| format!("{name}: {e}"))?;
-        native_secs += start.elapsed().as_secs_f64();
-        std::hint::black_box(&native);
-        let page_texts: Vec<String> = text_of(&items).map(str::to_string).collect();
-        if page_texts.len() != native.len() {
-            return Err(format!("{name}: sandbox gave {} pages, native {}", page_texts.len(), native.len()));
+        let (mut sandbox_wall, mut sandbox_on_cpu, mut native_wall, mut native_on_cpu) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut page_texts = Vec::new();
+        for _ in 0..reps {
+            let (items, timing) = sandbox.run_timed(plugin, "pdf-load", vec![Item::bytes(bytes.clone())], "{}")?;
+            sandbox_wall.push(timing.wall.as_secs_f64());
+            sandbox_on_cpu.push(timing.cpu.map(|d| d.as_secs_f64()));
+            let (native, timing) = Timing::measure(|| pdf_load::load_pdf(bytes, &[], &pdf_load::Config::default()));
+            let native = native.map_err(|e| format!("{name}: {e}"))?;
+            native_wall.push(timing.wall.as_secs_f64());
+            native_on_cpu.push(timing.cpu.map(|d| d.as_secs_f64()));
+            std::hint::black_box(&native);
+            page_texts = text_of(&items).map(str::to_string).collect();
+            if page_texts.len() != native.len() {
+                return Err(format!("{name}: sandbox gave {} pages, native {}", page_texts.len(), native.len()));
+            }
         }
-        pages += native.len();
+        sandbox_secs += median(&mut sandbox_wall);
+        native_secs += median(&mut native_wall);
+        let cpu_times = |values: Vec<Option<f64>>| values.into_iter().collect::<Option<Vec<f64>>>();
+        let (sandbox_on_cpu, native_on_cpu) = (cpu_times(sandbox_on_cpu), cpu_times(native_on_cpu));
+        let best = |values: &Option<Vec<f64>>| values.as_ref().map(|v| v.iter().copied().fold(f64::INFINITY, f64::min));
+        sandbox_cpu_best = sandbox_cpu_best.zip(best(&sandbox_on_cpu)).map(|(a, b)| a + b);
+        native_cpu_best = native_cpu_best.zip(best(&native_on_cpu)).map(|(a, b)| a + b);
+        sandbox_cpu = sandbox_cpu.zip(sandbox_on_cpu.map(|mut v| median(&mut v))).map(|(a, b)| a + b);
+        native_cpu = native_cpu.zip(native_on_cpu.map(|mut v| median(&mut v))).map(|(a, b)| a + b);
+        pages += page_texts.len();
         texts.push((name.clone(), page_texts));
     }
     let names: Vec<&str> = docs.iter().map(|(name, _)| name.as_str()).collect();
-    let summary = |secs: f64| json!({"docs": docs.len(), "names": names, "pages": pages, "secs": secs, "pages_per_s": pages as f64 / secs});
-    Ok((summary(sandbox_secs), summary(native_secs), texts))
+    let summary = |secs: f64, cpu_secs: Option<f64>, best_cpu_secs: Option<f64>| {
+        json!({"docs": docs.len(), "names": names, "pages": pages, "reps": reps, "secs": secs,
+               "pages_per_s": pages as f64 / secs, "cpu_secs": cpu_secs, "best_cpu_secs": best_cpu_secs})
+    };
+    Ok((summary(sandbox_secs, sandbox_cpu, sandbox_cpu_best), summary(native_secs, native_cpu, native_cpu_best), texts))
 }
 
 fn bench_round(args: &Args) -> BenchResult<Value> {
@@ -249,7 +339,7 @@ fn bench_round(args: &Args) -> BenchResult<Value> {
     if let Some(dir) = &args.pdf_dir {
         let docs = pdfs(dir, &args.exclude)?;
         let load = sandbox.plugin("pdf-load")?;
-        let (sandboxed, native, texts) = pdf_load_pair(&sandbox, &load, &docs)?;
+        let (sandboxed, native, texts) = pdf_load_pair(&sandbox, &load, &docs, args.pdf_reps)?;
         out.insert("pdf_load_sandbox".into(), sandboxed);
         out.insert("pdf_load_native".into(), native);
         if let Some(dump) = &args.dump_dir {
@@ -281,7 +371,7 @@ fn bench_round(args: &Args) -> BenchResult<Value> {
         let bytes = std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
         let load = sandbox.plugin("pdf-load")?;
         let docs = vec![(path.display().to_string(), bytes)];
-        let (sandboxed, native, _) = pdf_load_pair(&sandbox, &load, &docs)?;
+        let (sandboxed, native, _) = pdf_load_pair(&sandbox, &load, &docs, args.pdf_reps)?;
         out.insert("pdf_load_big_sandbox".into(), sandboxed);
         out.insert("pdf_load_big_native".into(), native);
     }
