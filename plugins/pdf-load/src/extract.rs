@@ -221,8 +221,17 @@ impl Interpreter<'_, '_> {
         let mut tlm = IDENTITY;
         let mut font_cache: HashMap<Vec<u8>, Rc<Font>> = HashMap::new();
         for op in &content.operations {
-            let nums: Vec<f64> = op.operands.iter().filter_map(|o| number(Some(o))).collect();
-            let n = |i: usize| nums.get(i).copied().unwrap_or(0.0);
+            // The numeric operands: how many, and the first six (no operator
+            // takes more), kept on the stack as this runs once per operation.
+            let mut first_numbers = [0.0f64; 6];
+            let mut numbers = 0usize;
+            for value in op.operands.iter().filter_map(|o| number(Some(o))) {
+                if let Some(slot) = first_numbers.get_mut(numbers) {
+                    *slot = value;
+                }
+                numbers += 1;
+            }
+            let n = |i: usize| first_numbers.get(i).copied().unwrap_or(0.0);
             match op.operator.as_str() {
                 "q" if stack.len() < MAX_STATE_DEPTH => stack.push(state.clone()),
                 "Q" => {
@@ -230,7 +239,7 @@ impl Interpreter<'_, '_> {
                         state = saved;
                     }
                 }
-                "cm" if nums.len() == 6 => {
+                "cm" if numbers == 6 => {
                     let m = [n(0), n(1), n(2), n(3), n(4), n(5)];
                     state.ctm = mul(&m, &state.ctm);
                 }
@@ -259,16 +268,16 @@ impl Interpreter<'_, '_> {
                         None => Rc::new(Font::fallback()),
                     });
                 }
-                "Td" if nums.len() == 2 => {
+                "Td" if numbers == 2 => {
                     tlm = mul(&[1.0, 0.0, 0.0, 1.0, n(0), n(1)], &tlm);
                     tm = tlm;
                 }
-                "TD" if nums.len() == 2 => {
+                "TD" if numbers == 2 => {
                     state.leading = -n(1);
                     tlm = mul(&[1.0, 0.0, 0.0, 1.0, n(0), n(1)], &tlm);
                     tm = tlm;
                 }
-                "Tm" if nums.len() == 6 => {
+                "Tm" if numbers == 6 => {
                     tlm = [n(0), n(1), n(2), n(3), n(4), n(5)];
                     tm = tlm;
                 }
