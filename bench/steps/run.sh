@@ -60,7 +60,7 @@ corpus="$repo/plugins/pii-mask/eval/corpus.jsonl"
 
 rust_round() {
     "$bench_bin" --text "$work/text.txt" --pii-corpus "$corpus" --pdf-dir "$pdf_dir" --exclude "$exclude" \
-        --big-pdf "$work/big.pdf" "$@" >>"$work/rust.jsonl"
+        --big-pdf "$work/big.pdf" --pdf-reps 5 "$@" >>"$work/rust.jsonl"
 }
 python_round() {
     local docs
