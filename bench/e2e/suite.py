@@ -213,9 +213,10 @@ def _port_open(port: int) -> bool:
 
 
 class WeftWorker:
-    def __init__(self, weft: Path, nats_url: str, workflows: Path, concurrency: int, cache: Path, logfile: Path):
+    def __init__(self, weft: Path, nats_url: str, workflows: Path, concurrency: int, cache: Path, logfile: Path,
+                 extra_args: tuple[str, ...] = ()):  # fmt: skip
         argv = [str(weft), "--cache-dir", str(cache), "serve", "--nats", nats_url, "--workflows", str(workflows),
-                "--concurrency", str(concurrency)]  # fmt: skip
+                "--concurrency", str(concurrency), *extra_args]  # fmt: skip
         self.started = time.monotonic()
         self.proc = PROCS.start(argv, logfile)
         self.logfile = logfile
