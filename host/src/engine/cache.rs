@@ -10,7 +10,7 @@
 
 use std::fs;
 use std::hash::{Hash, Hasher};
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -76,21 +76,34 @@ impl CompileCache {
         self.path(key).is_some_and(|p| p.is_file())
     }
 
-    /// The verified artifact for `key`, if present and intact.
-    pub(crate) fn load(&self, key: &str) -> Option<Vec<u8>> {
+    /// The path of the verified artifact for `key`, if present and intact:
+    /// its SHA-256 (the file's last 32 bytes) is checked by streaming the
+    /// file through the hasher, so checking costs no memory and the caller
+    /// can map the file rather than copy it (only the code a step runs then
+    /// becomes resident). Entries are never rewritten in place (see
+    /// [`CompileCache::store`]), so the file checked is the file mapped.
+    pub(crate) fn verified(&self, key: &str) -> Option<PathBuf> {
         let path = self.path(key)?;
-        let bytes = fs::read(&path).ok()?;
-        if bytes.len() < 32 {
-            return None;
+        let intact = (|| -> std::io::Result<bool> {
+            let mut file = fs::File::open(&path)?;
+            let len = file.metadata()?.len();
+            if len < 32 {
+                return Ok(false);
+            }
+            let mut hasher = Sha256::new();
+            std::io::copy(&mut (&mut file).take(len - 32), &mut hasher)?;
+            let mut checksum = [0u8; 32];
+            file.read_exact(&mut checksum)?;
+            Ok(hasher.finalize().as_slice() == checksum)
+        })();
+        match intact {
+            Ok(true) => Some(path),
+            Ok(false) => {
+                tracing::warn!(path = %path.display(), "compiled component failed its checksum; recompiling");
+                None
+            }
+            Err(_) => None,
         }
-        let (artifact, checksum) = bytes.split_at(bytes.len() - 32);
-        if Sha256::digest(artifact).as_slice() != checksum {
-            tracing::warn!(path = %path.display(), "compiled component failed its checksum; recompiling");
-            return None;
-        }
-        let mut artifact = bytes;
-        artifact.truncate(artifact.len() - 32);
-        Some(artifact)
     }
 
     /// Stores an artifact atomically (write to a temporary file, then rename),

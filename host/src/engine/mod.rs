@@ -250,16 +250,21 @@ impl Engine {
     pub fn load_plugin(&self, name: &str, bytes: &[u8]) -> Result<CompiledPlugin, EngineError> {
         let invalid = |reason: String| EngineError::InvalidComponent { plugin: name.to_string(), reason };
         let key = self.cache.key(bytes);
-        let cached = self.cache.load(&key).and_then(|artifact| {
-            // SAFETY: `Component::deserialize` trusts its input to be an
+        let cached = self.cache.verified(&key).and_then(|path| {
+            // SAFETY: `Component::deserialize_file` trusts its input to be an
             // artifact produced by `Component::serialize` of a compatible
-            // engine. The cache only holds what `store` wrote from
-            // `serialize`, keyed by this engine's compatibility hash, and
-            // `load` verified the SHA-256 written beside it, so a truncated
-            // or tampered file never reaches this call. Wasmtime additionally
-            // checks the artifact's header against the engine.
+            // engine, and maps the file, which must not change while mapped.
+            // The cache only holds what `store` wrote from `serialize`, keyed
+            // by this engine's compatibility hash, and `verified` checked the
+            // SHA-256 written beside it, so a truncated or tampered file never
+            // reaches this call. Entries are written under a temporary name
+            // and renamed into place, never rewritten, so the mapped file does
+            // not change (unless someone edits the cache by hand while a host
+            // runs). Wasmtime additionally checks the artifact's header
+            // against the engine; the 32 checksum bytes after the ELF image
+            // are outside every section it reads.
             #[allow(unsafe_code)]
-            let component = unsafe { Component::deserialize(&self.engine, &artifact) };
+            let component = unsafe { Component::deserialize_file(&self.engine, &path) };
             component
                 .inspect_err(|e| tracing::warn!(plugin = name, error = %e, "cached component unusable; recompiling"))
                 .ok()
