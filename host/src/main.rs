@@ -113,6 +113,13 @@ enum Command {
         /// (in-progress acks keep long jobs alive); all workers must agree.
         #[arg(long, default_value_t = 30)]
         ack_wait_secs: u64,
+        /// Step attempts computing at once (0: no bound); the others wait,
+        /// holding no sandbox memory. An attempt waiting on HTTP, an LLM,
+        /// email or a timer gives its slot back, so I/O-bound steps do not
+        /// queue behind each other. The number of CPUs cuts peak memory
+        /// with many jobs in flight; waiting counts against a step's timeout.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        compute_slots: usize,
         #[command(flatten)]
         capabilities: CapabilityArgs,
     },
@@ -383,9 +390,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             drain_grace_secs,
             fuel,
             ack_wait_secs,
+            compute_slots,
             capabilities,
         } => {
-            let settings = engine_settings(&cli, *fuel);
+            let settings = EngineSettings { compute_slots: *compute_slots, ..engine_settings(&cli, *fuel) };
             let host = HostBuilder::new().engine_settings(settings).capabilities(capabilities.config()?).build()?;
             let worker = weft::queue::WorkerConfig {
                 concurrency: *concurrency,

@@ -11,6 +11,7 @@ mod authoring;
 mod cache;
 mod capabilities;
 mod cli;
+mod compute_slots;
 mod delivery;
 mod loading;
 mod nats_auth;

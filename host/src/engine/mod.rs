@@ -58,6 +58,15 @@ pub struct EngineSettings {
     pub fuel_metering: bool,
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// Step attempts that may run guest code at once; `0` (the default)
+    /// means no bound. An attempt takes a slot before its sandbox is created
+    /// and gives it back when its sandbox is dropped, or as soon as it first
+    /// waits on anything but the CPU (an HTTP, LLM or email call, a timer),
+    /// so I/O-bound steps never queue behind each other. Bounding it near
+    /// the number of cores keeps CPU-bound steps from all holding a
+    /// sandbox's memory at once while they take turns on the same cores;
+    /// the wait for a slot counts against the attempt's timeout.
+    pub compute_slots: usize,
 }
 
 impl Default for EngineSettings {
@@ -67,6 +76,7 @@ impl Default for EngineSettings {
             max_instances: DEFAULT_MAX_INSTANCES,
             fuel_metering: false,
             cache_dir: default_cache_dir(),
+            compute_slots: 0,
         }
     }
 }
@@ -106,6 +116,8 @@ pub struct Engine {
     compiled: AtomicU64,
     cache_hits: AtomicU64,
     ticker_stop: Arc<AtomicBool>,
+    /// Bounds the attempts running guest code at once (`None`: unbounded).
+    compute_slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -205,6 +217,8 @@ impl Engine {
         let cache = cache::CompileCache::new(settings.cache_dir.clone(), &engine);
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
+        let compute_slots =
+            (settings.compute_slots > 0).then(|| Arc::new(tokio::sync::Semaphore::new(settings.compute_slots)));
         Ok(Engine {
             engine,
             linker,
@@ -213,6 +227,7 @@ impl Engine {
             compiled: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
             ticker_stop,
+            compute_slots,
         })
     }
 

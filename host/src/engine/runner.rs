@@ -1,8 +1,10 @@
-//! One step attempt in a fresh store: set up the sandbox and limits,
-//! instantiate from the `InstancePre`, call `run`, classify the outcome, drop
-//! the store.
+//! One step attempt in a fresh store: wait for a compute slot, set up the
+//! sandbox and limits, instantiate from the `InstancePre`, call `run`,
+//! classify the outcome, drop the store.
 
 use std::collections::HashMap;
+use std::future::Future as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -253,6 +255,24 @@ impl Engine {
         capabilities: &StepCapabilities,
     ) -> Result<Vec<Item>, StepFailure> {
         let step = &attempt.step.id;
+        // Taken before the sandbox exists, so at most `compute_slots`
+        // sandboxes are computing at once; the rest wait here, holding no
+        // instance memory. The wait counts against the attempt's timeout.
+        let mut slot = match &self.compute_slots {
+            Some(slots) => {
+                let slot = slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| host_failure("the engine's compute slots are closed".to_string()))?;
+                // The attempt that freed the slot woke this task into its own
+                // worker thread's LIFO slot, which other worker threads cannot
+                // steal from: yield once so an idle worker can take it.
+                tokio::task::yield_now().await;
+                Some(slot)
+            }
+            None => None,
+        };
         let limits = ResolvedLimits::from_step(&attempt.step.limits);
         let log = Arc::new(Mutex::new(GuestLog::new(&attempt.job_id, step, attempt.attempt)));
         let wasi = WasiCtx::builder()
@@ -286,8 +306,18 @@ impl Engine {
             store.set_fuel(fuel).map_err(|e| host_failure(format!("cannot set fuel: {e}")))?;
         }
         store.set_epoch_deadline(1);
+        // Set when the guest is suspended only to share the CPU (an epoch
+        // tick), so that suspension keeps its compute slot; any other
+        // suspension is a wait on I/O or a timer, and gives the slot back.
+        let cpu_yield = Arc::new(AtomicBool::new(false));
+        let cpu_yield_in_callback = cpu_yield.clone();
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline { Err(DeadlineExceeded.into()) } else { Ok(UpdateDeadline::Yield(1)) }
+            if Instant::now() >= deadline {
+                Err(DeadlineExceeded.into())
+            } else {
+                cpu_yield_in_callback.store(true, Ordering::Relaxed);
+                Ok(UpdateDeadline::Yield(1))
+            }
         });
 
         let ctx = types::Context {
@@ -298,14 +328,25 @@ impl Engine {
             item_index: attempt.item_index,
         };
         let input: Vec<types::Item> = attempt.input.iter().cloned().map(types::Item::from).collect();
-        let outcome = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance.call_run(&mut store, &ctx, &input, config).await
-        }
-        .await;
+        let outcome = {
+            let mut call = std::pin::pin!(async {
+                let instance = plugin.pre.instantiate_async(&mut store).await?;
+                instance.call_run(&mut store, &ctx, &input, config).await
+            });
+            std::future::poll_fn(|cx| {
+                let poll = call.as_mut().poll(cx);
+                if poll.is_pending() && !cpu_yield.swap(false, Ordering::Relaxed) && slot.take().is_some() {
+                    tracing::trace!(step = %step, "attempt waits on I/O; compute slot released");
+                }
+                poll
+            })
+            .await
+        };
 
         let refused_growth = store.data().limiter.refused_growth_to;
         drop(store);
+        // The sandbox's memory is back in the pool: the next attempt may start.
+        drop(slot);
         let describe = Describe { step, attempt, limits: &limits, log: &log };
         match outcome {
             Err(error) => Err(describe.engine_error(&error, refused_growth)),
