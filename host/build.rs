@@ -25,6 +25,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sha2::{Digest, Sha256};
+
 const WASM_TARGET: &str = "wasm32-wasip2";
 
 fn main() {
@@ -153,15 +155,17 @@ fn main() {
     }
 
     let mut generated = String::from(
-        "/// The standard step library, built from `plugins/` and embedded at compile time.\n\
-         pub(crate) const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[\n",
+        "/// The standard step library, built from `plugins/` and embedded at compile time,\n\
+         /// each with the SHA-256 of its bytes (so finding it in the compile cache\n\
+         /// does not read the bytes, which then stay out of memory).\n\
+         pub(crate) static BUILTIN_PLUGINS: &[(&str, &[u8], [u8; 32])] = &[\n",
     );
     for name in standard_sources.iter().map(|s| &s.name) {
         let wasm = artifacts.join(format!("{}.wasm", name.replace('-', "_")));
-        if !wasm.is_file() {
-            fail(&format!("expected component {} was not built", wasm.display()));
-        }
-        let _ = writeln!(generated, "    ({name:?}, include_bytes!({:?})),", wasm.display().to_string());
+        let bytes = fs::read(&wasm)
+            .unwrap_or_else(|e| fail(&format!("expected component {} was not built: {e}", wasm.display())));
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        let _ = writeln!(generated, "    ({name:?}, include_bytes!({:?}), {digest:?}),", wasm.display().to_string());
     }
     generated.push_str("];\n");
 

@@ -246,7 +246,10 @@ impl Host {
             .cloned()
             .ok_or_else(|| HostError::UnknownPlugin(name.to_string()))?;
         let compiled = match source {
-            PluginSource::Embedded(bytes) => self.engine.load_plugin(name, bytes)?,
+            PluginSource::Embedded(bytes) => match crate::bundled::builtin_digest(bytes) {
+                Some(digest) => self.engine.load_plugin_with_digest(name, bytes, &digest)?,
+                None => self.engine.load_plugin(name, bytes)?,
+            },
             PluginSource::Bytes(bytes) => self.engine.load_plugin(name, &bytes)?,
             PluginSource::File(path) => {
                 let bytes = std::fs::read(&path).map_err(|source| HostError::ReadPlugin {

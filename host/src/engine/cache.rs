@@ -2,8 +2,9 @@
 //! machine code instead of compiling again.
 //!
 //! An entry is keyed by the SHA-256 of the engine's compatibility hash
-//! (Wasmtime version, target, compilation settings) and of the component's
-//! bytes: a new Wasmtime or different engine settings never load stale code.
+//! (Wasmtime version, target, compilation settings) and of the SHA-256 of
+//! the component's bytes (computed at build time for embedded plugins): a new
+//! Wasmtime or different engine settings never load stale code.
 //! Each entry carries the SHA-256 of its artifact, checked before the
 //! artifact is handed to Wasmtime, so a truncated or altered file is
 //! recompiled rather than trusted.
@@ -61,9 +62,14 @@ impl CompileCache {
 
     /// The cache key of a component's bytes under this engine.
     pub(crate) fn key(&self, component: &[u8]) -> String {
+        self.key_of_digest(&Sha256::digest(component).into())
+    }
+
+    /// The cache key of a component whose bytes have this SHA-256.
+    pub(crate) fn key_of_digest(&self, component_digest: &[u8; 32]) -> String {
         let mut hasher = Sha256::new();
         hasher.update(self.engine_fingerprint);
-        hasher.update(component);
+        hasher.update(component_digest);
         hex(&hasher.finalize())
     }
 

@@ -263,8 +263,27 @@ impl Engine {
     /// import something this host does not provide, or do not export the
     /// `step` world's `run` function.
     pub fn load_plugin(&self, name: &str, bytes: &[u8]) -> Result<CompiledPlugin, EngineError> {
+        self.load_plugin_keyed(name, bytes, self.cache.key(bytes))
+    }
+
+    /// Like [`Engine::load_plugin`] for bytes whose SHA-256 is already known
+    /// (an embedded plugin's, from the build): a cache hit then never reads
+    /// the bytes, so they are not brought into memory.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::load_plugin`].
+    pub fn load_plugin_with_digest(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        digest: &[u8; 32],
+    ) -> Result<CompiledPlugin, EngineError> {
+        self.load_plugin_keyed(name, bytes, self.cache.key_of_digest(digest))
+    }
+
+    fn load_plugin_keyed(&self, name: &str, bytes: &[u8], key: String) -> Result<CompiledPlugin, EngineError> {
         let invalid = |reason: String| EngineError::InvalidComponent { plugin: name.to_string(), reason };
-        let key = self.cache.key(bytes);
         let cached = self.cache.verified(&key).and_then(|path| {
             // SAFETY: `Component::deserialize_file` trusts its input to be an
             // artifact produced by `Component::serialize` of a compatible
