@@ -389,6 +389,9 @@ impl JobRun {
             }
         };
 
+        // The message's parsed copy (a base64 input is a third larger than
+        // the bytes) is not needed while the job runs.
+        drop(job);
         let completed = if redelivered { self.load_checkpoints(&job_id, &workflow).await } else { BTreeMap::new() };
         let checkpoints =
             Arc::new(KvCheckpoints::new(self.queue.clone(), job_id.clone(), self.config.checkpoint_delay, &workflow));
