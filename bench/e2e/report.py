@@ -143,7 +143,11 @@ class Report:
             "## Memory with 64 jobs in flight",
             "",
             f"{m['in_flight']} PDF digest jobs (`{m['document']}`) published at once to a worker allowed "
-            f"{m['in_flight']} at a time: `weft serve --concurrency {m['in_flight']}` (one process), Celery "
+            f"{m['in_flight']} at a time: "
+            f"`weft serve --concurrency {' '.join([str(m['in_flight']), *m.get('weft_serve_args', [])])}` "
+            "(one process; `--compute-slots N` lets N steps compute at once, as many as the cores, while the "
+            "other jobs wait in the worker without a sandbox; a step waiting on the network gives its slot "
+            "back; see `bench/results/memory.md`), Celery "
             f"prefork with {m['in_flight']} processes, and Celery's threads pool with {m['in_flight']} threads. "
             "The whole process tree is sampled every 50 ms from `/proc/PID/smaps_rollup` (RSS and PSS), and each "
             "process's own high-water mark (`VmHWM`) is read at the end. RSS counts the pages prefork children "

@@ -361,42 +361,123 @@ def _smaps_rollup(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-def smaps_breakdown(pid: int) -> dict:
-    """Where one process's resident memory is, by kind of mapping: the
-    executable and libraries (Weft's binary embeds its step components), the
-    malloc heap, anonymous mappings (Wasm linear memories and stacks from the
-    pooling allocator, compiled code loaded from the cache, thread arenas),
-    and the rest."""
+def read_smaps(pid: int) -> list[dict]:
+    """The process's mappings, each with its address range, permissions,
+    name and Rss/Private_Dirty in bytes."""
+    maps = []
+    current = None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            fields = line.split()
+            if not fields:
+                continue
+            if "-" in fields[0] and not fields[0].endswith(":"):
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                current = {"start": start, "end": end, "perms": fields[1],
+                           "name": fields[5] if len(fields) > 5 else "", "rss": 0, "anon": 0}  # fmt: skip
+                maps.append(current)
+            elif current is not None and fields[0] == "Rss:":
+                current["rss"] = int(fields[1]) * 1024
+            elif current is not None and fields[0] == "Anonymous:":
+                current["anon"] = int(fields[1]) * 1024
+    return maps
+
+
+def classify(maps: list[dict], exe: str) -> dict[str, int]:
+    """RSS by kind. Wasmtime's pooling allocator reserves one huge range for
+    linear memories (4 GiB + guard per slot, some slots backed by a
+    `memfd:wasm-memory-image` copy-on-write image of the module's data);
+    anonymous mappings are told apart by the run of adjacent mappings they
+    sit in: the pool's table and fiber-stack reservations (hundreds of MiB),
+    glibc's per-thread malloc arenas (64 MiB-aligned runs), thread stacks
+    (a guard page then up to 8 MiB), and compiled guest code (anonymous
+    executable/read-only mappings, when loaded from bytes)."""
     kinds: dict[str, int] = {}
-    kind = None
-    try:
-        with open(f"/proc/{pid}/smaps") as f:
-            for line in f:
-                fields = line.split()
-                if not fields:
-                    continue
-                if "-" in fields[0] and not fields[0].endswith(":"):
-                    name = fields[5] if len(fields) > 5 else ""
-                    if name == "[heap]":
-                        kind = "malloc heap"
-                    elif name.startswith("/"):
-                        kind = "executable and libraries"
-                    elif name == "":
-                        kind = "anonymous (Wasm instances, compiled code, thread arenas)"
-                    else:
-                        kind = "other"
-                elif fields[0] == "Rss:" and kind:
-                    kinds[kind] = kinds.get(kind, 0) + int(fields[1]) * 1024
-    except OSError:
-        pass
+
+    def add(kind, n):
+        if n:
+            kinds[kind] = kinds.get(kind, 0) + n
+
+    def is_anon(m):
+        return m["name"] == "" or m["name"].startswith("[anon")
+
+    big = [m for m in maps if is_anon(m) and m["perms"] == "---p" and m["end"] - m["start"] >= 2**30]
+    pool = (min(m["start"] for m in big), max(m["end"] for m in big)) if big else (0, 0)
+    in_pool = lambda m: pool[0] <= m["start"] and m["end"] <= pool[1]  # noqa: E731
+    for m in maps:
+        if in_pool(m):
+            add("wasm linear memories: private (dirty) pages", m["anon"])
+            add("wasm linear memories: shared image pages", m["rss"] - m["anon"])
+    # glibc's per-thread arenas: 64 MiB-aligned reservations, read-write from the start.
+    arena = 64 * 2**20
+    bases = {m["start"] for m in maps if is_anon(m) and m["start"] % arena == 0 and m["perms"] == "rw-p"}
+    in_arena = lambda m: (m["start"] // arena) * arena in bases and m["end"] <= (m["start"] // arena + 1) * arena  # noqa: E731
+    for m in maps:
+        if is_anon(m) and not in_pool(m) and in_arena(m):
+            add("malloc arenas of the worker threads", m["rss"])
+    # Runs of adjacent anonymous mappings outside the memory pool and arenas.
+    anon = sorted((m for m in maps if is_anon(m) and not in_pool(m) and not in_arena(m)), key=lambda m: m["start"])
+    runs, run = [], []
+    for m in anon:
+        if run and run[-1]["end"] == m["start"]:
+            run.append(m)
+        else:
+            if run:
+                runs.append(run)
+            run = [m]
+    if run:
+        runs.append(run)
+    for run in runs:
+        size = run[-1]["end"] - run[0]["start"]
+        rss = sum(m["rss"] for m in run)
+        perms = {m["perms"] for m in run}
+        if any("x" in p for p in perms) or (perms <= {"r--p", "r-xp"}):
+            add("compiled guest code (anonymous copy)", rss)
+        elif size >= 256 * 2**20:
+            add("wasm pool: tables and fiber stacks", rss)
+        elif run[0]["perms"] == "---p" and len(run) == 2 and size <= 9 * 2**20:
+            add("thread stacks", rss)
+        else:
+            add("other anonymous (large malloc chunks, buffers)", rss)
+    for m in maps:
+        name = m["name"]
+        if is_anon(m) or in_pool(m):
+            continue
+        if name == exe:
+            if "x" in m["perms"]:
+                add("weft executable: text", m["rss"])
+            elif m["perms"].startswith("r--") and m["anon"] == 0:
+                add("weft executable: rodata (incl. embedded plugins)", m["rss"])
+            else:
+                add("weft executable: data, relro, bss", m["rss"])
+        elif name == "[heap]":
+            add("malloc main heap ([heap])", m["rss"])
+        elif name == "[stack]":
+            add("main thread stack", m["rss"])
+        elif name.endswith(".cwasm"):
+            add("compiled guest code (mapped from the cache)", m["rss"])
+        elif name.startswith("/"):
+            add("shared libraries", m["rss"])
+        else:
+            add(f"other ({name})", m["rss"])
     return kinds
+
+
+def smaps_breakdown(pid: int, exe: str = "") -> dict:
+    """Where one process's resident memory is, by kind of mapping (see
+    `classify`); `exe` is the path of the process's executable."""
+    try:
+        return classify(read_smaps(pid), exe)
+    except OSError:
+        return {}
 
 
 class MemorySampler:
     """Samples the summed RSS and PSS of a process tree every 50 ms."""
 
-    def __init__(self, pid: int, breakdown: bool = False):
+    def __init__(self, pid: int, breakdown: bool = False, exe: str = ""):
         self.pid = pid
+        self.exe = exe
         self.breakdown = breakdown
         self.peak_breakdown = {}
         self.peak_rss = self.peak_pss = 0
@@ -422,7 +503,7 @@ class MemorySampler:
         while not self.stop_event.is_set():
             rss, pss, n = self.sample()
             if self.breakdown and rss > self.peak_rss:
-                self.peak_breakdown = smaps_breakdown(self.pid)
+                self.peak_breakdown = smaps_breakdown(self.pid, self.exe)
             self.peak_rss = max(self.peak_rss, rss)
             self.peak_pss = max(self.peak_pss, pss)
             self.peak_processes = max(self.peak_processes, n)
@@ -661,7 +742,10 @@ class Suite:
         in_flight = 64
         doc = "pdflatex-4-pages.pdf" if not self.quick else "minimal-document.pdf"
         pdf = (CORPUS / doc).read_bytes()
-        out = {"in_flight": in_flight, "document": doc, "rounds": []}
+        # Weft lets as many steps compute at once as there are cores; the
+        # other jobs wait in the worker without a sandbox (bench/results/memory.md).
+        weft_args = ["--compute-slots", str(os.cpu_count() or 1)]
+        out = {"in_flight": in_flight, "document": doc, "weft_serve_args": weft_args, "rounds": []}
         log(f"memory: {in_flight} jobs of {doc} in flight")
         # Starting 64 prefork processes takes minutes on 2 busy cores: the
         # quick (smoke) run measures Weft and the threads pool only.
@@ -673,11 +757,12 @@ class Suite:
                 server = NatsServer(self.workdir)
                 try:
                     worker = WeftWorker(self.weft, server.url, self.workflows, in_flight, self.cache,
-                                        self.logs / f"{tag}.log")  # fmt: skip
+                                        self.logs / f"{tag}.log", tuple(weft_args))  # fmt: skip
                     try:
                         worker.wait_ready(server.url)
                         idle = MemorySampler(worker.proc.pid).sample()
-                        sampler = MemorySampler(worker.proc.pid, breakdown=True)
+                        idle_breakdown = smaps_breakdown(worker.proc.pid, str(self.weft))
+                        sampler = MemorySampler(worker.proc.pid, breakdown=True, exe=str(self.weft))
                         run = asyncio.run(weft_run_jobs(server.url, self.workflow_name, jobs, 600))
                         sampler.stop()
                         hwm = sampler.high_water_marks()
@@ -695,6 +780,7 @@ class Suite:
                         worker.wait_ready(timeout=300)
                         time.sleep(1.0)  # let the pool settle after "ready"
                         idle = MemorySampler(worker.proc.pid).sample()
+                        idle_breakdown = {}
                         sampler = MemorySampler(worker.proc.pid)
                         app = celery_client(server.url)
                         ids = [app.send_task("peer.digest", args=[j, base64.b64encode(p).decode()], task_id=j).id
@@ -710,7 +796,8 @@ class Suite:
             self.receiver.take()
             result = {"contender": contender, "jobs": in_flight, "ok": ok, "idle_rss": idle[0], "idle_pss": idle[1],
                       "peak_rss": sampler.peak_rss, "peak_pss": sampler.peak_pss, "vmhwm_sum": hwm,
-                      "processes": sampler.peak_processes, "peak_breakdown": sampler.peak_breakdown}  # fmt: skip
+                      "processes": sampler.peak_processes, "peak_breakdown": sampler.peak_breakdown,
+                      "idle_breakdown": idle_breakdown}  # fmt: skip
             log(f"  {tag}: peak RSS {sampler.peak_rss / 2**20:.0f} MiB, PSS {sampler.peak_pss / 2**20:.0f} MiB, "
                 f"{sampler.peak_processes} processes")
             out["rounds"].append(result)
