@@ -172,39 +172,71 @@ pub fn split_text<'a>(text: &'a str, cfg: &Config) -> Vec<Chunk<'a>> {
 }
 
 /// The byte offset `n` chars after `from` (or the end of the text), and how
-/// many chars that was.
+/// many chars that was. `from` is a char boundary.
 fn advance(bytes: &[u8], from: usize, n: usize) -> (usize, usize) {
-    // Pure ASCII ahead (the common case): one byte per char.
-    if let Some(ahead) = bytes.get(from..from.saturating_add(n))
-        && ahead.is_ascii()
-    {
-        return (from + n, n);
+    // A char is at least one byte, so the next `remaining` bytes hold at
+    // most `remaining` char starts: count them a block at a time (one block
+    // for pure ASCII).
+    let (mut pos, mut remaining) = (from, n);
+    while remaining > 0 && pos < bytes.len() {
+        let stop = pos.saturating_add(remaining).min(bytes.len());
+        remaining -= count_char_starts(&bytes[pos..stop]);
+        pos = stop;
     }
-    let mut pos = from;
-    let mut count = 0;
-    while count < n && pos < bytes.len() {
+    // The last char counted may end past the block.
+    while pos < bytes.len() && is_continuation(bytes[pos]) {
         pos += 1;
-        while pos < bytes.len() && is_continuation(bytes[pos]) {
-            pos += 1;
-        }
-        count += 1;
     }
-    (pos, count)
+    (pos, n - remaining)
 }
 
-/// The byte offset `n` chars before `from` (or 0).
+/// The byte offset `n` chars before `from` (or 0). `from` is a char boundary.
 fn retreat(bytes: &[u8], from: usize, n: usize) -> usize {
-    let mut pos = from;
-    for _ in 0..n {
-        if pos == 0 {
-            break;
-        }
-        pos -= 1;
-        while pos > 0 && is_continuation(bytes[pos]) {
-            pos -= 1;
-        }
+    let (mut pos, mut remaining) = (from, n);
+    while remaining > 0 && pos > 0 {
+        let start = pos.saturating_sub(remaining);
+        remaining -= count_char_starts(&bytes[start..pos]);
+        pos = start;
+    }
+    // The block may begin inside the char before the last one counted.
+    while pos < from && is_continuation(bytes[pos]) {
+        pos += 1;
     }
     pos
+}
+
+/// Bytes of `block` that start a char, i.e. are not UTF-8 continuation
+/// bytes (`10xxxxxx`), counted eight at a time.
+fn count_char_starts(block: &[u8]) -> usize {
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    let (words, rest) = block.as_chunks::<8>();
+    let mut continuations = 0;
+    for word in words {
+        let word = u64::from_le_bytes(*word);
+        // Bit 7 of a byte set and its bit 6 (moved up by the shift) clear.
+        continuations += (word & !(word << 1) & HIGH_BITS).count_ones() as usize;
+    }
+    continuations += rest.iter().filter(|&&b| is_continuation(b)).count();
+    block.len() - continuations
+}
+
+/// The index of the last `\n` in `bytes`, eight bytes at a time.
+fn last_newline(bytes: &[u8]) -> Option<usize> {
+    const LOW_7_BITS: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    const NEWLINES: u64 = 0x0A0A_0A0A_0A0A_0A0A;
+    let (head, words) = bytes.as_rchunks::<8>();
+    for (index, word) in words.iter().enumerate().rev() {
+        // Zero bytes of `diff` are the newlines; the high bit of each byte
+        // of `found` says whether that byte is zero (exactly: no carry
+        // crosses bytes, unlike the shorter `(x - 0x01..) & !x` test).
+        let diff = u64::from_le_bytes(*word) ^ NEWLINES;
+        let found = !(((diff & LOW_7_BITS) + LOW_7_BITS) | diff | LOW_7_BITS);
+        if found != 0 {
+            let byte_in_word = (63 - found.leading_zeros() as usize) / 8;
+            return Some(head.len() + index * 8 + byte_in_word);
+        }
+    }
+    head.iter().rposition(|&b| b == b'\n')
 }
 
 fn is_continuation(byte: u8) -> bool {
@@ -220,7 +252,7 @@ fn break_point(text: &str, from: usize, latest_byte: usize, latest: usize) -> (u
     // from the back (a newline is one byte in UTF-8 and never part of another char).
     let window = &text.as_bytes()[from..latest_byte];
     let mut search_end = window.len();
-    while let Some(newline) = window[..search_end].iter().rposition(|&b| b == b'\n') {
+    while let Some(newline) = last_newline(&window[..search_end]) {
         let before_byte = from + newline;
         if is_paragraph_break(&text[..before_byte]) {
             let end_byte = before_byte + 1;

@@ -286,3 +286,40 @@ fn reference_break_point(chars: &[char], earliest: usize, latest: usize) -> usiz
     }
     sentence.or(space).unwrap_or(latest)
 }
+
+#[test]
+fn block_scans_match_char_by_char_scans() {
+    // Texts with ASCII, two- to four-byte chars, and bytes one bit away
+    // from a newline or a continuation byte (vertical tab, U+008A, U+00CA),
+    // at every alignment.
+    let pieces = ["a", "\n", "\u{b}", "\u{8a}", "\u{ca}", "é", "日", "🙂", "\n\n", "xyz"];
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for case in 0..300 {
+        let len = (next() % 60) as usize;
+        let text: String = (0..len).map(|_| pieces[(next() % pieces.len() as u64) as usize]).collect();
+        let bytes = text.as_bytes();
+        let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).chain(std::iter::once(text.len())).collect();
+        for from in 0..=bytes.len() {
+            for to in from..=bytes.len() {
+                let block = &bytes[from..to];
+                let starts = block.iter().filter(|&&b| !is_continuation(b)).count();
+                assert_eq!(count_char_starts(block), starts, "case {case}, {from}..{to}");
+                assert_eq!(last_newline(block), block.iter().rposition(|&b| b == b'\n'), "case {case}, {from}..{to}");
+            }
+        }
+        let chars = bounds.len() - 1;
+        for (index, &from) in bounds.iter().enumerate() {
+            for n in 0..=chars + 2 {
+                let ahead = (chars - index).min(n);
+                assert_eq!(advance(bytes, from, n), (bounds[index + ahead], ahead), "case {case}, from {from}, n {n}");
+                assert_eq!(retreat(bytes, from, n), bounds[index.saturating_sub(n)], "case {case}, from {from}, n {n}");
+            }
+        }
+    }
+}
