@@ -111,18 +111,17 @@ const OWN_KEYS: [&str; 5] = ["chunk_index", "chunk_of_item", "char_start", "char
 /// `(text, metadata)` items: the input item's metadata plus `chunk_index`
 /// (across the whole input), `chunk_of_item`, `char_start` and `char_end`.
 pub fn chunk_items(items: &[(String, Vec<(String, String)>)], cfg: &Config) -> Vec<(String, Vec<(String, String)>)> {
-    let mut out = Vec::new();
-    for (text, metadata) in items {
-        let base: Vec<(String, String)> =
-            metadata.iter().filter(|(k, _)| !OWN_KEYS.contains(&k.as_str())).cloned().collect();
-        for (of_item, chunk) in split_text(text, cfg).into_iter().enumerate() {
-            let mut meta = base.clone();
-            meta.push(("chunk_index".into(), out.len().to_string()));
-            meta.push(("chunk_of_item".into(), of_item.to_string()));
-            meta.push(("char_start".into(), chunk.char_start.to_string()));
-            meta.push(("char_end".into(), chunk.char_end.to_string()));
+    // Split first, so every vector below is allocated once at its final size.
+    let splits: Vec<Vec<Chunk>> = items.iter().map(|(text, _)| split_text(text, cfg)).collect();
+    let mut out = Vec::with_capacity(splits.iter().map(Vec::len).sum());
+    for ((_, metadata), chunks) in items.iter().zip(splits) {
+        let base: Vec<&(String, String)> = metadata.iter().filter(|(k, _)| !OWN_KEYS.contains(&k.as_str())).collect();
+        for (of_item, chunk) in chunks.into_iter().enumerate() {
+            let mut meta = Vec::with_capacity(base.len() + OWN_KEYS.len());
+            meta.extend(base.iter().map(|&pair| pair.clone()));
             let chars = chunk.char_end - chunk.char_start;
-            meta.push(("approx_tokens".into(), chars.div_ceil(CHARS_PER_TOKEN).to_string()));
+            let values = [out.len(), of_item, chunk.char_start, chunk.char_end, chars.div_ceil(CHARS_PER_TOKEN)];
+            meta.extend(OWN_KEYS.iter().zip(values).map(|(key, value)| (key.to_string(), value.to_string())));
             out.push((chunk.text.to_string(), meta));
         }
     }
