@@ -12,8 +12,8 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::CapableStep;
 use super::bindings::weft::plugin::{email, http, llm, logging, secrets, types};
+use super::bindings::{self, CapableStep};
 use super::limits::{ResolvedLimits, StepLimiter, human_bytes};
 use super::stdio::TracingOutput;
 use super::{CompiledPlugin, Engine};
@@ -321,17 +321,18 @@ impl Engine {
         });
 
         let ctx = types::Context {
-            job_id: attempt.job_id.to_string(),
-            workflow: capabilities.workflow.to_string(),
-            step_id: step.clone(),
+            job_id: &attempt.job_id,
+            workflow: &capabilities.workflow,
+            step_id: step,
             attempt: attempt.attempt,
             item_index: attempt.item_index,
         };
-        let input: Vec<types::Item> = attempt.input.iter().cloned().map(types::Item::from).collect();
+        let metadata = bindings::metadata_refs(&attempt.input);
+        let input = bindings::item_params(&attempt.input, &metadata);
         let outcome = {
             let mut call = std::pin::pin!(async {
                 let instance = plugin.pre.instantiate_async(&mut store).await?;
-                instance.call_run(&mut store, &ctx, &input, config).await
+                instance.call_run(&mut store, ctx, &input, config).await
             });
             std::future::poll_fn(|cx| {
                 let poll = call.as_mut().poll(cx);
@@ -371,10 +372,10 @@ impl Engine {
     }
 }
 
-fn payload_size(item: &types::Item) -> usize {
+fn payload_size(item: &types::ItemResult) -> usize {
     let payload = match &item.payload {
-        types::Payload::Text(text) => text.len(),
-        types::Payload::Bytes(bytes) => bytes.len(),
+        types::PayloadResult::Text(text) => text.len(),
+        types::PayloadResult::Bytes(bytes) => bytes.len(),
     };
     payload + item.metadata.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
 }
