@@ -33,28 +33,25 @@ MIB = 2**20
 read_smaps, classify = suite.read_smaps, suite.classify
 
 
-def rollup(pid: int) -> int:
-    with open(f"/proc/{pid}/smaps_rollup") as f:
+def proc_field(path: str, key: str) -> int:
+    """The first number on the line of `path` that starts with `key`, or 0."""
+    with open(path) as f:
         for line in f:
-            if line.startswith("Rss:"):
-                return int(line.split()[1]) * 1024
+            if line.startswith(key):
+                return int(line.split()[1])
     return 0
+
+
+def rollup(pid: int) -> int:
+    return proc_field(f"/proc/{pid}/smaps_rollup", "Rss:") * 1024
 
 
 def vm_hwm(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    return proc_field(f"/proc/{pid}/status", "VmHWM:") * 1024
 
 
 def threads(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    return 0
+    return proc_field(f"/proc/{pid}/status", "Threads:")
 
 
 class PeakSampler:
