@@ -725,8 +725,8 @@ fn spawn_companion(
 /// Acknowledges without waiting for the server to confirm. Every ack of a job
 /// that ran comes after its terminal state is durably in the KV bucket, so a
 /// lost ack costs one redelivery that is dropped as a duplicate, never a
-/// second run; waiting for the confirmation would cost a round trip and
-/// about 250 us of CPU per job across worker and server (bench/results/queue.md).
+/// second run, so waiting for the confirmation would only add a round trip
+/// per job (no CPU saving was measurable either way, bench/results/queue.md).
 /// The worker flushes the connection before it stops, so a drained worker's
 /// acks reach the server.
 async fn ack(message: &jetstream::Message, kind: AckKind) {
