@@ -104,3 +104,50 @@ async fn many_attempts_over_one_compute_slot_all_finish() {
     assert_eq!(outcome.report.status, JobStatus::Succeeded, "{:#?}", outcome.report);
     assert_eq!(texts(&outcome, "echo").len(), 24);
 }
+
+/// Runs two `busy` attempts that may run side by side (a map step of
+/// concurrency 2), each computing for 500 ms, on a host with `slots` compute
+/// slots (0: no bound), and returns when each computed, in microseconds.
+async fn busy_intervals(slots: usize) -> Vec<(u128, u128)> {
+    let settings = EngineSettings {
+        cache_dir: Some(shared_cache_dir().to_path_buf()),
+        compute_slots: slots,
+        ..EngineSettings::default()
+    };
+    let host = HostBuilder::new()
+        .engine_settings(settings)
+        .plugin("busy", PluginSource::File(component_path("busy")))
+        .build()
+        .expect("host builds");
+    let workflow = "name: busy\nversion: '1'\nsteps:\n  - id: work\n    plugin: busy\n    map: { concurrency: 2 }\n    \
+                    retry: { max_attempts: 1 }\n    config: { ms: 500 }\n";
+    let loaded = load(&host, workflow);
+    let items = (0..2).map(|i| Item::text(format!("item {i}"))).collect();
+    let outcome = host.run_job(&loaded, &format!("job-busy-{slots}"), items).await;
+    assert_eq!(outcome.report.status, JobStatus::Succeeded, "{:#?}", outcome.report);
+    texts(&outcome, "work")
+        .iter()
+        .map(|text| {
+            let (start, end) = text.split_once(' ').expect("`<start> <end>` from busy");
+            (start.parse().expect("start micros"), end.parse().expect("end micros"))
+        })
+        .collect()
+}
+
+fn overlap(intervals: &[(u128, u128)]) -> bool {
+    let [(a_start, a_end), (b_start, b_end)] = intervals else { panic!("two intervals expected: {intervals:?}") };
+    a_start < b_end && b_start < a_end
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_compute_slot_keeps_two_computing_attempts_apart() {
+    // Without a bound the two attempts compute at the same time: this is
+    // what the bounded run below must not do.
+    let unbounded = busy_intervals(0).await;
+    assert!(overlap(&unbounded), "without compute slots the attempts should overlap: {unbounded:?}");
+    // With one slot the second attempt starts only after the first finished,
+    // even though the first is interrupted at every epoch tick to let other
+    // tasks run (those interruptions keep the slot).
+    let bounded = busy_intervals(1).await;
+    assert!(!overlap(&bounded), "one compute slot let two attempts compute at once: {bounded:?}");
+}
