@@ -31,13 +31,18 @@ import json
 import logging
 import os
 import re
+import sys
 import urllib.request
+from pathlib import Path
 
 # Presidio's e-mail recognizer uses tldextract, which would download the
 # public suffix list; the benchmark stays offline and uses its bundled snapshot.
 os.environ["TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"] = ""
 
 from celery import Celery  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "common"))
+from presidio_engines import presidio_engines  # noqa: E402
 
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
@@ -60,49 +65,8 @@ app.conf.update(
 ENTITIES = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "DATE_TIME"]
 
 
-def _presidio_engines():
-    import spacy
-    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-    from presidio_analyzer.nlp_engine import SpacyNlpEngine
-    from presidio_analyzer.predefined_recognizers import (
-        CreditCardRecognizer,
-        DateRecognizer,
-        EmailRecognizer,
-        IbanRecognizer,
-        IpRecognizer,
-        PhoneRecognizer,
-        UsSsnRecognizer,
-    )
-    from presidio_anonymizer import AnonymizerEngine
-
-    class BlankSpacyEngine(SpacyNlpEngine):
-        """Presidio's spaCy engine over a blank English pipeline (no model download)."""
-
-        def __init__(self):
-            super().__init__(models=[{"lang_code": "en", "model_name": "blank"}])
-
-        def load(self):
-            self.nlp = {"en": spacy.blank("en")}
-
-    nlp = BlankSpacyEngine()
-    nlp.load()
-    registry = RecognizerRegistry(supported_languages=["en"])
-    phone = PhoneRecognizer(supported_regions=("US", "GB", "DE", "FR", "NL", "ES", "IT"))
-    for recognizer in (
-        EmailRecognizer(),
-        phone,
-        CreditCardRecognizer(),
-        IbanRecognizer(),
-        UsSsnRecognizer(),
-        IpRecognizer(),
-        DateRecognizer(),
-    ):
-        registry.add_recognizer(recognizer)
-    return AnalyzerEngine(registry=registry, nlp_engine=nlp, supported_languages=["en"]), AnonymizerEngine()
-
-
 # Built once per worker process at import, as a Python team would.
-ANALYZER, ANONYMIZER = _presidio_engines()
+ANALYZER, ANONYMIZER = presidio_engines()
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter  # noqa: E402
 from pypdf import PdfReader  # noqa: E402

@@ -28,10 +28,14 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 # Presidio's e-mail recognizer uses tldextract, which would download the
 # public suffix list; the bench stays offline and uses its bundled snapshot.
 os.environ["TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"] = ""
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "common"))
+from presidio_engines import presidio_engines  # noqa: E402
 
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
@@ -58,42 +62,6 @@ def pdf_paths(pdf_dir):
 
 
 # ------------------------------------------------------------------ Presidio
-
-
-def presidio_engines():
-    import spacy
-    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-    from presidio_analyzer.nlp_engine import SpacyNlpEngine
-    from presidio_analyzer.predefined_recognizers import (
-        CreditCardRecognizer,
-        DateRecognizer,
-        EmailRecognizer,
-        IbanRecognizer,
-        IpRecognizer,
-        PhoneRecognizer,
-        UsSsnRecognizer,
-    )
-    from presidio_anonymizer import AnonymizerEngine
-
-    class BlankSpacyEngine(SpacyNlpEngine):
-        """Presidio's spaCy engine over a blank English pipeline (no model download)."""
-
-        def __init__(self):
-            super().__init__(models=[{"lang_code": "en", "model_name": "blank"}])
-
-        def load(self):
-            self.nlp = {"en": spacy.blank("en")}
-
-    nlp = BlankSpacyEngine()
-    nlp.load()
-    registry = RecognizerRegistry(supported_languages=["en"])
-    # Phone regions: the corpus holds US, GB, DE, FR, NL, ES and IT numbers.
-    phone = PhoneRecognizer(supported_regions=("US", "GB", "DE", "FR", "NL", "ES", "IT"))
-    for recognizer in (EmailRecognizer(), phone, CreditCardRecognizer(), IbanRecognizer(), UsSsnRecognizer(),
-                       IpRecognizer(), DateRecognizer()):  # fmt: skip
-        registry.add_recognizer(recognizer)
-    analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp, supported_languages=["en"])
-    return analyzer, AnonymizerEngine()
 
 
 def presidio_mask(analyzer, anonymizer, text):
