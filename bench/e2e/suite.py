@@ -668,16 +668,24 @@ class Suite:
                 "jobs_per_s": len(jobs) / seconds, "worker_cpu_s": cpu}  # fmt: skip
 
     def _celery_digest_round(self, tag, jobs, concurrency, timeout):
+        def submit(app):
+            return [app.send_task("peer.digest", args=[job_id, base64.b64encode(pdf).decode()], task_id=job_id).id
+                    for job_id, pdf, _ in jobs]  # fmt: skip
+
+        return self._celery_round(tag, concurrency, self.peer_notify_url, submit, timeout)
+
+    def _celery_round(self, tag, concurrency, notify_url, submit, timeout):
+        """One round on a fresh Redis and a warm prefork worker: `submit(app)` sends the jobs and returns the ids
+        of the results to wait for; the clock runs from the first send to the last result."""
         server = RedisServer(self.workdir)
         try:
-            worker = CeleryWorker(server.url, "prefork", concurrency, self.peer_notify_url, self.logs / f"{tag}.log")
+            worker = CeleryWorker(server.url, "prefork", concurrency, notify_url, self.logs / f"{tag}.log")
             try:
                 worker.wait_ready()
                 app = celery_client(server.url)
                 cpu_before = cpu_seconds(worker.proc.pid)
                 started = time.monotonic()
-                ids = [app.send_task("peer.digest", args=[job_id, base64.b64encode(pdf).decode()], task_id=job_id).id
-                       for job_id, pdf, _ in jobs]  # fmt: skip
+                ids = submit(app)
                 done = wait_celery_results(server.client, ids, timeout)
                 cpu = cpu_seconds(worker.proc.pid) - cpu_before
             finally:
@@ -686,8 +694,8 @@ class Suite:
             server.stop()
         seconds = max(t for t, _ in done.values()) - started
         ok = sum(1 for _, status in done.values() if status == "SUCCESS")
-        return {"jobs": len(jobs), "ok": ok, "failed": len(jobs) - ok, "seconds": seconds,
-                "jobs_per_s": len(jobs) / seconds, "worker_cpu_s": cpu}  # fmt: skip
+        return {"jobs": len(ids), "ok": ok, "failed": len(ids) - ok, "seconds": seconds,
+                "jobs_per_s": len(ids) / seconds, "worker_cpu_s": cpu}  # fmt: skip
 
     # ------------------------------------------------------------ orchestration
 
@@ -713,28 +721,12 @@ class Suite:
         self.results["orchestration"] = out
 
     def _celery_chain_round(self, tag, count, concurrency, timeout):
-        server = RedisServer(self.workdir)
-        try:
-            worker = CeleryWorker(server.url, "prefork", concurrency, "", self.logs / f"{tag}.log")
-            try:
-                worker.wait_ready()
-                app = celery_client(server.url)
-                cpu_before = cpu_seconds(worker.proc.pid)
-                started = time.monotonic()
-                ids = []
-                for _ in range(count):
-                    steps = [app.signature("peer.noop", args=("x",))] + [app.signature("peer.noop") for _ in range(4)]
-                    ids.append(chain(*steps).apply_async().id)
-                done = wait_celery_results(server.client, ids, timeout)
-                cpu = cpu_seconds(worker.proc.pid) - cpu_before
-            finally:
-                worker.stop()
-        finally:
-            server.stop()
-        seconds = max(t for t, _ in done.values()) - started
-        ok = sum(1 for _, status in done.values() if status == "SUCCESS")
-        return {"jobs": count, "ok": ok, "failed": count - ok, "seconds": seconds, "jobs_per_s": count / seconds,
-                "worker_cpu_s": cpu}  # fmt: skip
+        def submit(app):
+            chains = ([app.signature("peer.noop", args=("x",))] + [app.signature("peer.noop") for _ in range(4)]
+                      for _ in range(count))  # fmt: skip
+            return [chain(*steps).apply_async().id for steps in chains]
+
+        return self._celery_round(tag, concurrency, "", submit, timeout)
 
     # ------------------------------------------------------------ memory
 
