@@ -211,10 +211,35 @@ fn median(rounds: &[Round], field: impl Fn(&Round) -> f64) -> f64 {
     values[values.len() / 2]
 }
 
+/// The five-step contender alone, `ROUNDS` times, with every round printed.
+async fn only_five() {
+    let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut five = Vec::new();
+    for round in 0..ROUNDS {
+        let r = weft_round(5, DEFAULT_CHECKPOINT_DELAY, cache.path()).await;
+        eprintln!(
+            "round {round}: weft 5 steps {:.0}/s ({:.0}+{:.0} us CPU/job)",
+            r.jobs_per_second, r.client_us_per_job, r.server_us_per_job
+        );
+        five.push(r);
+    }
+    println!(
+        "weft worker, 5 no-op steps: median {:.0} jobs/s, {:.0}+{:.0} us CPU/job (worker+server)",
+        median(&five, |r| r.jobs_per_second),
+        median(&five, |r| r.client_us_per_job),
+        median(&five, |r| r.server_us_per_job)
+    );
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` compatibility
+    }
+    // `--only-five`: just the five-step contender (default delay), for A/B
+    // runs of two builds where only the worker's cost matters.
+    if std::env::args().any(|a| a == "--only-five") {
+        return only_five().await;
     }
     let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let (mut bare, mut bare_plain, mut one, mut five, mut five_eager) =

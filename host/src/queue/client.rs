@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt as _;
 
 use super::message::{JobInput, JobMessage};
-use super::state::{JobRecord, JobState, job_key};
+use super::state::{JobRecord, JobState, RecordView, job_key};
 use super::topology::Topology;
 use super::{QueueError, valid_job_id, valid_workflow_name};
 
@@ -203,9 +203,20 @@ impl QueueClient {
 
     pub(crate) async fn write_record(&self, record: &JobRecord) -> Result<(), QueueError> {
         let bytes = serde_json::to_vec(record).map_err(|e| QueueError::js("encoding job state", e))?;
+        self.put_record(&record.job_id, bytes).await
+    }
+
+    /// Writes a record given as a [`RecordView`] (report and outputs
+    /// borrowed from the job's outcome, not copied into a `JobRecord`).
+    pub(crate) async fn write_record_view(&self, record: &RecordView<'_>) -> Result<(), QueueError> {
+        let bytes = serde_json::to_vec(record).map_err(|e| QueueError::js("encoding job state", e))?;
+        self.put_record(record.job_id, bytes).await
+    }
+
+    async fn put_record(&self, job_id: &str, bytes: Vec<u8>) -> Result<(), QueueError> {
         self.topology
             .state
-            .put(job_key(&record.job_id), bytes.into())
+            .put(job_key(job_id), bytes.into())
             .await
             .map_err(|e| QueueError::js("writing job state", e))?;
         Ok(())

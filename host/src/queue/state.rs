@@ -1,7 +1,12 @@
 //! Job state and step checkpoints in the KV bucket, with large values in the
 //! object store.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+
+use crate::item::Item;
+use crate::scheduler::JobReport;
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +88,67 @@ impl JobRecord {
             replays: 0,
         }
     }
+}
+
+impl JobRecord {
+    /// The record as the worker writes it: the last run's report and outputs
+    /// borrowed from the job's outcome when given (else the record's own), the
+    /// same JSON as this type's without building a `serde_json::Value` first.
+    pub(crate) fn view<'a>(
+        &'a self,
+        report: Option<&'a JobReport>,
+        outputs: Option<&'a StoredOutputs<'a>>,
+    ) -> RecordView<'a> {
+        RecordView {
+            job_id: &self.job_id,
+            workflow: &self.workflow,
+            state: self.state,
+            attempts: self.attempts,
+            history: &self.history,
+            report: report.map(Borrowed::New).or(self.report.as_ref().map(Borrowed::Kept)),
+            outputs: outputs.map(Borrowed::New).or(self.outputs.as_ref().map(Borrowed::Kept)),
+            replays: self.replays,
+        }
+    }
+}
+
+/// A [`JobRecord`] with its report and outputs borrowed; serialises to the
+/// same JSON (field for field, in the same order).
+#[derive(Serialize)]
+pub(crate) struct RecordView<'a> {
+    pub(crate) job_id: &'a str,
+    workflow: &'a str,
+    state: JobState,
+    attempts: u32,
+    history: &'a [JobAttempt],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report: Option<Borrowed<'a, JobReport>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outputs: Option<Borrowed<'a, StoredOutputs<'a>>>,
+    replays: u32,
+}
+
+/// A field of a [`RecordView`]: this run's value, or the one the record
+/// already held (read back from the bucket as JSON).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Borrowed<'a, T> {
+    New(&'a T),
+    Kept(&'a serde_json::Value),
+}
+
+/// A succeeded job's outputs as its record holds them: the final steps'
+/// items by step id, or the name of the object they were stored in.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum StoredOutputs<'a> {
+    /// Inline: `{"<step>": [items]}`.
+    Inline(BTreeMap<&'a str, &'a [Item]>),
+    /// Too large for the bucket: `{"object": "<name>"}`.
+    Object {
+        /// The object store entry.
+        object: String,
+    },
 }
 
 /// The KV key of a job's record.

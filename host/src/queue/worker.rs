@@ -19,11 +19,11 @@ use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
 use super::client::{DeadLetter, QueueClient};
-use super::state::{JobAttempt, JobRecord, JobState, checkpoint_key, now_ms};
+use super::state::{JobAttempt, JobRecord, JobState, StoredOutputs, checkpoint_key, now_ms};
 use super::topology::{QueueConfig, open};
 use super::{JobMessage, QueueError, valid_job_id};
 use crate::item::Item;
-use crate::scheduler::{CheckpointSink, JitterSource, JobOptions, JobStatus, RandomJitter, backoff_delay};
+use crate::scheduler::{CheckpointSink, JitterSource, JobError, JobOptions, JobReport, JobStatus, RandomJitter, backoff_delay};
 use crate::workflow::{Jitter, RetryPolicy};
 use crate::{Host, LoadedWorkflow};
 
@@ -385,7 +385,7 @@ impl JobRun {
                     history: record.history.clone(),
                     message: String::from_utf8_lossy(&message.payload).into_owned(),
                 };
-                return self.finish_dead(&message, record, letter).await;
+                return self.finish_dead(&message, record, None, letter).await;
             }
         };
 
@@ -423,26 +423,26 @@ impl JobRun {
             return;
         };
 
-        record.report = serde_json::to_value(&outcome.report).ok();
-        match outcome.report.status {
+        let report = &outcome.report;
+        match report.status {
             JobStatus::Succeeded => {
-                let sinks: BTreeMap<String, &[Item]> = workflow
+                let sinks: BTreeMap<&str, &[Item]> = workflow
                     .workflow()
                     .sinks()
                     .into_iter()
-                    .filter_map(|s| outcome.outputs.get(&s.id).map(|o| (s.id.clone(), o.as_slice())))
+                    .filter_map(|s| outcome.outputs.get(&s.id).map(|o| (s.id.as_str(), o.as_slice())))
                     .collect();
-                record.outputs = self.store_outputs(&job_id, &sinks).await;
+                let outputs = self.store_outputs(&job_id, sinks).await;
                 record.state = JobState::Succeeded;
                 record.history.push(this_run("succeeded", None, None));
-                if let Err(error) = self.queue.write_record(&record).await {
+                if let Err(error) = self.queue.write_record_view(&record.view(Some(report), outputs.as_ref())).await {
                     // Not acked: a redelivery resumes from the checkpoints,
                     // so the ones still held back are written now.
                     tracing::error!(%error, "cannot record the job's success; leaving it for redelivery");
                     checkpoints.flush_and_settle().await;
                     return;
                 }
-                self.publish_event(&workflow_name, &record).await;
+                self.publish_event(&workflow_name, &record, Some(report), outputs.as_ref()).await;
                 self.counters.succeeded.fetch_add(1, Ordering::Relaxed);
                 ack(&message, AckKind::Ack).await;
             }
@@ -459,7 +459,7 @@ impl JobRun {
                         error_json,
                         Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
                     ));
-                    let _ = self.queue.write_record(&record).await;
+                    let _ = self.queue.write_record_view(&record.view(Some(report), None)).await;
                     tracing::warn!(attempt, retry_in = ?delay, "job failed retryably; handing it back with a delay");
                     self.counters.retried.fetch_add(1, Ordering::Relaxed);
                     ack(&message, AckKind::Nak(Some(delay))).await;
@@ -480,7 +480,7 @@ impl JobRun {
                         history: record.history.clone(),
                         message: String::from_utf8_lossy(&message.payload).into_owned(),
                     };
-                    self.finish_dead(&message, record, letter).await;
+                    self.finish_dead(&message, record, Some(report), letter).await;
                 }
             }
         }
@@ -488,23 +488,37 @@ impl JobRun {
 
     /// Dead-letters a job that ran: the dead letter first, then the state,
     /// then the ack, so a crash in between repeats work but loses nothing.
-    async fn finish_dead(&self, message: &jetstream::Message, mut record: JobRecord, letter: DeadLetter) {
+    async fn finish_dead(
+        &self,
+        message: &jetstream::Message,
+        mut record: JobRecord,
+        report: Option<&JobReport>,
+        letter: DeadLetter,
+    ) {
         let msg_id = format!("dead-{}-{}-{}", record.job_id, record.replays, record.attempts);
         if let Err(error) = self.queue.dead_letter(&letter, &msg_id).await {
             tracing::error!(%error, "cannot dead-letter the job; leaving it for redelivery");
             return;
         }
         record.state = JobState::DeadLettered;
-        if let Err(error) = self.queue.write_record(&record).await {
+        if let Err(error) = self.queue.write_record_view(&record.view(report, None)).await {
             tracing::warn!(%error, "cannot record the dead-lettered state");
         }
-        self.publish_event(&record.workflow.clone(), &record).await;
+        self.publish_event(&record.workflow, &record, report, None).await;
         self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(reason = %letter.reason, "job dead-lettered");
         ack(message, AckKind::Ack).await;
     }
 
-    async fn publish_event(&self, workflow: &str, record: &JobRecord) {
+    /// Publishes the job's result event: its `outputs` and `error` are those
+    /// of this run when given, else those its record already held.
+    async fn publish_event(
+        &self,
+        workflow: &str,
+        record: &JobRecord,
+        report: Option<&JobReport>,
+        outputs: Option<&StoredOutputs<'_>>,
+    ) {
         /// The completion event, borrowed from the record (no copy of the outputs).
         #[derive(serde::Serialize)]
         struct ResultEvent<'a> {
@@ -512,16 +526,26 @@ impl JobRun {
             workflow: &'a str,
             state: JobState,
             attempts: u32,
-            outputs: Option<&'a serde_json::Value>,
-            error: Option<&'a serde_json::Value>,
+            outputs: Option<EventField<'a, StoredOutputs<'a>>>,
+            error: Option<EventField<'a, JobError>>,
         }
+        #[derive(serde::Serialize)]
+        #[serde(untagged)]
+        enum EventField<'a, T> {
+            New(&'a T),
+            Kept(&'a serde_json::Value),
+        }
+        let kept_error = || record.report.as_ref().and_then(|r| r.get("error")).map(EventField::Kept);
         let event = ResultEvent {
             job_id: &record.job_id,
             workflow: &record.workflow,
             state: record.state,
             attempts: record.attempts,
-            outputs: record.outputs.as_ref(),
-            error: record.report.as_ref().and_then(|r| r.get("error")),
+            outputs: outputs.map(EventField::New).or(record.outputs.as_ref().map(EventField::Kept)),
+            error: match report {
+                Some(report) => report.error.as_ref().map(EventField::New),
+                None => kept_error(),
+            },
         };
         let subject = self.queue.topology.result_subject(workflow);
         let payload = serde_json::to_vec(&event).unwrap_or_default();
@@ -530,15 +554,24 @@ impl JobRun {
         }
     }
 
-    async fn store_outputs(&self, job_id: &str, sinks: &BTreeMap<String, &[Item]>) -> Option<serde_json::Value> {
-        let value = serde_json::to_value(sinks).ok()?;
-        let bytes = serde_json::to_vec(&value).ok()?;
-        if bytes.len() <= INLINE_CHECKPOINT_LIMIT {
-            return Some(value);
+    /// The final steps' outputs as the record will hold them: inline, or
+    /// stored in the object store when too large for the bucket.
+    async fn store_outputs<'a>(
+        &self,
+        job_id: &str,
+        sinks: BTreeMap<&'a str, &'a [Item]>,
+    ) -> Option<StoredOutputs<'a>> {
+        // Their size, counted without keeping a copy; only large ones are
+        // serialised to bytes (the record serialises inline ones itself).
+        let mut size = ByteCount(0);
+        serde_json::to_writer(&mut size, &sinks).ok()?;
+        if size.0 <= INLINE_CHECKPOINT_LIMIT {
+            return Some(StoredOutputs::Inline(sinks));
         }
+        let bytes = serde_json::to_vec(&sinks).ok()?;
         let name = format!("output.{job_id}");
         match self.queue.put_object(&name, &bytes).await {
-            Ok(()) => Some(serde_json::json!({ "object": name })),
+            Ok(()) => Some(StoredOutputs::Object { object: name }),
             Err(error) => {
                 tracing::warn!(%error, "cannot store the job's outputs");
                 None
@@ -567,6 +600,20 @@ impl JobRun {
             items.map(|items| (step.id.clone(), Arc::new(items)))
         });
         futures::future::join_all(reads).await.into_iter().flatten().collect()
+    }
+}
+
+/// A writer that only counts the bytes written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
