@@ -395,16 +395,22 @@ impl JobRun {
         let completed = if redelivered { self.load_checkpoints(&job_id, &workflow).await } else { BTreeMap::new() };
         let checkpoints =
             Arc::new(KvCheckpoints::new(self.queue.clone(), job_id.clone(), self.config.checkpoint_delay, &workflow));
-        let companion = spawn_companion(&message, self.queue.topology.config.ack_wait, &checkpoints);
         let mut hand_back = self.hand_back.clone();
         let sink: Arc<dyn CheckpointSink> = checkpoints.clone();
-        let run =
-            self.host.run_job_with(&workflow, &job_id, vec![input], JobOptions { completed, checkpoints: Some(sink) });
+        // Boxed: the job's future is large, and this task's own future (and
+        // the `select!` below) would otherwise copy all of it when moved.
+        let run = Box::pin(self.host.run_job_with(
+            &workflow,
+            &job_id,
+            vec![input],
+            JobOptions { completed, checkpoints: Some(sink) },
+        ));
         let outcome = tokio::select! {
+            biased;
             outcome = run => Some(outcome),
             _ = hand_back.wait_for(|stop| *stop) => None,
+            never = companion(&message, self.queue.topology.config.ack_wait, &checkpoints) => match never {},
         };
-        companion.abort();
         let succeeded = outcome.as_ref().is_some_and(|o| o.report.status == JobStatus::Succeeded);
         if !succeeded {
             // The job will run again (retry, hand-back, replay): make every
@@ -737,36 +743,35 @@ impl CheckpointSink for KvCheckpoints {
     }
 }
 
-/// The one task that runs beside a job: it sends in-progress acks at a third
-/// of the ack wait, so a long step is not redelivered to another worker, and
-/// writes the held-back checkpoints once the job has run for their delay.
-fn spawn_companion(
+/// What runs beside a job, in the job's own task (no task of its own to
+/// spawn and abort per job): it sends in-progress acks at a third of the ack
+/// wait, so a long step is not redelivered to another worker, and writes the
+/// held-back checkpoints once the job has run for their delay. It never
+/// ends; the job drops it when it finishes.
+async fn companion(
     message: &jetstream::Message,
     ack_wait: Duration,
-    checkpoints: &Arc<KvCheckpoints>,
-) -> tokio::task::JoinHandle<()> {
-    let message = message.clone();
-    let checkpoints = checkpoints.clone();
+    checkpoints: &KvCheckpoints,
+) -> std::convert::Infallible {
     let every = (ack_wait / 3).max(Duration::from_millis(100));
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        let flush = tokio::time::sleep(checkpoints.delay);
-        let mut flush = std::pin::pin!(flush);
-        let mut flushed = checkpoints.delay.is_zero();
-        loop {
-            tokio::select! {
-                () = &mut flush, if !flushed => {
-                    flushed = true;
-                    checkpoints.flush().await;
-                }
-                _ = ticker.tick() => {
-                    if let Err(error) = message.ack_with(AckKind::Progress).await {
-                        tracing::warn!(%error, "cannot send an in-progress ack");
-                    }
-                }
+    let started = tokio::time::Instant::now();
+    let mut next_progress = started + every;
+    let mut flush_at = (!checkpoints.delay.is_zero()).then(|| started + checkpoints.delay);
+    loop {
+        let wake = flush_at.map_or(next_progress, |flush| flush.min(next_progress));
+        tokio::time::sleep_until(wake).await;
+        let now = tokio::time::Instant::now();
+        if flush_at.is_some_and(|flush| now >= flush) {
+            flush_at = None;
+            checkpoints.flush().await;
+        }
+        if now >= next_progress {
+            next_progress = now + every;
+            if let Err(error) = message.ack_with(AckKind::Progress).await {
+                tracing::warn!(%error, "cannot send an in-progress ack");
             }
         }
-    })
+    }
 }
 
 /// Acknowledges without waiting for the server to confirm. Every ack of a job
