@@ -188,8 +188,12 @@ impl Worker {
                             counters: counters.clone(),
                             hand_back: hand_back_rx.clone(),
                         };
+                        // Boxed: a task's future is copied whole when it is
+                        // spawned and when its output is stored, and a job's
+                        // future (every await of its handling) is large.
+                        let handle = Box::pin(job.handle(message));
                         tasks.spawn(async move {
-                            job.handle(message).await;
+                            handle.await;
                             drop(permit);
                         });
                     }
