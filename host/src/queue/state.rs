@@ -167,3 +167,55 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::scheduler::JobStatus;
+
+    /// The worker writes records through [`RecordView`]; readers parse them
+    /// as [`JobRecord`]: both must be the same JSON.
+    #[test]
+    fn a_record_view_is_the_same_json_as_the_record() {
+        let report = JobReport {
+            job_id: "j".into(),
+            workflow: "w".into(),
+            workflow_version: "1".into(),
+            status: JobStatus::Succeeded,
+            error: None,
+            duration: std::time::Duration::from_micros(1500),
+            steps: Vec::new(),
+        };
+        let items = vec![Item::text("out").with_metadata("k", "v")];
+        let outputs = StoredOutputs::Inline(BTreeMap::from([("s", items.as_slice())]));
+        let mut record = JobRecord { state: JobState::Succeeded, attempts: 2, ..JobRecord::new("j", "w") };
+        record.history.push(JobAttempt {
+            attempt: 2,
+            worker: "w1".into(),
+            started_at_ms: 7,
+            outcome: "succeeded".into(),
+            error: None,
+            retry_in_ms: None,
+        });
+        let view: serde_json::Value =
+            serde_json::from_slice(&serde_json::to_vec(&record.view(Some(&report), Some(&outputs))).unwrap()).unwrap();
+        let full = JobRecord {
+            report: Some(serde_json::to_value(&report).unwrap()),
+            outputs: Some(serde_json::to_value(&outputs).unwrap()),
+            ..record.clone()
+        };
+        assert_eq!(view, serde_json::to_value(&full).unwrap());
+        assert_eq!(view["outputs"]["s"][0]["metadata"][0], serde_json::json!(["k", "v"]));
+
+        // Without this run's report and outputs, the record's own are kept.
+        let kept = serde_json::to_value(full.view(None, None)).unwrap();
+        assert_eq!(kept, serde_json::to_value(&full).unwrap());
+        let object = StoredOutputs::Object { object: "output.j".into() };
+        assert_eq!(serde_json::to_value(&object).unwrap(), serde_json::json!({ "object": "output.j" }));
+        // A record parses back from a view.
+        let parsed: JobRecord = serde_json::from_value(view).unwrap();
+        assert_eq!(parsed.attempts, 2);
+        assert_eq!(parsed.report.unwrap()["duration_ms"], 1.5);
+    }
+}

@@ -23,7 +23,9 @@ use super::state::{JobAttempt, JobRecord, JobState, StoredOutputs, checkpoint_ke
 use super::topology::{QueueConfig, open};
 use super::{JobMessage, QueueError, valid_job_id};
 use crate::item::Item;
-use crate::scheduler::{CheckpointSink, JitterSource, JobError, JobOptions, JobReport, JobStatus, RandomJitter, backoff_delay};
+use crate::scheduler::{
+    CheckpointSink, JitterSource, JobError, JobOptions, JobReport, JobStatus, RandomJitter, backoff_delay,
+};
 use crate::workflow::{Jitter, RetryPolicy};
 use crate::{Host, LoadedWorkflow};
 
@@ -566,11 +568,7 @@ impl JobRun {
 
     /// The final steps' outputs as the record will hold them: inline, or
     /// stored in the object store when too large for the bucket.
-    async fn store_outputs<'a>(
-        &self,
-        job_id: &str,
-        sinks: BTreeMap<&'a str, &'a [Item]>,
-    ) -> Option<StoredOutputs<'a>> {
+    async fn store_outputs<'a>(&self, job_id: &str, sinks: BTreeMap<&'a str, &'a [Item]>) -> Option<StoredOutputs<'a>> {
         // Their size, counted without keeping a copy; only large ones are
         // serialised to bytes (the record serialises inline ones itself).
         let mut size = ByteCount(0);
