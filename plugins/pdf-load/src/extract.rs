@@ -1,8 +1,8 @@
 //! Layout-aware per-page text extraction on top of lopdf's parser.
 //!
 //! The page's content stream (and the form XObjects it draws, and its
-//! annotations' appearance streams) is interpreted
-//! for its text operators: every glyph gets a position from the text matrix
+//! annotations' appearance streams) is read by [`crate::content`]'s lexer
+//! and interpreted for its text operators: every glyph gets a position from the text matrix
 //! (`Tm`, `Td`, `TD`, `T*`, `TJ` offsets, `Tc`, `Tw`, `Tz`, `TL`, `Ts`) and
 //! the CTM (`cm`, `q`, `Q`), and an advance from the font's widths (see
 //! [`crate::fonts`]). [`crate::layout`] then turns the glyphs into lines and
@@ -15,9 +15,9 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use lopdf::content::Content;
 use lopdf::{Dictionary, Document, Error, Object, ObjectId};
 
+use crate::content::{Lexer, Operand};
 use crate::fonts::{Font, deref, number};
 use crate::glyph_text::GlyphText;
 use crate::layout::{self, PlacedGlyph};
@@ -209,125 +209,119 @@ fn page_resources(doc: &Document, page_id: ObjectId) -> Option<&Dictionary> {
 
 impl Interpreter<'_, '_> {
     fn run(&mut self, data: &[u8], resources: Option<&Dictionary>, mut state: State, depth: usize) {
-        let content = match Content::decode(data) {
-            Ok(content) => content,
-            Err(e) => {
-                self.errors.push(Problem::Pdf(e));
-                return;
-            }
-        };
+        let mut lexer = Lexer::new(data);
         let mut stack: Vec<State> = Vec::new();
         let mut tm = IDENTITY;
         let mut tlm = IDENTITY;
         let mut font_cache: HashMap<Vec<u8>, Rc<Font>> = HashMap::new();
-        for op in &content.operations {
-            // The numeric operands: how many, and the first six (no operator
-            // takes more), kept on the stack as this runs once per operation.
-            let mut first_numbers = [0.0f64; 6];
-            let mut numbers = 0usize;
-            for value in op.operands.iter().filter_map(|o| number(Some(o))) {
-                if let Some(slot) = first_numbers.get_mut(numbers) {
-                    *slot = value;
-                }
-                numbers += 1;
-            }
-            let n = |i: usize| first_numbers.get(i).copied().unwrap_or(0.0);
-            match op.operator.as_str() {
-                "q" if stack.len() < MAX_STATE_DEPTH => stack.push(state.clone()),
-                "Q" => {
+        // Where strings with escapes and hex strings are decoded.
+        let mut scratch = Vec::new();
+        while let Some(op) = lexer.next() {
+            // Operands are read only by the operators that use them: the
+            // numeric ones (how many, and the first six: no operator takes
+            // more) are parsed here, per arm.
+            match op.operator {
+                b"q" if stack.len() < MAX_STATE_DEPTH => stack.push(state.clone()),
+                b"Q" => {
                     if let Some(saved) = stack.pop() {
                         state = saved;
                     }
                 }
-                "cm" if numbers == 6 => {
-                    let m = [n(0), n(1), n(2), n(3), n(4), n(5)];
-                    state.ctm = mul(&m, &state.ctm);
+                b"cm" => {
+                    if let (m, 6) = op.numbers() {
+                        state.ctm = mul(&m, &state.ctm);
+                    }
                 }
-                "BT" => {
+                b"BT" => {
                     tm = IDENTITY;
                     tlm = IDENTITY;
                 }
-                "Tc" => state.char_spacing = n(0),
-                "Tw" => state.word_spacing = n(0),
-                "Tz" => state.scale = n(0) / 100.0,
-                "TL" => state.leading = n(0),
-                "Ts" => state.rise = n(0),
-                "Tf" => {
-                    state.size = n(0);
-                    let name = op.operands.first().and_then(|o| o.as_name().ok());
+                b"Tc" => state.char_spacing = op.numbers().0[0],
+                b"Tw" => state.word_spacing = op.numbers().0[0],
+                b"Tz" => state.scale = op.numbers().0[0] / 100.0,
+                b"TL" => state.leading = op.numbers().0[0],
+                b"Ts" => state.rise = op.numbers().0[0],
+                b"Tf" => {
+                    state.size = op.numbers().0[0];
+                    let name = op.operands.first().and_then(Operand::name);
                     state.font = Some(match name {
                         Some(name) => {
-                            if let Some(font) = font_cache.get(name) {
+                            if let Some(font) = font_cache.get(name.as_ref()) {
                                 font.clone()
                             } else {
-                                let font = self.font(resources, name);
-                                font_cache.insert(name.to_vec(), font.clone());
+                                let font = self.font(resources, &name);
+                                font_cache.insert(name.into_owned(), font.clone());
                                 font
                             }
                         }
                         None => Rc::new(Font::fallback()),
                     });
                 }
-                "Td" if numbers == 2 => {
-                    tlm = mul(&[1.0, 0.0, 0.0, 1.0, n(0), n(1)], &tlm);
-                    tm = tlm;
+                b"Td" => {
+                    if let ([x, y, ..], 2) = op.numbers() {
+                        tlm = mul(&[1.0, 0.0, 0.0, 1.0, x, y], &tlm);
+                        tm = tlm;
+                    }
                 }
-                "TD" if numbers == 2 => {
-                    state.leading = -n(1);
-                    tlm = mul(&[1.0, 0.0, 0.0, 1.0, n(0), n(1)], &tlm);
-                    tm = tlm;
+                b"TD" => {
+                    if let ([x, y, ..], 2) = op.numbers() {
+                        state.leading = -y;
+                        tlm = mul(&[1.0, 0.0, 0.0, 1.0, x, y], &tlm);
+                        tm = tlm;
+                    }
                 }
-                "Tm" if numbers == 6 => {
-                    tlm = [n(0), n(1), n(2), n(3), n(4), n(5)];
-                    tm = tlm;
+                b"Tm" => {
+                    if let (m, 6) = op.numbers() {
+                        tlm = m;
+                        tm = tlm;
+                    }
                 }
-                "T*" => {
+                b"T*" => {
                     tlm = mul(&[1.0, 0.0, 0.0, 1.0, 0.0, -state.leading], &tlm);
                     tm = tlm;
                 }
-                "Tj" => {
-                    if let Some(Object::String(bytes, _)) = op.operands.first() {
+                b"Tj" => {
+                    if let Some(bytes) = op.operands.first().and_then(|o| o.string(&mut scratch)) {
                         self.show(bytes, &state, &mut tm);
                     }
                 }
-                "'" => {
+                b"'" => {
                     tlm = mul(&[1.0, 0.0, 0.0, 1.0, 0.0, -state.leading], &tlm);
                     tm = tlm;
-                    if let Some(Object::String(bytes, _)) = op.operands.first() {
+                    if let Some(bytes) = op.operands.first().and_then(|o| o.string(&mut scratch)) {
                         self.show(bytes, &state, &mut tm);
                     }
                 }
-                "\"" => {
-                    state.word_spacing = n(0);
-                    state.char_spacing = n(1);
+                b"\"" => {
+                    let ([word, char, ..], _) = op.numbers();
+                    state.word_spacing = word;
+                    state.char_spacing = char;
                     tlm = mul(&[1.0, 0.0, 0.0, 1.0, 0.0, -state.leading], &tlm);
                     tm = tlm;
-                    if let Some(Object::String(bytes, _)) = op.operands.get(2) {
+                    if let Some(bytes) = op.operands.get(2).and_then(|o| o.string(&mut scratch)) {
                         self.show(bytes, &state, &mut tm);
                     }
                 }
-                "TJ" => {
-                    if let Some(Object::Array(items)) = op.operands.first() {
-                        for item in items {
-                            match item {
-                                Object::String(bytes, _) => self.show(bytes, &state, &mut tm),
-                                other => {
-                                    if let Some(adjust) = number(Some(other)) {
-                                        let tx = -adjust / 1000.0 * state.size * state.scale;
-                                        tm = mul(&[1.0, 0.0, 0.0, 1.0, tx, 0.0], &tm);
-                                    }
-                                }
-                            }
+                b"TJ" => {
+                    for item in op.operands.first().and_then(Operand::items).into_iter().flatten() {
+                        if let Some(bytes) = item.string(&mut scratch) {
+                            self.show(bytes, &state, &mut tm);
+                        } else if let Some(adjust) = item.number() {
+                            let tx = -adjust / 1000.0 * state.size * state.scale;
+                            tm = mul(&[1.0, 0.0, 0.0, 1.0, tx, 0.0], &tm);
                         }
                     }
                 }
-                "Do" if depth < MAX_FORM_DEPTH => {
-                    if let Some(name) = op.operands.first().and_then(|o| o.as_name().ok()) {
-                        self.form(resources, name, &state, depth);
+                b"Do" if depth < MAX_FORM_DEPTH => {
+                    if let Some(name) = op.operands.first().and_then(Operand::name) {
+                        self.form(resources, &name, &state, depth);
                     }
                 }
                 _ => {}
             }
+        }
+        if let Some(problem) = lexer.problem() {
+            self.errors.push(Problem::Note(problem.to_string()));
         }
     }
 

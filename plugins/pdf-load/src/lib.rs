@@ -3,6 +3,7 @@
 //! The PDF handling lives in [`load`] and is plain Rust, testable on the host
 //! target; this file only adapts it to the `weft:plugin` `step` world.
 
+pub mod content;
 pub mod extract;
 pub mod fonts;
 pub mod glyph_text;
