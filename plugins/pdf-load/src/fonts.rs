@@ -12,6 +12,7 @@
 //! non-embedded fonts, use the font's average width — an approximation that
 //! only affects where spaces are inferred).
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 use lopdf::{Dictionary, Document, Object};
@@ -47,6 +48,17 @@ pub struct Font {
     width_scale: f64,
     /// Problems met loading this font, for the page's warning.
     pub problems: Vec<String>,
+    /// The glyphs of recently decoded codes, direct-mapped by code (see
+    /// [`Font::decode`]); empty until the first decode.
+    recent: RefCell<Vec<Option<Glyph>>>,
+}
+
+/// Slots of [`Font::recent`].
+const RECENT_GLYPHS: usize = 256;
+
+/// The slot of `(len, code)` in [`Font::recent`].
+fn recent_slot(code: u32, len: u8) -> usize {
+    ((code ^ (code >> 8) ^ (u32::from(len) << 7)) as usize) % RECENT_GLYPHS
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +100,7 @@ impl Font {
             widths: Widths { default: 500.0, ..Widths::default() },
             width_scale: 1.0,
             problems: Vec::new(),
+            recent: RefCell::default(),
         }
     }
 
@@ -123,6 +136,7 @@ impl Font {
             widths: Widths { default: 500.0, ..Widths::default() },
             width_scale: 1.0,
             problems: Vec::new(),
+            recent: RefCell::default(),
         };
 
         if composite {
@@ -276,6 +290,11 @@ impl Font {
     }
 
     /// Splits `bytes` into glyphs.
+    ///
+    /// A glyph depends only on its code, and a page shows the same few
+    /// codes over and over: each is looked up (ToUnicode CMap, encoding,
+    /// widths) once and then kept in a small direct-mapped table, a cheaper
+    /// probe than the maps behind it (most of all in the Wasm build).
     pub fn decode<'a>(&'a self, bytes: &'a [u8]) -> impl Iterator<Item = Glyph> + 'a {
         let mut i = 0;
         std::iter::from_fn(move || {
@@ -284,17 +303,32 @@ impl Font {
             let code = rest[..len].iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
             i += len;
             let len = len as u8;
-            let mut text = self.to_unicode.as_ref().and_then(|cmap| cmap.lookup(code, len));
-            if text.is_none() {
-                if let Some(simple) = &self.simple {
-                    text = simple.get(code as usize).cloned().flatten();
-                } else if self.codes_are_unicode {
-                    text = char::from_u32(code).map(GlyphText::from_char);
-                }
+            let mut recent = self.recent.borrow_mut();
+            if recent.is_empty() {
+                recent.resize(RECENT_GLYPHS, None);
             }
-            let mapped = text.is_some();
-            Some(Glyph { code, len, text: text.unwrap_or_default(), width: self.width(code), mapped })
+            let slot = recent.get_mut(recent_slot(code, len))?;
+            if let Some(glyph) = slot.as_ref().filter(|g| g.code == code && g.len == len) {
+                return Some(glyph.clone());
+            }
+            let glyph = self.lookup(code, len);
+            *slot = Some(glyph.clone());
+            Some(glyph)
         })
+    }
+
+    /// The glyph of `code`, `len` bytes long.
+    fn lookup(&self, code: u32, len: u8) -> Glyph {
+        let mut text = self.to_unicode.as_ref().and_then(|cmap| cmap.lookup(code, len));
+        if text.is_none() {
+            if let Some(simple) = &self.simple {
+                text = simple.get(code as usize).cloned().flatten();
+            } else if self.codes_are_unicode {
+                text = char::from_u32(code).map(GlyphText::from_char);
+            }
+        }
+        let mapped = text.is_some();
+        Glyph { code, len, text: text.unwrap_or_default(), width: self.width(code), mapped }
     }
 
     fn code_len(&self, bytes: &[u8]) -> usize {
@@ -750,5 +784,23 @@ fn name_of(object: Option<&Object>) -> Option<Vec<u8>> {
     match object {
         Some(Object::Name(name)) => Some(name.clone()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod recent_tests {
+    use super::*;
+
+    #[test]
+    fn cached_glyphs_are_the_glyphs_of_their_codes() {
+        // Every one-byte code, in an order that makes codes share slots and
+        // evict each other, decoded twice: the same glyphs as uncached.
+        let font = Font::fallback();
+        let bytes: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).chain((0..=255u8).step_by(7)).collect();
+        let decoded: Vec<Glyph> = font.decode(&bytes).collect();
+        let direct: Vec<Glyph> = bytes.iter().map(|&b| font.lookup(u32::from(b), 1)).collect();
+        assert_eq!(decoded, direct);
+        assert_eq!(font.decode(b"Hi").map(|g| g.text.to_string()).collect::<String>(), "Hi");
+        assert!(recent_slot(0x0102, 2) < RECENT_GLYPHS && recent_slot(u32::MAX, 4) < RECENT_GLYPHS);
     }
 }

@@ -16,6 +16,23 @@ use std::rc::Rc;
 /// Bytes kept inline (with the length, the same size as a `String`).
 const INLINE: usize = 22;
 
+/// Every ASCII byte, in order.
+const ASCII_BYTES: [u8; 128] = {
+    let mut bytes = [0u8; 128];
+    let mut i = 0;
+    while i < 128 {
+        bytes[i] = i as u8;
+        i += 1;
+    }
+    bytes
+};
+
+/// Every ASCII character, in order: one-character texts are slices of it.
+const ASCII: &str = match std::str::from_utf8(&ASCII_BYTES) {
+    Ok(text) => text,
+    Err(_) => "",
+};
+
 /// The text of one glyph: a short string stored inline, or a shared one.
 #[derive(Clone, PartialEq, Eq)]
 pub struct GlyphText(Repr);
@@ -40,6 +57,12 @@ impl GlyphText {
     /// The text as a string slice.
     pub fn as_str(&self) -> &str {
         match &self.0 {
+            // One ASCII character, the usual glyph: a slice of a constant,
+            // without `from_utf8` (a call per glyph in the Wasm build).
+            Repr::Inline { len: 1, bytes } if bytes[0].is_ascii() => {
+                let at = usize::from(bytes[0]);
+                ASCII.get(at..at + 1).unwrap_or_default()
+            }
             // Only ever filled from a `str` cut at a character boundary, so
             // the check cannot fail; it costs a few instructions on 1-4 bytes.
             Repr::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default(),

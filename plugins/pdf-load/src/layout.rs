@@ -126,8 +126,9 @@ fn make_runs(glyphs: &[(PlacedGlyph, [f64; 3])]) -> Vec<Run> {
     for (g, [x0, x1, y]) in glyphs {
         let (x0, x1, y) = (*x0, *x1, *y);
         let size = if g.size > 0.0 { g.size } else { 1.0 };
-        let is_space = g.text.chars().all(char::is_whitespace);
-        if g.text.is_empty() {
+        let text = g.text.as_str();
+        let is_space = text.chars().all(char::is_whitespace);
+        if text.is_empty() {
             continue;
         }
         if let Some(run) = current.as_mut() {
@@ -147,7 +148,7 @@ fn make_runs(glyphs: &[(PlacedGlyph, [f64; 3])]) -> Vec<Run> {
                 if run.trailing_space || x0 - run.x1 > SPACE_GAP * s {
                     run.text.push(' ');
                 }
-                run.text.push_str(&g.text);
+                run.text.push_str(text);
                 run.trailing_space = false;
                 run.x1 = larger(run.x1, x1);
                 run.last = (x0, g.text.clone());
@@ -161,7 +162,7 @@ fn make_runs(glyphs: &[(PlacedGlyph, [f64; 3])]) -> Vec<Run> {
             continue;
         }
         current =
-            Some(Run { text: g.text.to_string(), x0, x1, y, size, trailing_space: false, last: (x0, g.text.clone()) });
+            Some(Run { text: text.to_string(), x0, x1, y, size, trailing_space: false, last: (x0, g.text.clone()) });
     }
     if let Some(done) = current {
         runs.push(done);
@@ -330,6 +331,10 @@ fn join_lines(lines: &[String]) -> String {
 /// Expands ligatures, drops soft hyphens and control characters, and
 /// normalises to NFC.
 pub fn normalize(text: &str) -> String {
+    // Printable ASCII, tabs and line breaks are already what this returns.
+    if text.bytes().all(|b| matches!(b, b' '..=b'~' | b'\n' | b'\t')) {
+        return text.to_string();
+    }
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -345,12 +350,23 @@ pub fn normalize(text: &str) -> String {
             c => out.push(c),
         }
     }
+    if unicode_normalization::is_nfc_quick(out.chars()) == unicode_normalization::IsNormalized::Yes {
+        return out;
+    }
     out.nfc().collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::quadrant;
+    use super::{normalize, quadrant};
+
+    #[test]
+    fn normalize_keeps_ascii_and_composes_the_rest() {
+        assert_eq!(normalize("plain text\n\tline"), "plain text\n\tline");
+        assert_eq!(normalize("a\u{7}b\rc\u{7f}"), "abc");
+        assert_eq!(normalize("\u{FB01}ne cafe\u{301} \u{AD}x"), "fine caf\u{e9} x");
+        assert_eq!(normalize("d\u{e9}j\u{e0}"), "d\u{e9}j\u{e0}");
+    }
 
     fn by_atan2([dx, dy]: [f64; 2]) -> i64 {
         let angle = dy.atan2(dx);
