@@ -340,3 +340,22 @@ fn hostile_fonts_and_operators_do_not_panic() {
     // Whatever the text, loading returns without panicking.
     let _ = load_pdf(&bytes, &[], &Config::default());
 }
+
+#[test]
+fn junk_in_a_content_stream_does_not_lose_the_text_after_it() {
+    // lopdf's parser gave up at the stray `}` and at `--20`, dropping the
+    // rest of the stream; poppler and pdf.js read on.
+    let bytes = one_page(helvetica, "BT /F1 12 Tf 72 700 Td (Before) Tj } 0 --20 Td (after) Tj ET");
+    let pages = load_pdf(&bytes, &[], &Config::default()).unwrap();
+    assert_eq!(pages[0].text.split_whitespace().collect::<Vec<_>>(), ["Before", "after"]);
+    assert!(pages[0].warning().is_none());
+}
+
+#[test]
+fn a_stream_cut_inside_a_string_keeps_the_text_before_and_warns() {
+    let bytes = one_page(helvetica, "BT /F1 12 Tf 72 700 Td (Kept) Tj 0 -20 Td (cut sho");
+    let pages = load_pdf(&bytes, &[], &Config::default()).unwrap();
+    assert_eq!(pages[0].text.trim(), "Kept");
+    let warning = pages[0].warning().expect("a warning for the cut stream");
+    assert!(warning.contains("ends inside a string"), "{warning}");
+}
