@@ -711,7 +711,7 @@ pub fn parse_number(token: &[u8]) -> f64 {
             None => parse_slow(negative, body, real),
         };
     }
-    while decimals > 8 && mantissa % 10 == 0 && mantissa != 0 {
+    while decimals > 8 && mantissa.is_multiple_of(10) && mantissa != 0 {
         mantissa /= 10;
         decimals -= 1;
     }
