@@ -239,3 +239,36 @@ fn operands_beyond_the_limit_are_dropped() {
     assert_eq!(op.operands.len(), MAX_OPERANDS);
     assert_eq!(op.numbers(), ([0.0, 1.0, 2.0, 3.0, 4.0, 5.0], MAX_OPERANDS));
 }
+
+/// A small deterministic generator, so the next test needs no dependency.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn arbitrary_bytes_never_panic_and_always_finish() {
+    // Syntax-heavy noise reaches the lexer's corners (nested and unbalanced
+    // strings, escapes, hex, names with #, inline images, comments) far more
+    // often than uniform bytes would; every accessor is exercised by `show`.
+    const ALPHABET: &[u8] = b"()<>[]{}/%\\#+-.0123456789 \n\r\tBIDETjTJ'\"ab\x00\xff";
+    let sample: &[u8] = b"BT /F1 12 Tf 1 0 0 1 72 720 Tm [(Hel\\)lo) -250 <576f726c64>] TJ T* (a\\\nb\\101) ' \
+                          /P <</MCID 3>> BDC EMC BI /W 2 /H 1 /BPC 8 /CS /G ID \x00\xffEI EI -.5 --2 4. Td ET";
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    let mut inputs: Vec<Vec<u8>> = (0..=sample.len()).map(|end| sample[..end].to_vec()).collect();
+    for _ in 0..3000 {
+        let len = (rng.next() % 200) as usize;
+        inputs.push((0..len).map(|_| ALPHABET[(rng.next() % ALPHABET.len() as u64) as usize]).collect());
+    }
+    for input in &inputs {
+        let (ops, _problem) = operations(input);
+        // Every operation consumes at least one byte of the input.
+        assert!(ops.len() <= input.len() + 1, "{} operations from {} bytes", ops.len(), input.len());
+    }
+}
