@@ -202,21 +202,16 @@ impl QueueClient {
     }
 
     pub(crate) async fn write_record(&self, record: &JobRecord) -> Result<(), QueueError> {
-        let bytes = serde_json::to_vec(record).map_err(|e| QueueError::js("encoding job state", e))?;
-        self.put_record(&record.job_id, bytes).await
+        self.write_record_view(&record.view(None, None)).await
     }
 
     /// Writes a record given as a [`RecordView`] (report and outputs
     /// borrowed from the job's outcome, not copied into a `JobRecord`).
     pub(crate) async fn write_record_view(&self, record: &RecordView<'_>) -> Result<(), QueueError> {
         let bytes = serde_json::to_vec(record).map_err(|e| QueueError::js("encoding job state", e))?;
-        self.put_record(record.job_id, bytes).await
-    }
-
-    async fn put_record(&self, job_id: &str, bytes: Vec<u8>) -> Result<(), QueueError> {
         self.topology
             .state
-            .put(job_key(job_id), bytes.into())
+            .put(job_key(record.job_id), bytes.into())
             .await
             .map_err(|e| QueueError::js("writing job state", e))?;
         Ok(())

@@ -88,9 +88,7 @@ impl JobRecord {
             replays: 0,
         }
     }
-}
 
-impl JobRecord {
     /// The record as the worker writes it: the last run's report and outputs
     /// borrowed from the job's outcome when given (else the record's own), the
     /// same JSON as this type's without building a `serde_json::Value` first.
