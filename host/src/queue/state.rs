@@ -126,11 +126,11 @@ pub(crate) struct RecordView<'a> {
     replays: u32,
 }
 
-/// A field of a [`RecordView`]: this run's value, or the one the record
-/// already held (read back from the bucket as JSON).
+/// A field of a [`RecordView`] or a result event: this run's value, or the
+/// one the record already held (read back from the bucket as JSON).
 #[derive(Serialize)]
 #[serde(untagged)]
-enum Borrowed<'a, T> {
+pub(crate) enum Borrowed<'a, T> {
     New(&'a T),
     Kept(&'a serde_json::Value),
 }

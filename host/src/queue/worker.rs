@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
 use super::client::{DeadLetter, QueueClient};
-use super::state::{JobAttempt, JobRecord, JobState, StoredOutputs, checkpoint_key, now_ms};
+use super::state::{Borrowed, JobAttempt, JobRecord, JobState, StoredOutputs, checkpoint_key, now_ms};
 use super::topology::{QueueConfig, open};
 use super::{JobMessage, QueueError, valid_job_id};
 use crate::item::Item;
@@ -538,24 +538,18 @@ impl JobRun {
             workflow: &'a str,
             state: JobState,
             attempts: u32,
-            outputs: Option<EventField<'a, StoredOutputs<'a>>>,
-            error: Option<EventField<'a, JobError>>,
+            outputs: Option<Borrowed<'a, StoredOutputs<'a>>>,
+            error: Option<Borrowed<'a, JobError>>,
         }
-        #[derive(serde::Serialize)]
-        #[serde(untagged)]
-        enum EventField<'a, T> {
-            New(&'a T),
-            Kept(&'a serde_json::Value),
-        }
-        let kept_error = || record.report.as_ref().and_then(|r| r.get("error")).map(EventField::Kept);
+        let kept_error = || record.report.as_ref().and_then(|r| r.get("error")).map(Borrowed::Kept);
         let event = ResultEvent {
             job_id: &record.job_id,
             workflow: &record.workflow,
             state: record.state,
             attempts: record.attempts,
-            outputs: outputs.map(EventField::New).or(record.outputs.as_ref().map(EventField::Kept)),
+            outputs: outputs.map(Borrowed::New).or(record.outputs.as_ref().map(Borrowed::Kept)),
             error: match report {
-                Some(report) => report.error.as_ref().map(EventField::New),
+                Some(report) => report.error.as_ref().map(Borrowed::New),
                 None => kept_error(),
             },
         };
