@@ -509,3 +509,47 @@ async fn a_step_with_grants_is_checkpointed_at_once_despite_the_delay() {
     );
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_before_the_job_s_record_is_written_still_counts_the_attempt() {
+    let server = NatsServer::start();
+    let queue = client(&server).await;
+    let nap = workflow(
+        "nap",
+        &format!("  - id: nap\n    plugin: {}\n    config: {{ ms: 3000 }}\n", component_path("sleep").display()),
+    );
+    // With a long checkpoint delay the running record is held back for the
+    // whole run, so the crash below happens before any state is written.
+    let config = WorkerConfig { checkpoint_delay: Duration::from_secs(60), ..fast_retries("doomed") };
+    let doomed = start_worker(&server, &[&nap], config).await;
+    queue.submit("nap", b"x".to_vec(), Some("early-crash".into())).await.unwrap();
+
+    let js = async_nats::jetstream::new(queue.nats().clone());
+    let stream = js.get_stream("WEFT_JOBS").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // The worker creates the consumer when it starts pulling; the job is
+    // taken once the consumer has an unacknowledged delivery.
+    loop {
+        let consumer = stream.get_consumer::<async_nats::jetstream::consumer::pull::Config>("weft-workers").await;
+        if let Ok(mut consumer) = consumer
+            && consumer.info().await.unwrap().num_ack_pending > 0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker never took the job");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(queue.status("early-crash").await.unwrap().is_none(), "the running record is still held back");
+    // A crash: the worker's task and its connection vanish without a word.
+    doomed.handle.abort();
+    let _ = doomed.handle.await;
+
+    let rescuer = start_worker(&server, &[&nap], fast_retries("rescuer")).await;
+    let record = wait_for(&queue, "early-crash").await;
+    assert_eq!(record.state, JobState::Succeeded);
+    assert_eq!(record.attempts, 2, "JetStream's delivery count stood in for the record the crash never wrote");
+    assert_eq!(record.history.len(), 1, "only the rescuer's run was recorded: {:?}", record.history);
+    assert_eq!(record.history[0].worker, "rescuer");
+    assert_eq!(record.history[0].attempt, 2);
+    rescuer.stop().await;
+}
