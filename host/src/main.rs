@@ -433,7 +433,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 None => {
-                    eprintln!("error: no job `{job_id}` is known (never submitted, or not picked up yet)");
+                    eprintln!(
+                        "error: no job `{job_id}` is known (never submitted, not picked up yet, or started less than 100 ms ago)"
+                    );
                     Ok(ExitCode::from(EXIT_JOB_FAILED))
                 }
             }
