@@ -107,11 +107,15 @@ impl Sandbox {
 }
 
 /// What one timed region took: wall time, and the time the calling thread
-/// spent on a CPU (user and kernel, page faults included), from
-/// `/proc/thread-self/schedstat`. The attempt runs on this thread (a
-/// current-thread runtime; wasmtime runs the guest on a fiber of it), so the
-/// CPU time leaves out the time other processes held the CPU, which on a
-/// shared machine is most of the spread of the wall times.
+/// spent on a CPU (user and kernel, page faults included), from the
+/// thread's CPU clock (`CLOCK_THREAD_CPUTIME_ID`). The attempt runs on this
+/// thread (a current-thread runtime; wasmtime runs the guest on a fiber of
+/// it), so the CPU time leaves out the time other processes held the CPU,
+/// which on a shared machine is most of the spread of the wall times.
+///
+/// Not `/proc/thread-self/schedstat`, which an earlier version read: for the
+/// thread that reads it, it lags until the next scheduler tick, so a
+/// document that takes 2 ms read as 0 or 4 ms (bench/results/pdf-load-sandbox.md).
 #[derive(Debug, Clone, Copy)]
 struct Timing {
     wall: Duration,
@@ -132,11 +136,10 @@ impl Timing {
     }
 }
 
-/// This thread's on-CPU time so far (Linux); `None` elsewhere.
+/// This thread's on-CPU time so far.
 fn thread_cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let nanos: u64 = stat.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_nanos(nanos))
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Some(Duration::new(u64::try_from(now.tv_sec).ok()?, u32::try_from(now.tv_nsec).ok()?))
 }
 
 /// The median of `values` (the mean of the middle two for an even count).
@@ -262,6 +265,8 @@ fn pdf_load_pair(
     let (mut sandbox_cpu, mut native_cpu) = (Some(0.0), Some(0.0));
     let (mut sandbox_cpu_best, mut native_cpu_best) = (Some(0.0), Some(0.0));
     let mut texts = Vec::new();
+    // Each document's median on-CPU seconds, [name, sandbox, native].
+    let mut per_doc = Vec::new();
     for (name, bytes) in docs {
         let (mut sandbox_wall, mut sandbox_on_cpu, mut native_wall, mut native_on_cpu) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -287,8 +292,11 @@ fn pdf_load_pair(
         let best = |values: &Option<Vec<f64>>| values.as_ref().map(|v| v.iter().copied().fold(f64::INFINITY, f64::min));
         sandbox_cpu_best = sandbox_cpu_best.zip(best(&sandbox_on_cpu)).map(|(a, b)| a + b);
         native_cpu_best = native_cpu_best.zip(best(&native_on_cpu)).map(|(a, b)| a + b);
-        sandbox_cpu = sandbox_cpu.zip(sandbox_on_cpu.map(|mut v| median(&mut v))).map(|(a, b)| a + b);
-        native_cpu = native_cpu.zip(native_on_cpu.map(|mut v| median(&mut v))).map(|(a, b)| a + b);
+        let (sandbox_med, native_med) =
+            (sandbox_on_cpu.map(|mut v| median(&mut v)), native_on_cpu.map(|mut v| median(&mut v)));
+        per_doc.push(json!([name, sandbox_med, native_med]));
+        sandbox_cpu = sandbox_cpu.zip(sandbox_med).map(|(a, b)| a + b);
+        native_cpu = native_cpu.zip(native_med).map(|(a, b)| a + b);
         pages += page_texts.len();
         texts.push((name.clone(), page_texts));
     }
@@ -297,7 +305,9 @@ fn pdf_load_pair(
         json!({"docs": docs.len(), "names": names, "pages": pages, "reps": reps, "secs": secs,
                "pages_per_s": pages as f64 / secs, "cpu_secs": cpu_secs, "best_cpu_secs": best_cpu_secs})
     };
-    Ok((summary(sandbox_secs, sandbox_cpu, sandbox_cpu_best), summary(native_secs, native_cpu, native_cpu_best), texts))
+    let mut sandbox_summary = summary(sandbox_secs, sandbox_cpu, sandbox_cpu_best);
+    sandbox_summary["per_doc_cpu_secs"] = json!(per_doc);
+    Ok((sandbox_summary, summary(native_secs, native_cpu, native_cpu_best), texts))
 }
 
 fn bench_round(args: &Args) -> BenchResult<Value> {
