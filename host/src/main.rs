@@ -433,9 +433,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 None => {
-                    eprintln!(
-                        "error: no job `{job_id}` is known (never submitted, not picked up yet, or started less than 100 ms ago)"
-                    );
+                    eprintln!("error: no job `{job_id}` is known (never submitted, or not picked up yet)");
                     Ok(ExitCode::from(EXIT_JOB_FAILED))
                 }
             }
