@@ -161,22 +161,27 @@ impl QueueClient {
             .transpose()
     }
 
-    /// Sends `record` as the job's first record without waiting for the
-    /// server's ack: the write is stored only if the job has no record yet
-    /// (the ack future then fails with `WrongLastSequence`), so it never
-    /// overwrites a record another worker wrote meanwhile.
-    pub(crate) async fn create_record_pipelined(
-        &self,
-        record: &JobRecord,
-    ) -> Result<async_nats::jetstream::context::PublishAckFuture, QueueError> {
+    /// Writes `record` only if the job has no record yet: one round trip that
+    /// both claims a fresh job and tells a redelivery from a first delivery.
+    /// `Ok(false)` when a record exists (or existed) already.
+    pub(crate) async fn create_record(&self, record: &JobRecord) -> Result<bool, QueueError> {
         let bytes = serde_json::to_vec(record).map_err(|e| QueueError::js("encoding job state", e))?;
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, "0");
-        self.topology
+        let ack = self
+            .topology
             .js
             .publish_with_headers(self.state_subject(&job_key(&record.job_id)), headers, bytes.into())
             .await
-            .map_err(|e| QueueError::js("writing job state", e))
+            .map_err(|e| QueueError::js("writing job state", e))?
+            .await;
+        match ack {
+            Ok(_) => Ok(true),
+            Err(error) if error.kind() == async_nats::jetstream::context::PublishErrorKind::WrongLastSequence => {
+                Ok(false)
+            }
+            Err(error) => Err(QueueError::js("writing job state", error)),
+        }
     }
 
     /// Sends a value to the job-state bucket without waiting for the

@@ -1,8 +1,7 @@
 //! The worker loop behind `weft serve`: pull jobs in batches from the shared
-//! consumer, read each job's record (a duplicate of a finished job is
-//! dropped), run up to `concurrency` at once with in-progress acks, write the
-//! job's running record and its finished steps' checkpoints behind (see
-//! [`WorkerConfig::checkpoint_delay`]), record the outcome, ack on success,
+//! consumer, claim each job with one conditional write of its record, run up
+//! to `concurrency` at once with in-progress acks, checkpoint finished steps
+//! (written behind, see [`WorkerConfig::checkpoint_delay`]), ack on success,
 //! nak with a host-computed delay on a retryable failure, dead-letter (before
 //! acking) when attempts run out or a failure is fatal, and drain on shutdown.
 
@@ -30,10 +29,6 @@ use crate::scheduler::{
 use crate::workflow::{Jitter, RetryPolicy};
 use crate::{Host, LoadedWorkflow};
 
-/// How the claim's write is named among the checkpoint writes awaiting acks
-/// (not a valid step id, so it cannot collide with one).
-const CLAIM_LABEL: &str = "(job record)";
-
 /// Checkpoints larger than this go to the object store, not the KV bucket
 /// (NATS messages are capped at 1 MiB by default).
 const INLINE_CHECKPOINT_LIMIT: usize = 512 * 1024;
@@ -54,11 +49,9 @@ pub struct WorkerConfig {
     pub drain_grace: Duration,
     /// A name for this worker in job histories.
     pub name: String,
-    /// How long a job runs before its running record and its step
-    /// checkpoints are written. Jobs that finish sooner skip them (their
-    /// outcome is recorded instead); a crash repeats at most this much of a
-    /// job's finished work, and until the record exists JetStream's delivery
-    /// count is the job's attempt count. Steps with grants
+    /// How long a job runs before its step checkpoints are written. Jobs that
+    /// finish sooner skip them (their outcome is recorded instead); a crash
+    /// repeats at most this much of a job's finished work. Steps with grants
     /// (which may have had effects outside) are checkpointed at once anyway.
     /// Zero writes every checkpoint as its step finishes.
     pub checkpoint_delay: Duration,
@@ -328,40 +321,40 @@ impl JobRun {
 
     async fn run(self, message: jetstream::Message, job: JobMessage, job_id: String, workflow: LoadedWorkflow) {
         let workflow_name = workflow.workflow().name.clone();
-        // One read tells a first delivery (no record) from a redelivery or a
-        // duplicate of a finished job. A first delivery's record is not
-        // written now: it is the first of the job's held-back writes (see
-        // `KvCheckpoints`), so a job that finishes within the checkpoint delay
-        // costs one state write (its outcome), not two. JetStream's delivery
-        // count stands in for the attempt counter until the record exists.
-        let existing = match self.queue.read_record(&job_id).await {
-            Ok(existing) => existing,
+        // A first delivery claims the job with one conditional write that
+        // also records it as running; only a redelivery (the record exists)
+        // reads the record and its checkpoints.
+        let first_run = JobRecord { state: JobState::Running, attempts: 1, ..JobRecord::new(&job_id, &workflow_name) };
+        let claimed = match self.queue.create_record(&first_run).await {
+            Ok(claimed) => claimed,
             Err(error) => {
-                tracing::warn!(%error, "cannot read job state; will retry the job later");
-                ack(&message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
-                return;
+                tracing::warn!(%error, "cannot claim the job's state; reading it instead");
+                false
             }
         };
-        let (mut record, redelivered) = match existing {
-            None => {
-                let delivered = message.info().map_or(1, |info| info.delivered);
-                let attempts = u32::try_from(delivered).unwrap_or(u32::MAX).max(1);
-                (JobRecord { state: JobState::Running, attempts, ..JobRecord::new(&job_id, &workflow_name) }, false)
-            }
-            Some(record) if record.state.is_terminal() => {
+        let (mut record, redelivered) = if claimed {
+            (first_run, false)
+        } else {
+            let mut record = match self.queue.read_record(&job_id).await {
+                Ok(record) => record.unwrap_or_else(|| JobRecord::new(&job_id, &workflow_name)),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read job state; will retry the job later");
+                    ack(&message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    return;
+                }
+            };
+            if record.state.is_terminal() {
                 tracing::info!(state = ?record.state, "job already finished; dropping the duplicate");
                 self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
                 ack(&message, AckKind::Ack).await;
                 return;
             }
-            Some(mut record) => {
-                record.attempts += 1;
-                record.state = JobState::Running;
-                if let Err(error) = self.queue.write_record(&record).await {
-                    tracing::warn!(%error, "cannot write job state");
-                }
-                (record, true)
+            record.attempts += 1;
+            record.state = JobState::Running;
+            if let Err(error) = self.queue.write_record(&record).await {
+                tracing::warn!(%error, "cannot write job state");
             }
+            (record, true)
         };
         let attempt = record.attempts;
         let started_at_ms = now_ms();
@@ -406,18 +399,8 @@ impl JobRun {
         // the bytes) is not needed while the job runs.
         drop(job);
         let completed = if redelivered { self.load_checkpoints(&job_id, &workflow).await } else { BTreeMap::new() };
-        let claim = (!redelivered).then(|| record.clone());
-        let checkpoints = Arc::new(KvCheckpoints::new(
-            self.queue.clone(),
-            job_id.clone(),
-            self.config.checkpoint_delay,
-            &workflow,
-            claim,
-        ));
-        if self.config.checkpoint_delay.is_zero() {
-            // Nothing is held back: the claim is written before any step runs.
-            checkpoints.flush().await;
-        }
+        let checkpoints =
+            Arc::new(KvCheckpoints::new(self.queue.clone(), job_id.clone(), self.config.checkpoint_delay, &workflow));
         let mut hand_back = self.hand_back.clone();
         let sink: Arc<dyn CheckpointSink> = checkpoints.clone();
         // Boxed: the job's future is large, and this task's own future (and
@@ -657,10 +640,6 @@ struct KvCheckpoints {
     queue: QueueClient,
     job_id: String,
     delay: Duration,
-    /// A first delivery's record (state running, its attempt count), sent
-    /// ahead of the first checkpoint: a redelivery that finds checkpoints
-    /// always finds the record that says it is one.
-    claim: std::sync::Mutex<Option<JobRecord>>,
     /// Steps whose checkpoint is stored at once (those with grants).
     immediate: std::collections::HashSet<String>,
     state: std::sync::Mutex<CheckpointState>,
@@ -677,34 +656,11 @@ struct CheckpointState {
 }
 
 impl KvCheckpoints {
-    fn new(
-        queue: QueueClient,
-        job_id: String,
-        delay: Duration,
-        workflow: &LoadedWorkflow,
-        claim: Option<JobRecord>,
-    ) -> Self {
+    fn new(queue: QueueClient, job_id: String, delay: Duration, workflow: &LoadedWorkflow) -> Self {
         let state = CheckpointState { eager: delay.is_zero(), ..CheckpointState::default() };
         let immediate =
             workflow.workflow().steps.iter().filter(|step| !step.grants.is_empty()).map(|s| s.id.clone()).collect();
-        KvCheckpoints {
-            queue,
-            job_id,
-            delay,
-            claim: std::sync::Mutex::new(claim),
-            immediate,
-            state: std::sync::Mutex::new(state),
-        }
-    }
-
-    /// Sends the first delivery's record, once, before anything else.
-    async fn send_claim(&self) {
-        let claim = self.claim.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        let Some(record) = claim else { return };
-        match self.queue.create_record_pipelined(&record).await {
-            Ok(ack) => self.lock().unacked.push((CLAIM_LABEL.to_string(), ack)),
-            Err(error) => tracing::warn!(%error, "cannot write the job's record"),
-        }
+        KvCheckpoints { queue, job_id, delay, immediate, state: std::sync::Mutex::new(state) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CheckpointState> {
@@ -714,7 +670,6 @@ impl KvCheckpoints {
 
     /// Sends every pending checkpoint and makes later saves write at once.
     async fn flush(&self) {
-        self.send_claim().await;
         let pending = {
             let mut state = self.lock();
             state.eager = true;
@@ -735,18 +690,8 @@ impl KvCheckpoints {
     async fn settle(&self) {
         let unacked = std::mem::take(&mut self.lock().unacked);
         for (step_id, ack) in unacked {
-            match ack.await {
-                Ok(_) => {}
-                // Another worker recorded the job meanwhile (a duplicate
-                // delivered outside the dedupe window): its record stands.
-                Err(error)
-                    if step_id == CLAIM_LABEL
-                        && error.kind() == async_nats::jetstream::context::PublishErrorKind::WrongLastSequence =>
-                {
-                    tracing::info!("the job already has a record; not overwriting it");
-                }
-                Err(error) if step_id == CLAIM_LABEL => tracing::warn!(%error, "cannot write the job's record"),
-                Err(error) => tracing::warn!(step = %step_id, %error, "cannot store a checkpoint"),
+            if let Err(error) = ack.await {
+                tracing::warn!(step = %step_id, %error, "cannot store a checkpoint");
             }
         }
     }
@@ -754,7 +699,6 @@ impl KvCheckpoints {
     /// Sends one checkpoint without awaiting its ack (large outputs go to
     /// the object store first, which is awaited).
     async fn send(&self, step_id: &str, items: &[Item]) {
-        self.send_claim().await;
         let Ok(bytes) = serde_json::to_vec(items) else { return };
         let stored = if bytes.len() <= INLINE_CHECKPOINT_LIMIT {
             serde_json::to_vec(&StoredCheckpoint::Items(items.to_vec()))
