@@ -168,6 +168,41 @@ fn matches_ci(text: &[char], i: usize, word: &str) -> bool {
     })
 }
 
+/// The bit of an ASCII letter (either case) in a first-letter set, 0 for
+/// any other byte.
+const fn letter_bit(b: u8) -> u32 {
+    let lower = b.to_ascii_lowercase();
+    if lower.is_ascii_lowercase() { 1 << (lower - b'a') } else { 0 }
+}
+
+/// The set of first letters of `cues` (each must start with a lower-case
+/// ASCII letter; checked when the constant is built).
+const fn first_letters(cues: &[&str]) -> u32 {
+    let mut set = 0;
+    let mut k = 0;
+    while k < cues.len() {
+        let first = cues[k].as_bytes()[0];
+        assert!(first.is_ascii_lowercase(), "a cue must start with a lower-case ASCII letter");
+        set |= letter_bit(first);
+        k += 1;
+    }
+    set
+}
+
+/// Whether a cue whose first letter is in `set` may match at a char `c`:
+/// a cheap test that lets the scanners skip [`matches_ci`] for most words.
+/// It never rules out a match: an ASCII char must be one of the letters in
+/// either case, and a non-ASCII char (which may lower-case to an ASCII
+/// letter, as the Kelvin sign does to `k`) is always left to `matches_ci`.
+fn may_start(c: char, set: u32) -> bool {
+    !c.is_ascii() || letter_bit(c as u8) & set != 0
+}
+
+/// [`may_start`] for the single cue `cue`.
+fn may_start_cue(c: char, cue: &str) -> bool {
+    !c.is_ascii() || cue.as_bytes().first().is_some_and(|w| (c as u8).to_ascii_lowercase() == *w)
+}
+
 /// Luhn checksum over the digits.
 pub fn luhn_valid(digits: &[u32]) -> bool {
     let mut sum = 0;
@@ -239,11 +274,12 @@ pub fn ssns(text: &[char]) -> Vec<Span> {
     let mut i = 0;
     while i + 11 <= n {
         let w = &text[i..i + 11];
+        // The shape first: it rules out nearly every position at its first char.
         let shape = w.iter().enumerate().all(|(k, &c)| if k == 3 || k == 6 { c == '-' } else { digit(c) });
-        let before_ok = i == 0 || !(is_word(text[i - 1]) || text[i - 1] == '-');
-        let after_ok =
-            at(text, i + 11).is_none_or(|c| !(is_word(c) || c == '-' && at(text, i + 12).is_some_and(digit)));
-        if shape && before_ok && after_ok {
+        if shape
+            && (i == 0 || !(is_word(text[i - 1]) || text[i - 1] == '-'))
+            && at(text, i + 11).is_none_or(|c| !(is_word(c) || c == '-' && at(text, i + 12).is_some_and(digit)))
+        {
             let num = |r: std::ops::Range<usize>| w[r].iter().fold(0u32, |a, &c| a * 10 + digit_value(c));
             let (area, group, serial) = (num(0..3), num(4..6), num(7..11));
             if area != 0 && area != 666 && area < 900 && group != 0 && serial != 0 {
@@ -264,6 +300,10 @@ pub fn ssns(text: &[char]) -> Vec<Span> {
 pub fn credit_cards(text: &[char]) -> Vec<Span> {
     let mut out = Vec::new();
     let n = text.len();
+    // Reused from one candidate to the next.
+    let mut digits = Vec::new();
+    let mut group_ends = Vec::new(); // (char end, digit count)
+    let mut sizes = Vec::new();
     let mut i = 0;
     while i < n {
         if !digit(text[i]) || !word_start(text, i) {
@@ -272,8 +312,8 @@ pub fn credit_cards(text: &[char]) -> Vec<Span> {
         }
         // Maximal run of digits with single separators; remember where each
         // group ends so shorter prefixes can be tried.
-        let mut digits = Vec::new();
-        let mut group_ends = Vec::new(); // (char end, digit count)
+        digits.clear();
+        group_ends.clear();
         let mut j = i;
         loop {
             while j < n && digit(text[j]) {
@@ -297,8 +337,8 @@ pub fn credit_cards(text: &[char]) -> Vec<Span> {
                 // Grouped numbers must be grouped like a card (4-4-4-4,
                 // 4-4-4-4-3, Amex/Diners 4-6-5 and 4-6-4, …), which keeps
                 // the digits of a grouped IBAN from passing as a card.
-                let sizes: Vec<usize> =
-                    group_ends[..=g].iter().scan(0, |prev, &(_, c)| Some(c - std::mem::replace(prev, c))).collect();
+                sizes.clear();
+                sizes.extend(group_ends[..=g].iter().scan(0, |prev, &(_, c)| Some(c - std::mem::replace(prev, c))));
                 let card_shaped = sizes.len() == 1
                     || matches!(sizes.as_slice(), [4, 6, 5] | [4, 6, 4] | [4, 4, 4, 4, 3])
                     || sizes.len() == 4 && sizes[..3] == [4, 4, 4] && (1..=4).contains(&sizes[3]);
@@ -397,8 +437,9 @@ const IBAN_LENGTHS: &[(&str, usize)] = &[
     ("XK", 20),
 ];
 
-fn iban_length(country: &str) -> Option<usize> {
-    IBAN_LENGTHS.iter().find(|(c, _)| *c == country).map(|&(_, l)| l)
+/// The IBAN length of the country whose code is the two chars `code`.
+fn iban_length(code: &[char]) -> Option<usize> {
+    IBAN_LENGTHS.iter().find(|(c, _)| c.chars().eq(code.iter().copied())).map(|&(_, l)| l)
 }
 
 /// ISO 13616 mod-97 check over the compact (space-free, upper-case) IBAN.
@@ -423,12 +464,12 @@ pub fn ibans(text: &[char]) -> Vec<Span> {
     let n = text.len();
     let mut i = 0;
     while i + 4 <= n {
-        let starts = word_start(text, i)
-            && text[i].is_ascii_uppercase()
+        let starts = text[i].is_ascii_uppercase()
             && text[i + 1].is_ascii_uppercase()
             && digit(text[i + 2])
-            && digit(text[i + 3]);
-        let Some(len) = starts.then(|| iban_length(&text[i..i + 2].iter().collect::<String>())).flatten() else {
+            && digit(text[i + 3])
+            && word_start(text, i);
+        let Some(len) = starts.then(|| iban_length(&text[i..i + 2])).flatten() else {
             i += 1;
             continue;
         };
@@ -489,8 +530,8 @@ pub fn ip_addresses(text: &[char]) -> Vec<Span> {
     let mut i = 0;
     while i < n {
         let c = text[i];
-        let boundary = i == 0 || !(is_word(text[i - 1]) || matches!(text[i - 1], '.' | ':'));
-        if !boundary || !(c.is_ascii_hexdigit() || c == ':') {
+        let boundary = || i == 0 || !(is_word(text[i - 1]) || matches!(text[i - 1], '.' | ':'));
+        if !(c.is_ascii_hexdigit() || c == ':') || !boundary() {
             i += 1;
             continue;
         }
@@ -500,7 +541,9 @@ pub fn ip_addresses(text: &[char]) -> Vec<Span> {
             j += 1;
         }
         let mut found = None;
-        let mut end = j;
+        // An IPv6 address has two colons or more; without them (a word that
+        // starts with a hex letter) there is nothing to parse.
+        let mut end = if text[i..j].iter().filter(|&&c| c == ':').count() >= 2 { j } else { i };
         while end > i {
             let cand: String = text[i..end].iter().collect();
             let colons = cand.matches(':').count();
@@ -556,6 +599,10 @@ fn phone_sep(c: char) -> bool {
 pub fn phones(text: &[char]) -> Vec<Span> {
     let mut out = Vec::new();
     let n = text.len();
+    // Digit-group lengths and the separators before each group, reused
+    // from one candidate to the next.
+    let mut groups: Vec<usize> = Vec::new();
+    let mut seps: Vec<&[char]> = Vec::new();
     let mut i = 0;
     while i < n {
         let c = text[i];
@@ -564,18 +611,20 @@ pub fn phones(text: &[char]) -> Vec<Span> {
             '(' => at(text, i + 1).is_some_and(digit),
             _ => digit(c),
         };
-        let prev_ok = i == 0 || {
-            let p = text[i - 1];
-            !(is_word(p) || matches!(p, '.' | ',' | '-' | '/' | '#' | '$' | '€' | '£' | '+' | ':'))
+        let prev_ok = || {
+            i == 0 || {
+                let p = text[i - 1];
+                !(is_word(p) || matches!(p, '.' | ',' | '-' | '/' | '#' | '$' | '€' | '£' | '+' | ':'))
+            }
         };
-        if !starts || !prev_ok {
+        if !starts || !prev_ok() {
             i += 1;
             continue;
         }
         let plus = c == '+';
         let mut j = if plus { i + 1 } else { i };
-        let mut groups: Vec<usize> = Vec::new();
-        let mut seps: Vec<String> = Vec::new();
+        groups.clear();
+        seps.clear();
         loop {
             // Separator run (up to 3 chars) before the next group.
             let s = j;
@@ -587,7 +636,7 @@ pub fn phones(text: &[char]) -> Vec<Span> {
                 break;
             }
             if s < j || groups.is_empty() {
-                seps.push(text[s..j].iter().collect());
+                seps.push(&text[s..j]);
             }
             let g = j;
             while j < n && digit(text[j]) {
@@ -608,17 +657,19 @@ pub fn phones(text: &[char]) -> Vec<Span> {
             if c == '(' && !text[i..end].contains(&')') {
                 start += 1;
             }
-            let inner: Vec<&String> = seps.iter().skip(1).collect();
-            let sep_chars: String = inner.iter().map(|s| s.as_str()).collect();
-            let dotted = !sep_chars.is_empty() && sep_chars.chars().all(|c| c == '.');
-            let slash_dash_dot = !sep_chars.is_empty() && sep_chars.chars().all(|c| matches!(c, '.' | '-' | '/'));
+            // The separators between groups (the first, before any digit, is not one).
+            let inner = seps.get(1..).unwrap_or_default();
+            let sep_chars = || inner.iter().flat_map(|s| s.iter().copied());
+            let has_seps = sep_chars().next().is_some();
+            let dotted = has_seps && sep_chars().all(|c| c == '.');
+            let slash_dash_dot = has_seps && sep_chars().all(|c| matches!(c, '.' | '-' | '/'));
             let date_shape = slash_dash_dot
                 && groups.len() == 3
                 && matches!(
                     (groups[0], groups[1], groups[2]),
                     (4, 1..=2, 1..=2) | (1..=2, 1..=2, 4) | (1..=2, 1..=2, 2)
                 );
-            let ssn_shape = sep_chars == "--" && groups == [3, 2, 4];
+            let ssn_shape = sep_chars().eq(['-', '-']) && groups == [3, 2, 4];
             let ipv4_shape = dotted && groups.len() == 4 && groups.iter().all(|&g| g <= 3);
             let thousands = dotted && groups.len() >= 2 && groups[0] <= 3 && groups[1..].iter().all(|&g| g == 3);
             let years = groups.len() == 2
@@ -632,13 +683,17 @@ pub fn phones(text: &[char]) -> Vec<Span> {
             let starts_with_date = groups.len() > 3
                 && inner.len() >= 2
                 && inner[0] == inner[1]
-                && matches!(inner[0].as_str(), "-" | "." | "/")
+                && matches!(inner[0], ['-'] | ['.'] | ['/'])
                 && matches!((groups[0], groups[1], groups[2]), (4, 1..=2, 1..=2) | (1..=2, 1..=2, 4));
             // Version numbers (`10.0.19045.2965`): dotted with a one-digit group.
             let version = dotted && groups[1..].contains(&1);
             // `6281-948`: a two-group number is a local phone number only as 3-4.
             let reference = !plus && groups.len() == 2 && total == 7 && groups != [3, 4];
-            let digits: Vec<u32> = text[start..end].iter().filter(|c| digit(**c)).map(|&c| digit_value(c)).collect();
+            let is_isbn13 = || {
+                let digits: Vec<u32> =
+                    text[start..end].iter().filter(|c| digit(**c)).map(|&c| digit_value(c)).collect();
+                isbn13(&digits)
+            };
             let separated = groups.len() >= 2;
             let ok = (7..=15).contains(&total)
                 && (plus || separated)
@@ -650,7 +705,7 @@ pub fn phones(text: &[char]) -> Vec<Span> {
                 && !years
                 && !version
                 && !reference
-                && !isbn13(&digits)
+                && !is_isbn13()
                 && !follows_iban_prefix(text, start)
                 && !(c == '(' && start == i && groups[0] > 4);
             if ok {
@@ -699,6 +754,7 @@ fn follows_iban_prefix(text: &[char], start: usize) -> bool {
 
 const DOB_LABELS: &[&str] =
     &["date of birth", "birth date", "birthdate", "geburtsdatum", "born on", "d.o.b.", "dob", "born", "geb."];
+const DOB_LABEL_FIRST: u32 = first_letters(DOB_LABELS);
 
 const MONTHS: &[&str] = &[
     "january",
@@ -832,13 +888,13 @@ pub fn dates_of_birth(text: &[char]) -> Vec<Span> {
     let n = text.len();
     let mut i = 0;
     while i < n {
-        if !word_start(text, i) {
+        if !may_start(text[i], DOB_LABEL_FIRST) || !word_start(text, i) {
             i += 1;
             continue;
         }
         let label = DOB_LABELS.iter().find(|l| {
             let len = l.len(); // the labels are ASCII (see the `cue_lists_are_ascii` test)
-            matches_ci(text, i, l) && (l.ends_with('.') || word_end(text, i + len))
+            may_start_cue(text[i], l) && matches_ci(text, i, l) && (l.ends_with('.') || word_end(text, i + len))
         });
         let Some(label) = label else {
             i += 1;
@@ -870,6 +926,22 @@ pub fn dates_of_birth(text: &[char]) -> Vec<Span> {
 // ---------------------------------------------------------------- PERSON
 
 const TITLES: &[&str] = &["mrs", "mr", "ms", "miss", "mx", "dr", "prof", "herr", "frau", "sir", "madam"];
+
+/// Greetings before a name; all but "dear" need a comma after the name.
+const SALUTATIONS: &[&str] = &["dear", "hello", "hi", "hallo"];
+
+/// Labels followed by `:` and a name ("signed" by " by").
+const NAME_LABELS: &[&str] = &["name", "contact person", "patient", "customer", "employee", "applicant", "signed"];
+
+/// Letter closings followed by the writer's name.
+const CLOSINGS: &[&str] = &["regards,", "sincerely,", "cheers,", "thanks,", "grüße,", "grüßen,"];
+
+/// First letters of every cue [`persons`] looks for at a word start.
+const PERSON_CUE_FIRST: u32 = first_letters(TITLES)
+    | first_letters(SALUTATIONS)
+    | first_letters(NAME_LABELS)
+    | first_letters(CLOSINGS)
+    | first_letters(&["contact"]);
 
 /// Capitalised words that follow cues but are not names.
 const NOT_NAMES: &[&str] = &[
@@ -1018,16 +1090,17 @@ pub fn persons(text: &[char]) -> Vec<Span> {
     let n = text.len();
     let mut i = 0;
     while i < n {
-        if !word_start(text, i) || !text[i].is_alphabetic() {
+        let first = text[i];
+        if !may_start(first, PERSON_CUE_FIRST) || !word_start(text, i) || !first.is_alphabetic() {
             i += 1;
             continue;
         }
         let mut found: Option<(usize, usize)> = None;
         // Title: "Dr. Jane Smith", "Mrs Smith".
-        if text[i].is_uppercase() {
+        if first.is_uppercase() {
             for t in TITLES {
                 let l = t.len(); // ASCII
-                if matches_ci(text, i, t) && word_end(text, i + l) {
+                if may_start_cue(first, t) && matches_ci(text, i, t) && word_end(text, i + l) {
                     let mut k = i + l;
                     if at(text, k) == Some('.') {
                         k += 1;
@@ -1044,9 +1117,14 @@ pub fn persons(text: &[char]) -> Vec<Span> {
         }
         // Salutation: "Dear Anna Berg", "Hi Tom," (the latter needs a comma).
         if found.is_none() {
-            for (cue, need_comma) in [("dear", false), ("hello", true), ("hi", true), ("hallo", true)] {
+            for cue in SALUTATIONS {
+                let need_comma = *cue != "dear";
                 let l = cue.len();
-                if matches_ci(text, i, cue) && word_end(text, i + l) && at(text, i + l) == Some(' ') {
+                if may_start_cue(first, cue)
+                    && matches_ci(text, i, cue)
+                    && word_end(text, i + l)
+                    && at(text, i + l) == Some(' ')
+                {
                     let k = skip_spaces(text, i + l);
                     // "Dear Dr. X" is handled by the title cue on the next pass.
                     if let Some(end) = name_at(text, k, 3)
@@ -1063,11 +1141,11 @@ pub fn persons(text: &[char]) -> Vec<Span> {
         }
         // "Name: Jane Smith", "Full name: ...", "Contact person: ..."
         if found.is_none() {
-            for cue in ["name", "contact person", "patient", "customer", "employee", "applicant", "signed"] {
+            for cue in NAME_LABELS {
                 let l = cue.len(); // ASCII
-                if matches_ci(text, i, cue) && word_end(text, i + l) {
+                if may_start_cue(first, cue) && matches_ci(text, i, cue) && word_end(text, i + l) {
                     let mut k = i + l;
-                    if cue == "signed" && matches_ci(text, k, " by") {
+                    if *cue == "signed" && matches_ci(text, k, " by") {
                         k += 3;
                     } else if at(text, k) != Some(':') {
                         continue;
@@ -1084,7 +1162,11 @@ pub fn persons(text: &[char]) -> Vec<Span> {
         }
         // "contact Jane Smith at ...", "ask for Jane Smith", "regards,\nJane Smith"
         if found.is_none() {
-            if matches_ci(text, i, "contact") && word_end(text, i + 7) && at(text, i + 7) == Some(' ') {
+            if may_start_cue(first, "contact")
+                && matches_ci(text, i, "contact")
+                && word_end(text, i + 7)
+                && at(text, i + 7) == Some(' ')
+            {
                 let k = i + 8;
                 if let Some(end) = name_at(text, k, 3)
                     && (matches_ci(text, end, " at ")
@@ -1094,8 +1176,8 @@ pub fn persons(text: &[char]) -> Vec<Span> {
                     found = Some((k, end));
                 }
             } else {
-                for cue in ["regards,", "sincerely,", "cheers,", "thanks,", "grüße,", "grüßen,"] {
-                    if matches_ci(text, i, cue) {
+                for cue in CLOSINGS {
+                    if may_start_cue(first, cue) && matches_ci(text, i, cue) {
                         let mut k = i + cue.chars().count();
                         while at(text, k).is_some_and(char::is_whitespace) {
                             k += 1;
@@ -1121,5 +1203,7 @@ pub fn persons(text: &[char]) -> Vec<Span> {
     out
 }
 
+#[cfg(test)]
+mod reference;
 #[cfg(test)]
 mod tests;

@@ -242,15 +242,27 @@ pub struct Masked {
 pub fn mask_text(text: &str, cfg: &Config) -> Masked {
     let chars: Vec<char> = text.chars().collect();
     let spans = find(&chars, cfg);
+    // The spans are sorted char offsets: one walk over the text turns them
+    // into byte offsets, so the kept text is copied as whole slices.
+    let mut offsets = text.char_indices().map(|(byte, _)| byte).enumerate().peekable();
+    let mut byte_at = |char_offset: usize| {
+        while let Some(&(k, byte)) = offsets.peek() {
+            if k == char_offset {
+                return byte;
+            }
+            offsets.next();
+        }
+        text.len()
+    };
+    let mut byte_pos = 0;
     let mut out = String::with_capacity(text.len());
-    let mut pos = 0;
     for s in &spans {
-        out.extend(&chars[pos..s.start]);
-        let value: String = chars[s.start..s.end].iter().collect();
-        out.push_str(&replacement(s.entity, &value, cfg));
-        pos = s.end;
+        let (start, end) = (byte_at(s.start), byte_at(s.end));
+        out.push_str(&text[byte_pos..start]);
+        out.push_str(&replacement(s.entity, &text[start..end], cfg));
+        byte_pos = end;
     }
-    out.extend(&chars[pos..]);
+    out.push_str(&text[byte_pos..]);
     Masked { text: out, spans }
 }
 

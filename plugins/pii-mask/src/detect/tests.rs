@@ -307,3 +307,208 @@ fn cue_lists_are_ascii() {
     // dates_of_birth and persons measure these cues in bytes.
     assert!(DOB_LABELS.iter().chain(TITLES).all(|l| l.is_ascii()));
 }
+
+/// Every record of the labelled corpora.
+fn corpus_texts() -> Vec<String> {
+    let lines =
+        include_str!("../../eval/corpus.jsonl").lines().chain(include_str!("../../tests/labelled.jsonl").lines());
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| match serde_json::from_str::<serde_json::Value>(l) {
+            Ok(v) => v["text"].as_str().unwrap_or_default().to_string(),
+            Err(e) => panic!("corpus line: {e}"),
+        })
+        .collect()
+}
+
+/// The raw detections of the current scanners and of [`reference`] (the
+/// scanners before the speed work), each sorted the same way.
+fn both(text: &str) -> (Vec<Span>, Vec<Span>) {
+    let chars: Vec<char> = text.chars().collect();
+    let key = |s: &Span| (s.start, s.end, s.entity);
+    let mut new = detect_all(&chars, &Entity::ALL);
+    let mut old = reference::detect_all(&chars, &Entity::ALL);
+    new.sort_by_key(key);
+    old.sort_by_key(key);
+    (new, old)
+}
+
+/// The text masked with tags as the step did before the speed work: the
+/// reference detections, overlaps resolved, spliced char by char.
+fn masked_before(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::new();
+    let mut pos = 0;
+    for s in resolve_overlaps(reference::detect_all(&chars, &Entity::ALL)) {
+        out.extend(&chars[pos..s.start]);
+        out.push_str(&format!("[{}]", s.entity));
+        pos = s.end;
+    }
+    out.extend(&chars[pos..]);
+    out
+}
+
+/// Asserts that the scanners find, and the step masks, exactly what they
+/// did before the speed work.
+fn assert_same_as_before(text: &str, context: &str) {
+    let (new, old) = both(text);
+    assert_eq!(new, old, "{context}: {text:?}");
+    let masked = crate::mask::mask_text(text, &crate::mask::Config::default()).text;
+    assert_eq!(masked, masked_before(text), "{context}: {text:?}");
+}
+
+#[test]
+fn same_detections_as_before_on_the_corpora() {
+    let texts = corpus_texts();
+    assert!(texts.len() > 600);
+    for (k, text) in texts.iter().enumerate() {
+        assert_same_as_before(text, &format!("record {k}"));
+    }
+}
+
+/// Pieces that sit on the scanners' edges: cues in odd cases, chars that
+/// lower-case to ASCII (the Kelvin sign) or to two chars, separators,
+/// checksummed numbers and near misses.
+const TRICKY: &[&str] = &[
+    "Dr. ",
+    "dEAR ",
+    "Hi ",
+    "hallo ",
+    "Name: ",
+    "signed by ",
+    "Contact ",
+    " at ",
+    "Regards,\n",
+    "GRÜSSE,",
+    "grüße, ",
+    "Thanks,",
+    "THAN\u{212a}S, ",
+    "O\u{212a}T",
+    "\u{212a}",
+    "\u{130}",
+    "\u{1e9e}",
+    "\u{1c5}",
+    "\u{a0}",
+    "–",
+    "’",
+    "ß",
+    "Mr ",
+    "Mrs. ",
+    "Prof ",
+    "van der ",
+    "de la ",
+    "O'Brien",
+    "Anne-Marie",
+    "J. ",
+    "ACME ",
+    "Customer ",
+    "date of birth: ",
+    "DOB ",
+    "d.o.b. ",
+    "geb. ",
+    "born on ",
+    "Geburtsdatum: ",
+    "is ",
+    "was ",
+    "17 May 1990",
+    "3rd of June 1985",
+    "May 17, 1990",
+    "17. März 1990",
+    "17.05.1990",
+    "1990-05-17",
+    "05/17/90",
+    "@",
+    "a@b.io",
+    "x.y@mail.example.com",
+    "-",
+    ".",
+    ":",
+    "::",
+    "/",
+    "(",
+    ")",
+    "+",
+    "+44 20 7946 0958",
+    "(555) 123-4567",
+    "555-123-4567",
+    "4111 1111 1111 1111",
+    "4111-1111-1111-1111",
+    "378282246310005",
+    "DE89 3704 0044 0532 0130 00",
+    "DE89370400440532013000",
+    "GB82 WEST ",
+    "123-45-6789",
+    "078-05-1120",
+    "192.168.0.1",
+    "10.0.19045.2965",
+    "fe80::1",
+    "2001:db8::8a2e:370:7334",
+    "::ffff:1.2.3.4",
+    "978-3-16-148410-0",
+    "2025-09-05 17:09:33",
+    "1999-2004",
+    "1.234.567",
+    "#",
+    "$",
+    "€",
+    "_",
+    "0",
+    "7",
+    "12",
+    "345",
+    " ",
+    " ",
+    " ",
+    "\n",
+    "\t",
+    ", ",
+    "a",
+    "B",
+    "ab",
+    "Zz",
+    "é",
+    "É",
+];
+
+/// A small deterministic generator (xorshift64*), so a failure can be
+/// replayed from the printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[test]
+fn same_detections_as_before_on_spliced_random_texts() {
+    let texts = corpus_texts();
+    let texts: Vec<Vec<char>> = texts.iter().map(|t| t.chars().collect()).collect();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for round in 0..5000 {
+        let mut text = String::new();
+        for _ in 0..1 + rng.below(12) {
+            if rng.below(3) == 0 {
+                text.push_str(TRICKY[rng.below(TRICKY.len())]);
+            } else {
+                // A window of a corpus record, sometimes case-flipped.
+                let source = &texts[rng.below(texts.len())];
+                let start = rng.below(source.len());
+                let end = (start + 1 + rng.below(40)).min(source.len());
+                let window = source[start..end].iter();
+                match rng.below(6) {
+                    0 => text.extend(window.flat_map(|c| c.to_uppercase())),
+                    1 => text.extend(window.flat_map(|c| c.to_lowercase())),
+                    _ => text.extend(window),
+                }
+            }
+        }
+        assert_same_as_before(&text, &format!("round {round}"));
+    }
+}
