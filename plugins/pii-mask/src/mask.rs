@@ -3,8 +3,7 @@
 use std::collections::BTreeMap;
 
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::detect::{self, Entity, Span};
@@ -277,6 +276,27 @@ pub fn counts_json(spans: &[Span]) -> String {
 
 pub type Metadata = Vec<(String, String)>;
 
+/// One entry of the findings report. The fields are in sorted key order,
+/// the order a `serde_json::Value` object writes them in, so the report
+/// reads as it did when it was built as a `Value` (without the cost of a
+/// map per finding).
+#[derive(Serialize)]
+struct Finding {
+    end: usize,
+    item: usize,
+    start: usize,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// The `kind=pii-findings` report item (fields in sorted key order too).
+#[derive(Serialize)]
+struct Report {
+    by_type: BTreeMap<&'static str, usize>,
+    findings: Vec<Finding>,
+    total: usize,
+}
+
 /// Masks every item; returns the masked items (each with `pii_findings`
 /// metadata) followed, if configured, by the `kind=pii-findings` report
 /// item. `first_index` numbers the items in the report (the host's item
@@ -284,12 +304,12 @@ pub type Metadata = Vec<(String, String)>;
 pub fn mask_items(items: Vec<(String, Metadata)>, cfg: &Config, first_index: usize) -> Vec<(String, Metadata)> {
     let mut out = Vec::with_capacity(items.len() + 1);
     let mut findings = Vec::new();
-    let mut by_type: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut by_type: BTreeMap<&'static str, usize> = BTreeMap::new();
     for (k, (text, mut metadata)) in items.into_iter().enumerate() {
         let masked = mask_text(&text, cfg);
         for s in &masked.spans {
             *by_type.entry(s.entity.name()).or_default() += 1;
-            findings.push(json!({"type": s.entity.name(), "item": first_index + k, "start": s.start, "end": s.end}));
+            findings.push(Finding { end: s.end, item: first_index + k, start: s.start, kind: s.entity.name() });
         }
         let counts = counts_json(&masked.spans);
         match metadata.iter_mut().find(|(key, _)| key == "pii_findings") {
@@ -299,8 +319,10 @@ pub fn mask_items(items: Vec<(String, Metadata)>, cfg: &Config, first_index: usi
         out.push((masked.text, metadata));
     }
     if cfg.findings_item {
-        let report = json!({"total": findings.len(), "by_type": by_type, "findings": findings});
-        out.push((report.to_string(), vec![("kind".into(), "pii-findings".into())]));
+        let report = Report { by_type, total: findings.len(), findings };
+        let report =
+            serde_json::to_string(&report).unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}).to_string());
+        out.push((report, vec![("kind".into(), "pii-findings".into())]));
     }
     out
 }

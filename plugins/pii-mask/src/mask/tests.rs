@@ -1,4 +1,5 @@
 use super::*;
+use serde_json::json;
 
 fn cfg(json: &str) -> Config {
     match Config::from_json(json) {
@@ -158,4 +159,31 @@ fn a_secret_keyed_pseudonym_needs_the_derived_key_and_is_job_scoped() {
     ] {
         assert!(Config::from_json(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn findings_report_reads_as_the_json_value_it_was_built_as() {
+    // The report used to be a `serde_json::Value`; the derived encoding
+    // must give the same bytes, here for every record of the corpus.
+    let texts: Vec<String> = include_str!("../../eval/corpus.jsonl")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| match serde_json::from_str::<serde_json::Value>(l) {
+            Ok(v) => v["text"].as_str().unwrap_or_default().to_string(),
+            Err(e) => panic!("corpus line: {e}"),
+        })
+        .collect();
+    let config = cfg("{}");
+    let out = mask_items(texts.iter().map(|t| (t.clone(), vec![])).collect(), &config, 3);
+    let mut findings = Vec::new();
+    let mut by_type: BTreeMap<&str, usize> = BTreeMap::new();
+    for (k, text) in texts.iter().enumerate() {
+        for s in mask_text(text, &config).spans {
+            *by_type.entry(s.entity.name()).or_default() += 1;
+            findings.push(json!({"type": s.entity.name(), "item": 3 + k, "start": s.start, "end": s.end}));
+        }
+    }
+    assert!(findings.len() > 2000);
+    let expected = json!({"total": findings.len(), "by_type": by_type, "findings": findings}).to_string();
+    assert_eq!(out.last().map(|(report, _)| report.as_str()), Some(expected.as_str()));
 }
