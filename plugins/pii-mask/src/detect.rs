@@ -96,6 +96,8 @@ impl Span {
 /// (possibly overlapping) detections.
 pub fn detect_all(text: &[char], entities: &[Entity]) -> Vec<Span> {
     let mut out = Vec::new();
+    // Found once for the two cue-driven scanners.
+    let mut starts = None;
     for &e in entities {
         let found = match e {
             Entity::Email => emails(text),
@@ -104,8 +106,8 @@ pub fn detect_all(text: &[char], entities: &[Entity]) -> Vec<Span> {
             Entity::Iban => ibans(text),
             Entity::UsSsn => ssns(text),
             Entity::IpAddress => ip_addresses(text),
-            Entity::DateOfBirth => dates_of_birth(text),
-            Entity::Person => persons(text),
+            Entity::DateOfBirth => dates_of_birth_at(text, starts.get_or_insert_with(|| word_starts(text))),
+            Entity::Person => persons_at(text, starts.get_or_insert_with(|| word_starts(text))),
         };
         out.extend(found);
     }
@@ -201,6 +203,24 @@ fn may_start(c: char, set: u32) -> bool {
 /// [`may_start`] for the single cue `cue`.
 fn may_start_cue(c: char, cue: &str) -> bool {
     !c.is_ascii() || cue.as_bytes().first().is_some_and(|w| (c as u8).to_ascii_lowercase() == *w)
+}
+
+/// The positions where a word starts: a word char (see [`is_word`]) at
+/// the start of the text or after a char that is not one. Every cue starts
+/// with a letter (see [`first_letters`]), and the only non-ASCII chars that
+/// lower-case to an ASCII letter (the Kelvin sign) are letters too, so the
+/// cue-driven scanners need look nowhere else.
+fn word_starts(text: &[char]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut after_word = false;
+    for (i, &c) in text.iter().enumerate() {
+        let word = is_word(c);
+        if word && !after_word {
+            out.push(i);
+        }
+        after_word = word;
+    }
+    out
 }
 
 /// Luhn checksum over the digits.
@@ -884,12 +904,17 @@ fn date_at(text: &[char], i: usize) -> Option<usize> {
 }
 
 pub fn dates_of_birth(text: &[char]) -> Vec<Span> {
+    dates_of_birth_at(text, &word_starts(text))
+}
+
+/// [`dates_of_birth`] looking for labels only at `starts` (the text's
+/// [`word_starts`]).
+fn dates_of_birth_at(text: &[char], starts: &[usize]) -> Vec<Span> {
     let mut out = Vec::new();
-    let n = text.len();
-    let mut i = 0;
-    while i < n {
-        if !may_start(text[i], DOB_LABEL_FIRST) || !word_start(text, i) {
-            i += 1;
+    // The first position the next label may start at (after the last date).
+    let mut next = 0;
+    for &i in starts {
+        if i < next || !may_start(text[i], DOB_LABEL_FIRST) {
             continue;
         }
         let label = DOB_LABELS.iter().find(|l| {
@@ -897,7 +922,6 @@ pub fn dates_of_birth(text: &[char]) -> Vec<Span> {
             may_start_cue(text[i], l) && matches_ci(text, i, l) && (l.ends_with('.') || word_end(text, i + len))
         });
         let Some(label) = label else {
-            i += 1;
             continue;
         };
         let mut k = i + label.chars().count();
@@ -915,9 +939,7 @@ pub fn dates_of_birth(text: &[char]) -> Vec<Span> {
         }
         if let Some(end) = date_at(text, k) {
             out.push(Span::new(Entity::DateOfBirth, k, end));
-            i = end;
-        } else {
-            i += 1;
+            next = end;
         }
     }
     out
@@ -1086,13 +1108,18 @@ fn skip_spaces(text: &[char], mut k: usize) -> usize {
 }
 
 pub fn persons(text: &[char]) -> Vec<Span> {
+    persons_at(text, &word_starts(text))
+}
+
+/// [`persons`] looking for cues only at `starts` (the text's
+/// [`word_starts`]).
+fn persons_at(text: &[char], starts: &[usize]) -> Vec<Span> {
     let mut out = Vec::new();
-    let n = text.len();
-    let mut i = 0;
-    while i < n {
+    // The first position the next cue may start at (after the last name).
+    let mut next = 0;
+    for &i in starts {
         let first = text[i];
-        if !may_start(first, PERSON_CUE_FIRST) || !word_start(text, i) || !first.is_alphabetic() {
-            i += 1;
+        if i < next || !may_start(first, PERSON_CUE_FIRST) || !first.is_alphabetic() {
             continue;
         }
         let mut found: Option<(usize, usize)> = None;
@@ -1192,12 +1219,9 @@ pub fn persons(text: &[char]) -> Vec<Span> {
                 }
             }
         }
-        match found {
-            Some((s, e)) => {
-                out.push(Span::new(Entity::Person, s, e));
-                i = e;
-            }
-            None => i += 1,
+        if let Some((s, e)) = found {
+            out.push(Span::new(Entity::Person, s, e));
+            next = e;
         }
     }
     out
