@@ -1,10 +1,16 @@
 //! The detectors as they were before the speed work (main at 10785b7),
 //! kept only as the oracle of the equivalence tests in `tests.rs`: the
-//! faster scanners must find exactly what these found.
+//! faster scanners must find exactly what these found. Only the scanners
+//! that work changed are kept here; the helpers, tables and scanners it
+//! left as they were are the module's own (`super::`).
 
 use std::net::Ipv6Addr;
 
-use super::{Entity, Span};
+use super::{
+    Entity, IBAN_LENGTHS, Span, TITLES, at, date_at, digit, digit_value, emails, follows_iban_prefix,
+    iban_checksum_valid, ipv4_at, is_word, isbn13, luhn_valid, matches_ci, name_at, phone_sep, skip_spaces, word_end,
+    word_start,
+};
 
 /// Runs the detectors for `entities` over `text` and returns all raw
 /// (possibly overlapping) detections.
@@ -22,107 +28,6 @@ pub fn detect_all(text: &[char], entities: &[Entity]) -> Vec<Span> {
             Entity::Person => persons(text),
         };
         out.extend(found);
-    }
-    out
-}
-
-// ---------------------------------------------------------------- helpers
-
-fn at(text: &[char], i: usize) -> Option<char> {
-    text.get(i).copied()
-}
-
-fn is_word(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
-}
-
-/// True when the char before `i` is not part of a word (or `i` is 0).
-fn word_start(text: &[char], i: usize) -> bool {
-    i == 0 || !is_word(text[i - 1])
-}
-
-/// True when the char at `i` (one past a match) is not part of a word.
-fn word_end(text: &[char], i: usize) -> bool {
-    at(text, i).is_none_or(|c| !is_word(c))
-}
-
-fn digit(c: char) -> bool {
-    c.is_ascii_digit()
-}
-
-fn digit_value(c: char) -> u32 {
-    c.to_digit(10).unwrap_or(0)
-}
-
-/// Case-insensitive match of `word` at `i`. The detectors call this at
-/// every word start, so ASCII pairs (nearly all of them) are compared
-/// without the Unicode lower-casing iterators.
-fn matches_ci(text: &[char], i: usize, word: &str) -> bool {
-    word.chars().enumerate().all(|(k, w)| match at(text, i + k) {
-        Some(c) if c.is_ascii() && w.is_ascii() => c.eq_ignore_ascii_case(&w),
-        Some(c) => c.to_lowercase().eq(w.to_lowercase()),
-        None => false,
-    })
-}
-
-/// Luhn checksum over the digits.
-pub fn luhn_valid(digits: &[u32]) -> bool {
-    let mut sum = 0;
-    for (k, &d) in digits.iter().rev().enumerate() {
-        let v = if k % 2 == 1 {
-            let x = d * 2;
-            if x > 9 { x - 9 } else { x }
-        } else {
-            d
-        };
-        sum += v;
-    }
-    !digits.is_empty() && sum % 10 == 0
-}
-
-// ---------------------------------------------------------------- EMAIL
-
-fn email_local_char(c: char) -> bool {
-    c.is_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-' | '\'')
-}
-
-fn email_domain_char(c: char) -> bool {
-    c.is_alphanumeric() || matches!(c, '.' | '-')
-}
-
-pub fn emails(text: &[char]) -> Vec<Span> {
-    let mut out = Vec::new();
-    for (at_pos, &c) in text.iter().enumerate() {
-        if c != '@' {
-            continue;
-        }
-        let mut start = at_pos;
-        while start > 0 && email_local_char(text[start - 1]) {
-            start -= 1;
-        }
-        while start < at_pos && matches!(text[start], '.' | '\'' | '-') {
-            start += 1;
-        }
-        if start == at_pos || text[at_pos - 1] == '.' {
-            continue;
-        }
-        let mut end = at_pos + 1;
-        while end < text.len() && email_domain_char(text[end]) {
-            end += 1;
-        }
-        while end > at_pos + 1 && matches!(text[end - 1], '.' | '-') {
-            end -= 1;
-        }
-        let domain: String = text[at_pos + 1..end].iter().collect();
-        let labels: Vec<&str> = domain.split('.').collect();
-        if labels.len() < 2 || labels.iter().any(|l| l.is_empty() || l.starts_with('-') || l.ends_with('-')) {
-            continue;
-        }
-        let tld = labels[labels.len() - 1];
-        if tld.chars().count() < 2 || !tld.chars().all(char::is_alphabetic) {
-            continue;
-        }
-        out.push(Span::new(Entity::Email, start, end));
     }
     out
 }
@@ -218,101 +123,8 @@ pub fn credit_cards(text: &[char]) -> Vec<Span> {
     out
 }
 
-// ---------------------------------------------------------------- IBAN
-
-/// IBAN lengths by country (SEPA and other common IBAN countries).
-const IBAN_LENGTHS: &[(&str, usize)] = &[
-    ("AD", 24),
-    ("AE", 23),
-    ("AL", 28),
-    ("AT", 20),
-    ("AZ", 28),
-    ("BA", 20),
-    ("BE", 16),
-    ("BG", 22),
-    ("BH", 22),
-    ("BR", 29),
-    ("CH", 21),
-    ("CR", 22),
-    ("CY", 28),
-    ("CZ", 24),
-    ("DE", 22),
-    ("DK", 18),
-    ("DO", 28),
-    ("EE", 20),
-    ("EG", 29),
-    ("ES", 24),
-    ("FI", 18),
-    ("FO", 18),
-    ("FR", 27),
-    ("GB", 22),
-    ("GE", 22),
-    ("GI", 23),
-    ("GL", 18),
-    ("GR", 27),
-    ("GT", 28),
-    ("HR", 21),
-    ("HU", 28),
-    ("IE", 22),
-    ("IL", 23),
-    ("IS", 26),
-    ("IT", 27),
-    ("JO", 30),
-    ("KW", 30),
-    ("KZ", 20),
-    ("LB", 28),
-    ("LI", 21),
-    ("LT", 20),
-    ("LU", 20),
-    ("LV", 21),
-    ("MC", 27),
-    ("MD", 24),
-    ("ME", 22),
-    ("MK", 19),
-    ("MR", 27),
-    ("MT", 31),
-    ("MU", 30),
-    ("NL", 18),
-    ("NO", 15),
-    ("PK", 24),
-    ("PL", 28),
-    ("PS", 29),
-    ("PT", 25),
-    ("QA", 29),
-    ("RO", 24),
-    ("RS", 22),
-    ("SA", 24),
-    ("SE", 24),
-    ("SI", 19),
-    ("SK", 24),
-    ("SM", 27),
-    ("TN", 24),
-    ("TR", 26),
-    ("UA", 29),
-    ("VA", 22),
-    ("VG", 24),
-    ("XK", 20),
-];
-
 fn iban_length(country: &str) -> Option<usize> {
     IBAN_LENGTHS.iter().find(|(c, _)| *c == country).map(|&(_, l)| l)
-}
-
-/// ISO 13616 mod-97 check over the compact (space-free, upper-case) IBAN.
-pub fn iban_checksum_valid(iban: &[char]) -> bool {
-    if iban.len() < 5 {
-        return false;
-    }
-    let mut rem: u32 = 0;
-    for &c in iban[4..].iter().chain(iban[..4].iter()) {
-        let v = match c {
-            '0'..='9' => digit_value(c),
-            'A'..='Z' => c as u32 - 'A' as u32 + 10,
-            _ => return false,
-        };
-        rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
-    }
-    rem == 1
 }
 
 pub fn ibans(text: &[char]) -> Vec<Span> {
@@ -350,34 +162,6 @@ pub fn ibans(text: &[char]) -> Vec<Span> {
         }
     }
     out
-}
-
-// ---------------------------------------------------------------- IP_ADDRESS
-
-/// Parses a dotted IPv4 address at `i`; returns its end.
-fn ipv4_at(text: &[char], i: usize) -> Option<usize> {
-    let mut j = i;
-    for k in 0..4 {
-        let s = j;
-        while j < text.len() && digit(text[j]) && j - s < 4 {
-            j += 1;
-        }
-        let len = j - s;
-        if len == 0 || len > 3 {
-            return None;
-        }
-        let v = text[s..j].iter().fold(0u32, |a, &c| a * 10 + digit_value(c));
-        if v > 255 || (len > 1 && text[s] == '0') {
-            return None;
-        }
-        if k < 3 {
-            if at(text, j) != Some('.') {
-                return None;
-            }
-            j += 1;
-        }
-    }
-    Some(j)
 }
 
 pub fn ip_addresses(text: &[char]) -> Vec<Span> {
@@ -439,12 +223,6 @@ pub fn ip_addresses(text: &[char]) -> Vec<Span> {
         i = j.max(i + 1);
     }
     out
-}
-
-// ---------------------------------------------------------------- PHONE
-
-fn phone_sep(c: char) -> bool {
-    matches!(c, ' ' | '-' | '.' | '/' | '(' | ')' | '\u{a0}')
 }
 
 /// Phone numbers: 7–15 digits; either a leading `+` (international), or
@@ -560,169 +338,10 @@ pub fn phones(text: &[char]) -> Vec<Span> {
     out
 }
 
-/// An ISBN-13 (`978-3-16-148410-0`): 13 digits starting 978/979 whose
-/// weighted (1, 3, 1, ...) digit sum is a multiple of ten.
-fn isbn13(digits: &[u32]) -> bool {
-    digits.len() == 13
-        && digits[0] == 9
-        && digits[1] == 7
-        && matches!(digits[2], 8 | 9)
-        && digits.iter().enumerate().map(|(k, d)| if k % 2 == 0 { *d } else { 3 * d }).sum::<u32>() % 10 == 0
-}
-
-/// True when the number at `start` continues space-separated groups of four
-/// letters or digits that begin like an IBAN (`BE32 8483 7261 6751` with a
-/// wrong check digit, or `GB71 OQRZ 1878 ...`): the digits are an account
-/// number's tail, not a phone number.
-fn follows_iban_prefix(text: &[char], start: usize) -> bool {
-    let mut k = start;
-    for _ in 0..8 {
-        if k < 5 || text[k - 1] != ' ' {
-            return false;
-        }
-        let group = &text[k - 5..k - 1];
-        if !group.iter().all(|c| c.is_ascii_uppercase() || digit(*c)) || !word_start(text, k - 5) {
-            return false;
-        }
-        if group[0].is_ascii_uppercase() && group[1].is_ascii_uppercase() && digit(group[2]) && digit(group[3]) {
-            return true;
-        }
-        k -= 5;
-    }
-    false
-}
-
 // ---------------------------------------------------------------- DATE_OF_BIRTH
 
 const DOB_LABELS: &[&str] =
     &["date of birth", "birth date", "birthdate", "geburtsdatum", "born on", "d.o.b.", "dob", "born", "geb."];
-
-const MONTHS: &[&str] = &[
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-    "januar",
-    "februar",
-    "märz",
-    "maerz",
-    "mai",
-    "juni",
-    "juli",
-    "oktober",
-    "dezember",
-    "sept",
-    "jan",
-    "feb",
-    "mar",
-    "apr",
-    "jun",
-    "jul",
-    "aug",
-    "sep",
-    "oct",
-    "okt",
-    "nov",
-    "dec",
-    "dez",
-];
-
-/// Length of a month name at `i` (with an optional trailing `.`), if any.
-fn month_at(text: &[char], i: usize) -> Option<usize> {
-    MONTHS.iter().find_map(|m| {
-        let l = m.chars().count();
-        (matches_ci(text, i, m) && word_end(text, i + l)).then(|| if at(text, i + l) == Some('.') { l + 1 } else { l })
-    })
-}
-
-/// Number of ASCII digits at `i`.
-fn digits_at(text: &[char], i: usize) -> usize {
-    text[i.min(text.len())..].iter().take_while(|c| digit(**c)).count()
-}
-
-/// Parses a date at `i`; returns its end.
-fn date_at(text: &[char], i: usize) -> Option<usize> {
-    let d1 = digits_at(text, i);
-    if d1 > 0 {
-        let j = i + d1;
-        // Numeric: 1990-05-17, 17.05.1990, 05/17/90.
-        if let Some(sep) = at(text, j).filter(|c| matches!(c, '.' | '/' | '-')) {
-            let d2 = digits_at(text, j + 1);
-            let k = j + 1 + d2;
-            if (1..=2).contains(&d2) && at(text, k) == Some(sep) {
-                let d3 = digits_at(text, k + 1);
-                let end = k + 1 + d3;
-                let ok = (d1 == 4 && (1..=2).contains(&d3)) || (d1 <= 2 && (d3 == 4 || d3 == 2));
-                if ok && word_end(text, end) {
-                    return Some(end);
-                }
-            }
-        }
-        // Textual: 17 May 1990, 17. Mai 1990, 3rd of June 1985.
-        if d1 <= 2 {
-            let mut k = j;
-            for suf in ["st", "nd", "rd", "th", "."] {
-                if matches_ci(text, k, suf) {
-                    k += suf.chars().count();
-                    break;
-                }
-            }
-            while at(text, k) == Some(' ') {
-                k += 1;
-            }
-            if matches_ci(text, k, "of ") {
-                k += 3;
-            }
-            if let Some(m) = month_at(text, k) {
-                k += m;
-                if at(text, k) == Some(',') {
-                    k += 1;
-                }
-                while at(text, k) == Some(' ') {
-                    k += 1;
-                }
-                let y = digits_at(text, k);
-                if y == 4 && word_end(text, k + y) {
-                    return Some(k + y);
-                }
-            }
-        }
-        return None;
-    }
-    // Month first: May 17, 1990.
-    let m = month_at(text, i)?;
-    let mut k = i + m;
-    while at(text, k) == Some(' ') {
-        k += 1;
-    }
-    let d = digits_at(text, k);
-    if !(1..=2).contains(&d) {
-        return None;
-    }
-    k += d;
-    for suf in ["st", "nd", "rd", "th"] {
-        if matches_ci(text, k, suf) {
-            k += 2;
-            break;
-        }
-    }
-    if at(text, k) == Some(',') {
-        k += 1;
-    }
-    while at(text, k) == Some(' ') {
-        k += 1;
-    }
-    let y = digits_at(text, k);
-    (y == 4 && word_end(text, k + y)).then_some(k + y)
-}
 
 pub fn dates_of_birth(text: &[char]) -> Vec<Span> {
     let mut out = Vec::new();
@@ -762,152 +381,6 @@ pub fn dates_of_birth(text: &[char]) -> Vec<Span> {
         }
     }
     out
-}
-
-// ---------------------------------------------------------------- PERSON
-
-const TITLES: &[&str] = &["mrs", "mr", "ms", "miss", "mx", "dr", "prof", "herr", "frau", "sir", "madam"];
-
-/// Capitalised words that follow cues but are not names.
-const NOT_NAMES: &[&str] = &[
-    "Customer",
-    "Customers",
-    "Sir",
-    "Madam",
-    "Team",
-    "All",
-    "Colleague",
-    "Colleagues",
-    "Friend",
-    "Friends",
-    "Support",
-    "Valued",
-    "Client",
-    "User",
-    "Users",
-    "Member",
-    "Members",
-    "Hiring",
-    "Manager",
-    "Applicant",
-    "Patient",
-    "Sales",
-    "Billing",
-    "Admin",
-    "The",
-    "Our",
-    "Your",
-    "At",
-    "On",
-    "In",
-    "For",
-    "And",
-    "Or",
-    "Or",
-    "Regarding",
-    "Re",
-    "Thanks",
-    "Thank",
-    "Please",
-    "Hello",
-    "Hi",
-    "Dear",
-    "Mr",
-    "Mrs",
-    "Ms",
-    "Dr",
-    "Prof",
-    "Name",
-    "Email",
-    "Phone",
-    "Address",
-    "I",
-];
-
-const PARTICLES: &[&str] = &["van", "von", "de", "der", "den", "da", "di", "del", "la", "le", "du", "dos", "bin", "al"];
-
-/// A capitalised name token at `i`: returns its end. Accepts `O'Brien`,
-/// `Anne-Marie`, and an initial `J.`.
-fn name_token_at(text: &[char], i: usize) -> Option<usize> {
-    let first = at(text, i)?;
-    if !first.is_uppercase() || !word_start(text, i) {
-        return None;
-    }
-    let mut j = i + 1;
-    while j < text.len() {
-        let c = text[j];
-        if c.is_alphabetic() || matches!(c, '\'' | '’' | '-') && at(text, j + 1).is_some_and(char::is_alphabetic) {
-            j += 1;
-        } else {
-            break;
-        }
-    }
-    if at(text, j).is_some_and(|c| digit(c) || c == '_') {
-        return None;
-    }
-    if j == i + 1 {
-        // A single letter is only a name as an initial ("J.").
-        return (at(text, j) == Some('.')).then_some(j + 1);
-    }
-    // All-caps words of 2+ letters are more likely acronyms than names,
-    // unless short ("LI")? Keep it simple: reject all-caps of 4+ letters.
-    if j - i >= 4 && text[i..j].iter().all(|c| !c.is_lowercase()) {
-        return None;
-    }
-    let word: String = text[i..j].iter().collect();
-    if NOT_NAMES.contains(&word.as_str()) {
-        return None;
-    }
-    Some(j)
-}
-
-/// Up to `max` name tokens (with particles) starting at `i`, separated by
-/// single spaces; returns the end of the last token.
-fn name_at(text: &[char], i: usize, max: usize) -> Option<usize> {
-    let mut end = name_token_at(text, i)?;
-    let mut count = 1;
-    let mut j = end;
-    while count < max && at(text, j) == Some(' ') {
-        let k = j + 1;
-        if let Some(e) = name_token_at(text, k) {
-            end = e;
-            j = e;
-            count += 1;
-            continue;
-        }
-        // particles ("van der", "de la") followed by a capitalised token
-        match particles_then_name(text, k) {
-            Some(last_particle_end) => j = last_particle_end,
-            None => break,
-        }
-    }
-    Some(end)
-}
-
-/// One or more lower-case name particles at `k`, each followed by a space,
-/// then a capitalised name token; returns the end of the last particle.
-fn particles_then_name(text: &[char], k: usize) -> Option<usize> {
-    let mut j = k;
-    for _ in 0..3 {
-        let p = PARTICLES.iter().find(|p| {
-            let l = p.chars().count();
-            text.get(j..j + l).is_some_and(|w| w.iter().copied().eq(p.chars())) && at(text, j + l) == Some(' ')
-        })?;
-        j += p.chars().count();
-        if name_token_at(text, j + 1).is_some() {
-            return Some(j);
-        }
-        j += 1;
-    }
-    None
-}
-
-/// Skips spaces (and at most one newline) from `k`.
-fn skip_spaces(text: &[char], mut k: usize) -> usize {
-    while at(text, k).is_some_and(|c| c == ' ' || c == '\t' || c == '\u{a0}') {
-        k += 1;
-    }
-    k
 }
 
 pub fn persons(text: &[char]) -> Vec<Span> {
