@@ -135,6 +135,10 @@ def main():
         "big_native_pages_s": m(rust, "pdf_load_big_native", "pages_per_s"),
         "big_pypdf_pages_s": m(py, "pdf_big_pypdf", "pages_per_s"),
         "big_pdftotext_pages_s": m(py, "pdf_big_pdftotext", "pages_per_s"),
+        # The same sandbox with components compiled without wasmtime's epoch
+        # checks (no step deadlines): a reference for what the checks cost.
+        "pdf_unchecked_s": cpu_or_wall(rust, "pdf_load_sandbox_unchecked"),
+        "big_unchecked_s": cpu_or_wall(rust, "pdf_load_big_sandbox_unchecked"),
     }
 
     def ratio(a, b):
@@ -233,6 +237,13 @@ def main():
         f"{f(med['big_pypdf_pages_s'], 1)}, pdftotext {f(med['big_pdftotext_pages_s'], 1)} pages/s | "
         f"{f(ratio(med['big_sandbox_s'], med['big_native_s']))}x native time, "
         f"{f(ratio(med['big_sandbox_pages_s'], med['big_pypdf_pages_s']), 1)}x pypdf |",
+        "",
+        f"For reference, not how Weft runs steps: the same sandbox with the component compiled without "
+        f"wasmtime's epoch checks, which are what stops a step that computes past its timeout, takes "
+        f"{f(ratio(med['pdf_unchecked_s'], med['pdf_native_s']))}x native time on the corpus and "
+        f"{f(ratio(med['big_unchecked_s'], med['big_native_s']))}x on the large document (same runs, "
+        "the three sides taking turns per attempt). The difference to the rows above is the price of "
+        "deadlines.",
         "",
         f"Text quality against `pdftotext` on the corpus documents with >= 20 reference words "
         f"({qual['weft']['docs']} documents; word F1 and word-order similarity as in "

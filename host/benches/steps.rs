@@ -59,7 +59,18 @@ struct Sandbox {
 
 impl Sandbox {
     fn new() -> BenchResult<Self> {
-        let engine = Engine::new(EngineSettings::default()).map_err(|e| e.to_string())?;
+        Self::with_settings(EngineSettings::default())
+    }
+
+    /// A sandbox whose components are compiled without wasmtime's epoch
+    /// checks (no step deadlines): a reference that shows what the checks
+    /// cost, never how Weft runs steps.
+    fn without_deadline_checks() -> BenchResult<Self> {
+        Self::with_settings(EngineSettings { deadline_checks: false, ..EngineSettings::default() })
+    }
+
+    fn with_settings(settings: EngineSettings) -> BenchResult<Self> {
+        let engine = Engine::new(settings).map_err(|e| e.to_string())?;
         let workflow = weft::workflow::parse("steps-bench.yaml", WORKFLOW).map_err(|e| e.to_string())?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         Ok(Sandbox { engine, workflow, runtime })
@@ -248,66 +259,121 @@ fn mb_per_s(bytes: usize, secs: f64) -> f64 {
 /// A document's name and the text of each of its pages.
 type DocPages = (String, Vec<String>);
 
-/// `pdf-load` over `docs`, in the sandbox and natively, alternating per
-/// document (`reps` attempts of each side per document, the sides
-/// alternating); returns (sandbox, native) summaries and the sandbox's page
-/// texts. A side's `secs` is the sum over documents of the median wall time
-/// of its attempts, `cpu_secs` the same of on-CPU time (see [`Timing`]), and
-/// `best_cpu_secs` the sum of each document's least on-CPU time (the least
-/// disturbed by other processes sharing the caches and cores).
+/// One way of running `pdf-load` that the bench times.
+struct Side<'a> {
+    sandbox: &'a Sandbox,
+    plugin: CompiledPlugin,
+}
+
+/// The timings of one side over a set of documents: per document, the wall
+/// and on-CPU seconds of each attempt.
+#[derive(Default)]
+struct SideTimes {
+    wall: Vec<Vec<f64>>,
+    cpu: Vec<Vec<Option<f64>>>,
+}
+
+impl SideTimes {
+    fn start_document(&mut self) {
+        self.wall.push(Vec::new());
+        self.cpu.push(Vec::new());
+    }
+
+    fn record(&mut self, timing: &Timing) {
+        if let (Some(wall), Some(cpu)) = (self.wall.last_mut(), self.cpu.last_mut()) {
+            wall.push(timing.wall.as_secs_f64());
+            cpu.push(timing.cpu.map(|d| d.as_secs_f64()));
+        }
+    }
+
+    /// Each document's median on-CPU seconds (`None` without a CPU clock).
+    fn cpu_medians(&self) -> Vec<Option<f64>> {
+        self.cpu.iter().map(|v| v.iter().copied().collect::<Option<Vec<f64>>>().map(|mut v| median(&mut v))).collect()
+    }
+
+    /// The summary the report reads: `secs` is the sum over documents of the
+    /// median wall time, `cpu_secs` the same of on-CPU time (see
+    /// [`Timing`]), `best_cpu_secs` the sum of each document's least
+    /// on-CPU time (the least disturbed by other processes sharing the
+    /// caches and cores).
+    fn summary(&self, names: &[&str], pages: usize, reps: usize) -> Value {
+        let secs: f64 = self.wall.iter().map(|v| median(&mut v.clone())).sum();
+        let cpu_secs = self.cpu_medians().into_iter().sum::<Option<f64>>();
+        let best_cpu_secs = self
+            .cpu
+            .iter()
+            .map(|v| {
+                v.iter().copied().collect::<Option<Vec<f64>>>().map(|v| v.into_iter().fold(f64::INFINITY, f64::min))
+            })
+            .sum::<Option<f64>>();
+        json!({"docs": names.len(), "names": names, "pages": pages, "reps": reps, "secs": secs,
+               "pages_per_s": pages as f64 / secs, "cpu_secs": cpu_secs, "best_cpu_secs": best_cpu_secs})
+    }
+}
+
+/// What [`pdf_load_pair`] measured: the summaries of the sandboxed, native
+/// and unchecked sides, and the sandbox's page texts.
+struct PdfLoadTimes {
+    sandbox: Value,
+    native: Value,
+    unchecked: Value,
+    texts: Vec<DocPages>,
+}
+
+/// `pdf-load` over `docs` in the sandbox, natively, and in a sandbox
+/// without deadline checks (`unchecked`), the sides taking turns per
+/// attempt (`reps` attempts of each side per document). The sandbox's
+/// summary also lists each document's median on-CPU seconds as
+/// [name, sandbox, native, unchecked].
 fn pdf_load_pair(
-    sandbox: &Sandbox,
-    plugin: &CompiledPlugin,
+    sandbox: &Side<'_>,
+    unchecked: &Side<'_>,
     docs: &[(String, Vec<u8>)],
     reps: usize,
-) -> BenchResult<(Value, Value, Vec<DocPages>)> {
-    let (mut sandbox_secs, mut native_secs, mut pages) = (0.0, 0.0, 0usize);
-    let (mut sandbox_cpu, mut native_cpu) = (Some(0.0), Some(0.0));
-    let (mut sandbox_cpu_best, mut native_cpu_best) = (Some(0.0), Some(0.0));
+) -> BenchResult<PdfLoadTimes> {
+    let (mut sandbox_times, mut native_times, mut unchecked_times) =
+        (SideTimes::default(), SideTimes::default(), SideTimes::default());
+    let mut pages = 0usize;
     let mut texts = Vec::new();
-    // Each document's median on-CPU seconds, [name, sandbox, native].
-    let mut per_doc = Vec::new();
     for (name, bytes) in docs {
-        let (mut sandbox_wall, mut sandbox_on_cpu, mut native_wall, mut native_on_cpu) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        sandbox_times.start_document();
+        native_times.start_document();
+        unchecked_times.start_document();
         let mut page_texts = Vec::new();
         for _ in 0..reps {
-            let (items, timing) = sandbox.run_timed(plugin, "pdf-load", vec![Item::bytes(bytes.clone())], "{}")?;
-            sandbox_wall.push(timing.wall.as_secs_f64());
-            sandbox_on_cpu.push(timing.cpu.map(|d| d.as_secs_f64()));
+            let (items, timing) =
+                sandbox.sandbox.run_timed(&sandbox.plugin, "pdf-load", vec![Item::bytes(bytes.clone())], "{}")?;
+            sandbox_times.record(&timing);
+            let (unchecked_items, timing) =
+                unchecked.sandbox.run_timed(&unchecked.plugin, "pdf-load", vec![Item::bytes(bytes.clone())], "{}")?;
+            unchecked_times.record(&timing);
+            if text_of(&unchecked_items).ne(text_of(&items)) {
+                return Err(format!("{name}: the sandboxes without and with deadline checks disagree"));
+            }
             let (native, timing) = Timing::measure(|| pdf_load::load_pdf(bytes, &[], &pdf_load::Config::default()));
             let native = native.map_err(|e| format!("{name}: {e}"))?;
-            native_wall.push(timing.wall.as_secs_f64());
-            native_on_cpu.push(timing.cpu.map(|d| d.as_secs_f64()));
+            native_times.record(&timing);
             std::hint::black_box(&native);
             page_texts = text_of(&items).map(str::to_string).collect();
             if page_texts.len() != native.len() {
                 return Err(format!("{name}: sandbox gave {} pages, native {}", page_texts.len(), native.len()));
             }
         }
-        sandbox_secs += median(&mut sandbox_wall);
-        native_secs += median(&mut native_wall);
-        let cpu_times = |values: Vec<Option<f64>>| values.into_iter().collect::<Option<Vec<f64>>>();
-        let (sandbox_on_cpu, native_on_cpu) = (cpu_times(sandbox_on_cpu), cpu_times(native_on_cpu));
-        let best = |values: &Option<Vec<f64>>| values.as_ref().map(|v| v.iter().copied().fold(f64::INFINITY, f64::min));
-        sandbox_cpu_best = sandbox_cpu_best.zip(best(&sandbox_on_cpu)).map(|(a, b)| a + b);
-        native_cpu_best = native_cpu_best.zip(best(&native_on_cpu)).map(|(a, b)| a + b);
-        let (sandbox_med, native_med) =
-            (sandbox_on_cpu.map(|mut v| median(&mut v)), native_on_cpu.map(|mut v| median(&mut v)));
-        per_doc.push(json!([name, sandbox_med, native_med]));
-        sandbox_cpu = sandbox_cpu.zip(sandbox_med).map(|(a, b)| a + b);
-        native_cpu = native_cpu.zip(native_med).map(|(a, b)| a + b);
         pages += page_texts.len();
         texts.push((name.clone(), page_texts));
     }
     let names: Vec<&str> = docs.iter().map(|(name, _)| name.as_str()).collect();
-    let summary = |secs: f64, cpu_secs: Option<f64>, best_cpu_secs: Option<f64>| {
-        json!({"docs": docs.len(), "names": names, "pages": pages, "reps": reps, "secs": secs,
-               "pages_per_s": pages as f64 / secs, "cpu_secs": cpu_secs, "best_cpu_secs": best_cpu_secs})
-    };
-    let mut sandbox_summary = summary(sandbox_secs, sandbox_cpu, sandbox_cpu_best);
+    let columns = [sandbox_times.cpu_medians(), native_times.cpu_medians(), unchecked_times.cpu_medians()];
+    let per_doc: Vec<Value> =
+        names.iter().enumerate().map(|(i, name)| json!([name, columns[0][i], columns[1][i], columns[2][i]])).collect();
+    let mut sandbox_summary = sandbox_times.summary(&names, pages, reps);
     sandbox_summary["per_doc_cpu_secs"] = json!(per_doc);
-    Ok((sandbox_summary, summary(native_secs, native_cpu, native_cpu_best), texts))
+    Ok(PdfLoadTimes {
+        sandbox: sandbox_summary,
+        native: native_times.summary(&names, pages, reps),
+        unchecked: unchecked_times.summary(&names, pages, reps),
+        texts,
+    })
 }
 
 fn bench_round(args: &Args) -> BenchResult<Value> {
@@ -346,12 +412,22 @@ fn bench_round(args: &Args) -> BenchResult<Value> {
         );
     }
 
+    let unchecked_sandbox = Sandbox::without_deadline_checks()?;
+    let pdf_sides = || -> BenchResult<(Side<'_>, Side<'_>)> {
+        Ok((
+            Side { sandbox: &sandbox, plugin: sandbox.plugin("pdf-load")? },
+            Side { sandbox: &unchecked_sandbox, plugin: unchecked_sandbox.plugin("pdf-load")? },
+        ))
+    };
+
     if let Some(dir) = &args.pdf_dir {
         let docs = pdfs(dir, &args.exclude)?;
-        let load = sandbox.plugin("pdf-load")?;
-        let (sandboxed, native, texts) = pdf_load_pair(&sandbox, &load, &docs, args.pdf_reps)?;
-        out.insert("pdf_load_sandbox".into(), sandboxed);
-        out.insert("pdf_load_native".into(), native);
+        let (load, unchecked) = pdf_sides()?;
+        let times = pdf_load_pair(&load, &unchecked, &docs, args.pdf_reps)?;
+        let texts = times.texts;
+        out.insert("pdf_load_sandbox".into(), times.sandbox);
+        out.insert("pdf_load_native".into(), times.native);
+        out.insert("pdf_load_sandbox_unchecked".into(), times.unchecked);
         if let Some(dump) = &args.dump_dir {
             std::fs::create_dir_all(dump).map_err(|e| format!("create {}: {e}", dump.display()))?;
             for (name, pages) in &texts {
@@ -379,11 +455,12 @@ fn bench_round(args: &Args) -> BenchResult<Value> {
 
     if let Some(path) = &args.big_pdf {
         let bytes = std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
-        let load = sandbox.plugin("pdf-load")?;
+        let (load, unchecked) = pdf_sides()?;
         let docs = vec![(path.display().to_string(), bytes)];
-        let (sandboxed, native, _) = pdf_load_pair(&sandbox, &load, &docs, args.pdf_reps)?;
-        out.insert("pdf_load_big_sandbox".into(), sandboxed);
-        out.insert("pdf_load_big_native".into(), native);
+        let times = pdf_load_pair(&load, &unchecked, &docs, args.pdf_reps)?;
+        out.insert("pdf_load_big_sandbox".into(), times.sandbox);
+        out.insert("pdf_load_big_native".into(), times.native);
+        out.insert("pdf_load_big_sandbox_unchecked".into(), times.unchecked);
     }
     Ok(Value::Object(out))
 }

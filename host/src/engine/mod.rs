@@ -67,6 +67,13 @@ pub struct EngineSettings {
     /// sandbox's memory at once while they take turns on the same cores;
     /// the wait for a slot counts against the attempt's timeout.
     pub compute_slots: usize,
+    /// Compile components with wasmtime's epoch checks, the only way to stop
+    /// a step that computes past its timeout. On by default and in every
+    /// host the CLI starts; turning it off is only for measuring what the
+    /// checks cost (the steps benchmark): without them a timeout is noticed
+    /// only when the step waits on I/O, so a step that loops forever keeps
+    /// its thread forever.
+    pub deadline_checks: bool,
 }
 
 impl Default for EngineSettings {
@@ -77,6 +84,7 @@ impl Default for EngineSettings {
             fuel_metering: false,
             cache_dir: default_cache_dir(),
             compute_slots: 0,
+            deadline_checks: true,
         }
     }
 }
@@ -176,7 +184,7 @@ impl Engine {
     pub fn new(settings: EngineSettings) -> Result<Self, EngineError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        config.epoch_interruption(true);
+        config.epoch_interruption(settings.deadline_checks);
         config.consume_fuel(settings.fuel_metering);
         if std::env::var_os(PERF_MAP_ENV).is_some_and(|v| v == "1") {
             // Names JIT-compiled guest functions in /tmp/perf-<pid>.map so `perf report` can

@@ -305,20 +305,22 @@ impl Engine {
             let fuel = limits.fuel.unwrap_or(u64::MAX);
             store.set_fuel(fuel).map_err(|e| host_failure(format!("cannot set fuel: {e}")))?;
         }
-        store.set_epoch_deadline(1);
         // Set when the guest is suspended only to share the CPU (an epoch
         // tick), so that suspension keeps its compute slot; any other
         // suspension is a wait on I/O or a timer, and gives the slot back.
         let cpu_yield = Arc::new(AtomicBool::new(false));
-        let cpu_yield_in_callback = cpu_yield.clone();
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Err(DeadlineExceeded.into())
-            } else {
-                cpu_yield_in_callback.store(true, Ordering::Relaxed);
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
+        if self.settings.deadline_checks {
+            store.set_epoch_deadline(1);
+            let cpu_yield_in_callback = cpu_yield.clone();
+            store.epoch_deadline_callback(move |_| {
+                if Instant::now() >= deadline {
+                    Err(DeadlineExceeded.into())
+                } else {
+                    cpu_yield_in_callback.store(true, Ordering::Relaxed);
+                    Ok(UpdateDeadline::Yield(1))
+                }
+            });
+        }
 
         let ctx = types::Context {
             job_id: &attempt.job_id,
