@@ -265,30 +265,30 @@ struct Side<'a> {
     plugin: CompiledPlugin,
 }
 
-/// The timings of one side over a set of documents: per document, the wall
-/// and on-CPU seconds of each attempt.
+/// The timings of one side over a set of documents: per document, one
+/// [`Timing`] per attempt.
 #[derive(Default)]
 struct SideTimes {
-    wall: Vec<Vec<f64>>,
-    cpu: Vec<Vec<Option<f64>>>,
+    docs: Vec<Vec<Timing>>,
 }
 
 impl SideTimes {
-    fn start_document(&mut self) {
-        self.wall.push(Vec::new());
-        self.cpu.push(Vec::new());
-    }
-
-    fn record(&mut self, timing: &Timing) {
-        if let (Some(wall), Some(cpu)) = (self.wall.last_mut(), self.cpu.last_mut()) {
-            wall.push(timing.wall.as_secs_f64());
-            cpu.push(timing.cpu.map(|d| d.as_secs_f64()));
+    /// Records an attempt at document `doc` (in the order of the documents).
+    fn record(&mut self, doc: usize, timing: Timing) {
+        if self.docs.len() <= doc {
+            self.docs.resize_with(doc + 1, Vec::new);
         }
+        self.docs[doc].push(timing);
     }
 
-    /// Each document's median on-CPU seconds (`None` without a CPU clock).
+    /// Each document's on-CPU seconds per attempt (`None` without a CPU clock).
+    fn cpu_per_doc(&self) -> impl Iterator<Item = Option<Vec<f64>>> + '_ {
+        self.docs.iter().map(|attempts| attempts.iter().map(|t| t.cpu.map(|d| d.as_secs_f64())).collect())
+    }
+
+    /// Each document's median on-CPU seconds.
     fn cpu_medians(&self) -> Vec<Option<f64>> {
-        self.cpu.iter().map(|v| v.iter().copied().collect::<Option<Vec<f64>>>().map(|mut v| median(&mut v))).collect()
+        self.cpu_per_doc().map(|cpu| cpu.map(|mut v| median(&mut v))).collect()
     }
 
     /// The summary the report reads: `secs` is the sum over documents of the
@@ -297,15 +297,14 @@ impl SideTimes {
     /// on-CPU time (the least disturbed by other processes sharing the
     /// caches and cores).
     fn summary(&self, names: &[&str], pages: usize, reps: usize) -> Value {
-        let secs: f64 = self.wall.iter().map(|v| median(&mut v.clone())).sum();
-        let cpu_secs = self.cpu_medians().into_iter().sum::<Option<f64>>();
-        let best_cpu_secs = self
-            .cpu
+        let secs: f64 = self
+            .docs
             .iter()
-            .map(|v| {
-                v.iter().copied().collect::<Option<Vec<f64>>>().map(|v| v.into_iter().fold(f64::INFINITY, f64::min))
-            })
-            .sum::<Option<f64>>();
+            .map(|attempts| median(&mut attempts.iter().map(|t| t.wall.as_secs_f64()).collect::<Vec<_>>()))
+            .sum();
+        let cpu_secs = self.cpu_medians().into_iter().sum::<Option<f64>>();
+        let best_cpu_secs =
+            self.cpu_per_doc().map(|cpu| cpu.map(|v| v.into_iter().fold(f64::INFINITY, f64::min))).sum::<Option<f64>>();
         json!({"docs": names.len(), "names": names, "pages": pages, "reps": reps, "secs": secs,
                "pages_per_s": pages as f64 / secs, "cpu_secs": cpu_secs, "best_cpu_secs": best_cpu_secs})
     }
@@ -335,24 +334,21 @@ fn pdf_load_pair(
         (SideTimes::default(), SideTimes::default(), SideTimes::default());
     let mut pages = 0usize;
     let mut texts = Vec::new();
-    for (name, bytes) in docs {
-        sandbox_times.start_document();
-        native_times.start_document();
-        unchecked_times.start_document();
+    for (doc, (name, bytes)) in docs.iter().enumerate() {
         let mut page_texts = Vec::new();
         for _ in 0..reps {
             let (items, timing) =
                 sandbox.sandbox.run_timed(&sandbox.plugin, "pdf-load", vec![Item::bytes(bytes.clone())], "{}")?;
-            sandbox_times.record(&timing);
+            sandbox_times.record(doc, timing);
             let (unchecked_items, timing) =
                 unchecked.sandbox.run_timed(&unchecked.plugin, "pdf-load", vec![Item::bytes(bytes.clone())], "{}")?;
-            unchecked_times.record(&timing);
+            unchecked_times.record(doc, timing);
             if text_of(&unchecked_items).ne(text_of(&items)) {
                 return Err(format!("{name}: the sandboxes without and with deadline checks disagree"));
             }
             let (native, timing) = Timing::measure(|| pdf_load::load_pdf(bytes, &[], &pdf_load::Config::default()));
             let native = native.map_err(|e| format!("{name}: {e}"))?;
-            native_times.record(&timing);
+            native_times.record(doc, timing);
             std::hint::black_box(&native);
             page_texts = text_of(&items).map(str::to_string).collect();
             if page_texts.len() != native.len() {
@@ -412,11 +408,15 @@ fn bench_round(args: &Args) -> BenchResult<Value> {
         );
     }
 
-    let unchecked_sandbox = Sandbox::without_deadline_checks()?;
+    // A second engine (its own pool reservation and epoch thread), only
+    // when pdf-load is measured.
+    let unchecked_sandbox =
+        (args.pdf_dir.is_some() || args.big_pdf.is_some()).then(Sandbox::without_deadline_checks).transpose()?;
     let pdf_sides = || -> BenchResult<(Side<'_>, Side<'_>)> {
+        let unchecked_sandbox = unchecked_sandbox.as_ref().ok_or("no sandbox without deadline checks")?;
         Ok((
             Side { sandbox: &sandbox, plugin: sandbox.plugin("pdf-load")? },
-            Side { sandbox: &unchecked_sandbox, plugin: unchecked_sandbox.plugin("pdf-load")? },
+            Side { sandbox: unchecked_sandbox, plugin: unchecked_sandbox.plugin("pdf-load")? },
         ))
     };
 
