@@ -68,7 +68,7 @@ async fn every_corpus_pdf_yields_text_or_a_typed_error() {
     let host = host();
     let loaded = load(&host, LOAD_ONLY);
     let mut files: Vec<_> = std::fs::read_dir(corpus_dir())
-        .expect("the shared PDF corpus is at ../shared/corpus/pdf")
+        .expect("the shared PDF corpus (../shared/corpus/pdf, or set WEFT_PDF_CORPUS)")
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "pdf"))
         .collect();

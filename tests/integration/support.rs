@@ -35,9 +35,15 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
 }
 
-/// The shared PDF corpus (`../shared/corpus/pdf` from the repository root).
+/// The shared PDF corpus: `$WEFT_PDF_CORPUS`, else `../shared/corpus/pdf`
+/// beside the repository, else this machine's `/work/shared/corpus/pdf` (for
+/// a clone made elsewhere, such as a temporary directory).
 pub fn corpus_dir() -> PathBuf {
-    repo_root().join("../shared/corpus/pdf")
+    if let Some(dir) = std::env::var_os("WEFT_PDF_CORPUS") {
+        return PathBuf::from(dir);
+    }
+    let beside = repo_root().join("../shared/corpus/pdf");
+    if beside.is_dir() { beside } else { PathBuf::from("/work/shared/corpus/pdf") }
 }
 
 pub fn component_path(name: &str) -> PathBuf {

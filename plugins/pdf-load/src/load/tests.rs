@@ -7,14 +7,21 @@ use lopdf::{Document, Object, Stream, dictionary};
 
 use super::*;
 
+/// The shared PDF corpus: `$WEFT_PDF_CORPUS`, else `../shared/corpus/pdf`
+/// beside the repository, else this machine's `/work/shared/corpus/pdf` (for
+/// a clone made elsewhere, such as a temporary directory).
 fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/pdf")
+    if let Some(dir) = std::env::var_os("WEFT_PDF_CORPUS") {
+        return PathBuf::from(dir);
+    }
+    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/pdf");
+    if beside.is_dir() { beside } else { PathBuf::from("/work/shared/corpus/pdf") }
 }
 
 fn corpus_files() -> Vec<PathBuf> {
     let dir = corpus_dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("corpus dir {} unreadable: {e}", dir.display()))
+        .unwrap_or_else(|e| panic!("corpus dir {} unreadable (set WEFT_PDF_CORPUS): {e}", dir.display()))
         .map(|entry| entry.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("pdf")))
         .collect();
