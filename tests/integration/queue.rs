@@ -5,6 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
 use tokio::sync::oneshot;
 use weft::queue::{JobState, QueueClient, QueueConfig, Worker, WorkerConfig, WorkerSummary};
 use weft::workflow::{Jitter, RetryPolicy};
@@ -76,6 +77,28 @@ async fn wait_for(queue: &QueueClient, job_id: &str) -> weft::queue::JobRecord {
     queue.wait(job_id, Duration::from_secs(60)).await.unwrap_or_else(|e| panic!("job {job_id}: {e}"))
 }
 
+/// Publishes job `job_id` of `workflow` with a message id the dedupe window
+/// has not seen (what a resubmit after the window looks like), and waits
+/// until the work queue is empty again.
+async fn republish_after_the_window(queue: &QueueClient, workflow: &str, job_id: &str, input: &str) {
+    let body = serde_json::json!({ "job_id": job_id, "input": { "text": input } }).to_string();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", format!("{job_id}-later").as_str());
+    let js = async_nats::jetstream::new(queue.nats().clone());
+    js.publish_with_headers(format!("weft.jobs.{workflow}"), headers, body.into()).await.unwrap().await.unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let info = js.get_stream("WEFT_JOBS").await.unwrap().get_info().await.unwrap();
+            if info.state.messages == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "the duplicate is removed from the work queue");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_submits_are_dropped_and_finished_jobs_never_rerun() {
     let server = NatsServer::start();
@@ -91,27 +114,72 @@ async fn duplicate_submits_are_dropped_and_finished_jobs_never_rerun() {
     assert_eq!(record.state, JobState::Succeeded);
     assert_eq!(record.attempts, 1);
 
-    // The same job id published again after the dedupe window (a new msg id
-    // stands in for the expired window) is acked without running.
-    let body = br#"{"job_id":"dup-1","input":{"text":"hello"}}"#.to_vec();
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", "dup-1-later");
-    let js = async_nats::jetstream::new(queue.nats().clone());
-    js.publish_with_headers("weft.jobs.echo", headers, body.into()).await.unwrap().await.unwrap();
-    let done = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let info = js.get_stream("WEFT_JOBS").await.unwrap().get_info().await.unwrap();
-            if info.state.messages == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert!(done.is_ok(), "the duplicate is removed from the work queue");
+    // The same job id published again after the dedupe window: echo is a
+    // pure workflow, so its first delivery runs before it claims, and the
+    // claim finds the finished record. The record and the result events
+    // are left as they were; the delivery is acked as a duplicate.
+    let mut events = queue.nats().subscribe("weft.results.echo").await.unwrap();
+    queue.nats().flush().await.unwrap();
+    republish_after_the_window(&queue, "echo", "dup-1", "hello").await;
     let summary = worker.stop().await;
     assert_eq!((summary.succeeded, summary.duplicates), (1, 1));
-    assert_eq!(queue.status("dup-1").await.unwrap().unwrap().attempts, 1, "it never ran a second time");
+    let after = queue.status("dup-1").await.unwrap().unwrap();
+    assert_eq!(after, record, "the finished job's record is untouched");
+    queue.nats().flush().await.unwrap();
+    let event = tokio::time::timeout(Duration::from_millis(300), events.next()).await;
+    assert!(event.is_err(), "no second result event: {event:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_job_with_grants_resubmitted_after_the_window_does_not_run_again() {
+    let server = NatsServer::start();
+    let receiver = crate::servers::HttpServer::always(200).await;
+    let queue = client(&server).await;
+    let yaml = format!(
+        "name: tell\nversion: '1'\nsteps:\n  - id: notify\n    plugin: notify\n    grants: {{ http: [\"{grant}\"] }}\n    \
+         config: {{ channels: [{{ type: webhook, url: \"{url}\" }}] }}\n",
+        grant = receiver.grant(),
+        url = receiver.url("/hook"),
+    );
+    let worker = start_worker(&server, &[&yaml], fast_retries("w1")).await;
+    queue.submit("tell", b"news".to_vec(), Some("once-1".into())).await.unwrap();
+    let record = wait_for(&queue, "once-1").await;
+    assert_eq!(record.state, JobState::Succeeded, "{record:?}");
+    assert_eq!(receiver.requests().len(), 1);
+
+    // A workflow with a grant claims before it runs: the duplicate never
+    // reaches the step that has effects outside.
+    republish_after_the_window(&queue, "tell", "once-1", "news").await;
+    let summary = worker.stop().await;
+    assert_eq!((summary.succeeded, summary.duplicates), (1, 1));
+    assert_eq!(receiver.requests().len(), 1, "the webhook was sent once");
+    assert_eq!(queue.status("once-1").await.unwrap().unwrap(), record);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_delivery_that_finds_an_unfinished_record_takes_it_over_as_the_next_attempt() {
+    let server = NatsServer::start();
+    let queue = client(&server).await;
+    let echo = workflow("echo", ECHO);
+    let worker = start_worker(&server, &[&echo], fast_retries("w2")).await;
+    // A worker claimed the job and died, and the server lost the delivery
+    // count: the job's next delivery looks like a first one.
+    let earlier = serde_json::json!({
+        "job_id": "taken-1", "workflow": "echo", "state": "running", "attempts": 1,
+        "history": [], "replays": 0
+    });
+    let js = async_nats::jetstream::new(queue.nats().clone());
+    let kv = js.get_key_value("weft-jobs").await.unwrap();
+    kv.put("job.taken-1", earlier.to_string().into()).await.unwrap();
+    queue.submit("echo", b"hello".to_vec(), Some("taken-1".into())).await.unwrap();
+
+    let record = wait_for(&queue, "taken-1").await;
+    assert_eq!(record.state, JobState::Succeeded);
+    assert_eq!(record.attempts, 2, "the earlier claim counts as the first attempt");
+    let last = record.history.last().unwrap();
+    assert_eq!((last.attempt, last.worker.as_str(), last.outcome.as_str()), (2, "w2", "succeeded"));
+    let summary = worker.stop().await;
+    assert_eq!((summary.succeeded, summary.duplicates), (1, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

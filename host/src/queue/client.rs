@@ -164,14 +164,14 @@ impl QueueClient {
     /// Writes `record` only if the job has no record yet: one round trip that
     /// both claims a fresh job and tells a redelivery from a first delivery.
     /// `Ok(false)` when a record exists (or existed) already.
-    pub(crate) async fn create_record(&self, record: &JobRecord) -> Result<bool, QueueError> {
+    pub(crate) async fn create_record(&self, record: &RecordView<'_>) -> Result<bool, QueueError> {
         let bytes = serde_json::to_vec(record).map_err(|e| QueueError::js("encoding job state", e))?;
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, "0");
         let ack = self
             .topology
             .js
-            .publish_with_headers(self.state_subject(&job_key(&record.job_id)), headers, bytes.into())
+            .publish_with_headers(self.state_subject(&job_key(record.job_id)), headers, bytes.into())
             .await
             .map_err(|e| QueueError::js("writing job state", e))?
             .await;

@@ -1,5 +1,6 @@
 //! The worker loop behind `weft serve`: pull jobs in batches from the shared
-//! consumer, claim each job with one conditional write of its record, run up
+//! consumer, claim each job with one conditional write of its record (for a
+//! first delivery of a pure workflow's job, written behind: see [`Claim`]), run up
 //! to `concurrency` at once with in-progress acks, checkpoint finished steps
 //! (written behind, see [`WorkerConfig::checkpoint_delay`]), ack on success,
 //! nak with a host-computed delay on a retryable failure, dead-letter (before
@@ -54,6 +55,11 @@ pub struct WorkerConfig {
     /// repeats at most this much of a job's finished work. Steps with grants
     /// (which may have had effects outside) are checkpointed at once anyway.
     /// Zero writes every checkpoint as its step finishes.
+    ///
+    /// The same delay holds back the claim of a first delivery whose
+    /// workflow is pure (no step has grants): such a job, when it finishes
+    /// sooner, writes its record once, with its outcome. `weft status` shows
+    /// it as unknown (queued) until then. Zero claims every job before it runs.
     pub checkpoint_delay: Duration,
 }
 
@@ -321,65 +327,40 @@ impl JobRun {
 
     async fn run(self, message: jetstream::Message, job: JobMessage, job_id: String, workflow: LoadedWorkflow) {
         let workflow_name = workflow.workflow().name.clone();
-        // A first delivery claims the job with one conditional write that
-        // also records it as running; only a redelivery (the record exists)
-        // reads the record and its checkpoints.
+        // The claim: the first delivery of a job of a pure workflow (no step
+        // has grants, so a second run of it has no effect outside) defers it
+        // (see `WorkerConfig::checkpoint_delay`); every other delivery claims
+        // the job, or finds its record, before anything runs.
+        let first_delivery = message.info().is_ok_and(|info| info.delivered <= 1);
+        let pure = workflow.workflow().steps.iter().all(|step| step.grants.is_empty());
+        let mut defer_claim = first_delivery && pure && !self.config.checkpoint_delay.is_zero();
         let first_run = JobRecord { state: JobState::Running, attempts: 1, ..JobRecord::new(&job_id, &workflow_name) };
-        let claimed = match self.queue.create_record(&first_run).await {
-            Ok(claimed) => claimed,
-            Err(error) => {
-                tracing::warn!(%error, "cannot claim the job's state; reading it instead");
-                false
-            }
+        let mut claimed = None;
+        if !defer_claim {
+            claimed = Some(self.claim(&message, first_run.clone()).await);
+        }
+        let input = self.load_input(&job).await;
+        if defer_claim && input.is_err() {
+            // Dead-lettered below: that needs the job's real record.
+            defer_claim = false;
+            claimed = Some(self.claim(&message, first_run.clone()).await);
+        }
+        let (mut record, redelivered) = match claimed {
+            None => (first_run, false),
+            Some(Some(claimed)) => claimed,
+            Some(None) => return,
         };
-        let (mut record, redelivered) = if claimed {
-            (first_run, false)
-        } else {
-            let mut record = match self.queue.read_record(&job_id).await {
-                Ok(record) => record.unwrap_or_else(|| JobRecord::new(&job_id, &workflow_name)),
-                Err(error) => {
-                    tracing::warn!(%error, "cannot read job state; will retry the job later");
-                    ack(&message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
-                    return;
-                }
-            };
-            if record.state.is_terminal() {
-                tracing::info!(state = ?record.state, "job already finished; dropping the duplicate");
-                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-                ack(&message, AckKind::Ack).await;
-                return;
-            }
-            record.attempts += 1;
-            record.state = JobState::Running;
-            if let Err(error) = self.queue.write_record(&record).await {
-                tracing::warn!(%error, "cannot write job state");
-            }
-            (record, true)
-        };
-        let attempt = record.attempts;
         let started_at_ms = now_ms();
-        let this_run = |outcome: &str, error: Option<serde_json::Value>, retry_in_ms: Option<u64>| JobAttempt {
-            attempt,
-            started_at_ms,
-            worker: self.config.name.clone(),
-            outcome: outcome.to_string(),
-            error,
-            retry_in_ms,
-        };
+        let this_run =
+            |attempt: u32, outcome: &str, error: Option<serde_json::Value>, retry_in_ms: Option<u64>| JobAttempt {
+                attempt,
+                started_at_ms,
+                worker: self.config.name.clone(),
+                outcome: outcome.to_string(),
+                error,
+                retry_in_ms,
+            };
 
-        let input = match job.inline_item() {
-            Ok(Some(item)) => Ok(item),
-            Ok(None) => match &job.input {
-                super::JobInput::Object(name) => self
-                    .queue
-                    .get_object(name)
-                    .await
-                    .map(|bytes| job.with_metadata(Item::bytes(bytes)))
-                    .map_err(|e| e.to_string()),
-                _ => Err("no input".to_string()),
-            },
-            Err(reason) => Err(reason),
-        };
         let input = match input {
             Ok(item) => item,
             Err(reason) => {
@@ -399,8 +380,13 @@ impl JobRun {
         // the bytes) is not needed while the job runs.
         drop(job);
         let completed = if redelivered { self.load_checkpoints(&job_id, &workflow).await } else { BTreeMap::new() };
-        let checkpoints =
-            Arc::new(KvCheckpoints::new(self.queue.clone(), job_id.clone(), self.config.checkpoint_delay, &workflow));
+        let checkpoints = Arc::new(KvCheckpoints::new(
+            self.queue.clone(),
+            &record,
+            self.config.checkpoint_delay,
+            defer_claim,
+            &workflow,
+        ));
         let mut hand_back = self.hand_back.clone();
         let sink: Arc<dyn CheckpointSink> = checkpoints.clone();
         // Boxed: the job's future is large, and this task's own future (and
@@ -421,12 +407,29 @@ impl JobRun {
         if !succeeded {
             // The job will run again (retry, hand-back, replay): make every
             // finished step durable first so that run resumes after it.
+            // This writes a deferred claim first.
             checkpoints.flush_and_settle().await;
         }
+        let claim_deferred = match checkpoints.claim().await {
+            Claim::Held => false,
+            // Written below with the job's outcome, in the same write.
+            Claim::Deferred if succeeded => true,
+            Claim::Deferred => {
+                tracing::warn!("cannot claim the job's state; leaving the job for redelivery");
+                return;
+            }
+            Claim::Conflict => match self.adopt(&message, &job_id).await {
+                Some(earlier) => {
+                    record = earlier;
+                    false
+                }
+                None => return,
+            },
+        };
 
         let Some(outcome) = outcome else {
             tracing::warn!("handing the job back unfinished at shutdown");
-            record.history.push(this_run("handed_back", None, None));
+            record.history.push(this_run(record.attempts, "handed_back", None, None));
             record.attempts = record.attempts.saturating_sub(1);
             record.state = JobState::Queued;
             let _ = self.queue.write_record(&record).await;
@@ -436,6 +439,7 @@ impl JobRun {
         };
 
         let report = &outcome.report;
+        let attempt = record.attempts;
         match report.status {
             JobStatus::Succeeded => {
                 let sinks: BTreeMap<&str, &[Item]> = workflow
@@ -446,8 +450,24 @@ impl JobRun {
                     .collect();
                 let outputs = self.store_outputs(&job_id, sinks).await;
                 record.state = JobState::Succeeded;
-                record.history.push(this_run("succeeded", None, None));
-                if let Err(error) = self.queue.write_record_view(&record.view(Some(report), outputs.as_ref())).await {
+                record.history.push(this_run(attempt, "succeeded", None, None));
+                let mut written = if claim_deferred {
+                    self.queue.create_record(&record.view(Some(report), outputs.as_ref())).await
+                } else {
+                    self.queue.write_record_view(&record.view(Some(report), outputs.as_ref())).await.map(|()| true)
+                };
+                if matches!(written, Ok(false)) {
+                    // A record existed: this was not the job's first delivery
+                    // after all (the server restarted, or the job id was
+                    // submitted again after the dedupe window).
+                    let Some(earlier) = self.adopt(&message, &job_id).await else { return };
+                    record = earlier;
+                    record.state = JobState::Succeeded;
+                    record.history.push(this_run(record.attempts, "succeeded", None, None));
+                    written =
+                        self.queue.write_record_view(&record.view(Some(report), outputs.as_ref())).await.map(|()| true);
+                }
+                if let Err(error) = written {
                     // Not acked: a redelivery resumes from the checkpoints,
                     // so the ones still held back are written now.
                     tracing::error!(%error, "cannot record the job's success; leaving it for redelivery");
@@ -467,6 +487,7 @@ impl JobRun {
                     let delay = backoff_delay(&self.config.job_retry, attempt, retry_after, self.jitter.as_ref());
                     record.state = JobState::Retrying;
                     record.history.push(this_run(
+                        attempt,
                         "failed",
                         error_json,
                         Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
@@ -476,7 +497,7 @@ impl JobRun {
                     self.counters.retried.fetch_add(1, Ordering::Relaxed);
                     ack(&message, AckKind::Nak(Some(delay))).await;
                 } else {
-                    record.history.push(this_run("failed", error_json.clone(), None));
+                    record.history.push(this_run(attempt, "failed", error_json.clone(), None));
                     let reason = match &error {
                         Some(e) if retryable => {
                             format!("step `{}` still failing after {attempt} attempts: {}", e.step, e.failure.message)
@@ -495,6 +516,69 @@ impl JobRun {
                     self.finish_dead(&message, record, Some(report), letter).await;
                 }
             }
+        }
+    }
+
+    /// Claims the job before it runs: a conditional write records a first
+    /// delivery as running; when a record exists, this is a redelivery and
+    /// the record is read instead. `Some((record, redelivered))` to run the
+    /// job, `None` when it was handled here (a duplicate of a finished job,
+    /// or state that cannot be read now).
+    async fn claim(&self, message: &jetstream::Message, first_run: JobRecord) -> Option<(JobRecord, bool)> {
+        match self.queue.create_record(&first_run.view(None, None)).await {
+            Ok(true) => return Some((first_run, false)),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "cannot claim the job's state; reading it instead"),
+        }
+        let record = self.adopt(message, &first_run.job_id).await?;
+        if let Err(error) = self.queue.write_record(&record).await {
+            tracing::warn!(%error, "cannot write job state");
+        }
+        Some((record, true))
+    }
+
+    /// The job's record when this delivery is not its first, taken over for
+    /// this run (one more attempt, running). `None` when the job was handled
+    /// here: it already finished (the delivery is acked as a duplicate), or
+    /// its state cannot be read (the delivery is handed back for later).
+    async fn adopt(&self, message: &jetstream::Message, job_id: &str) -> Option<JobRecord> {
+        let workflow_name = message
+            .subject
+            .as_str()
+            .strip_prefix(&format!("{}.", self.queue.topology.config.jobs_subject_prefix))
+            .unwrap_or_default();
+        let mut record = match self.queue.read_record(job_id).await {
+            Ok(record) => record.unwrap_or_else(|| JobRecord::new(job_id, workflow_name)),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read job state; will retry the job later");
+                ack(message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                return None;
+            }
+        };
+        if record.state.is_terminal() {
+            tracing::info!(state = ?record.state, "job already finished; dropping the duplicate");
+            self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+            ack(message, AckKind::Ack).await;
+            return None;
+        }
+        record.attempts += 1;
+        record.state = JobState::Running;
+        Some(record)
+    }
+
+    /// The job's input item: inline in the message, or read from the object store.
+    async fn load_input(&self, job: &JobMessage) -> Result<Item, String> {
+        match job.inline_item()? {
+            Some(item) => Ok(item),
+            None => match &job.input {
+                super::JobInput::Object(name) => self
+                    .queue
+                    .get_object(name)
+                    .await
+                    .map(|bytes| job.with_metadata(Item::bytes(bytes)))
+                    .map_err(|e| e.to_string()),
+                _ => Err("no input".to_string()),
+            },
         }
     }
 
@@ -636,16 +720,38 @@ enum StoredCheckpoint {
 /// e-mail) are the exception: their checkpoint, and every one held back
 /// before it, is stored before the next step starts, so a resumed job does
 /// not repeat them.
+///
+/// A deferred claim (see [`Claim`]) is held back the same way, and written
+/// before the first checkpoint.
 struct KvCheckpoints {
     queue: QueueClient,
     job_id: String,
+    workflow: String,
     delay: Duration,
     /// Steps whose checkpoint is stored at once (those with grants).
     immediate: std::collections::HashSet<String>,
     state: std::sync::Mutex<CheckpointState>,
+    /// One flush at a time: the one at the end of the delay runs in a task
+    /// of its own, and what follows the job waits for it.
+    flushing: tokio::sync::Mutex<()>,
 }
 
-#[derive(Default)]
+/// Whether the job's record claims it for this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// Written: before the job started, or by a flush.
+    Held,
+    /// Not written yet. A first delivery of a pure workflow's job runs
+    /// before it claims: a job that finishes within the checkpoint delay
+    /// then creates its record once, with its outcome, instead of twice.
+    /// (Running such a job twice has no effect outside, so a delivery that
+    /// turns out not to be the first costs only its computation.)
+    Deferred,
+    /// A record existed when the deferred claim was written: this delivery
+    /// was not the job's first after all.
+    Conflict,
+}
+
 struct CheckpointState {
     /// Written as soon as they are saved (the delay has passed).
     eager: bool,
@@ -653,14 +759,34 @@ struct CheckpointState {
     pending: Vec<(String, Vec<Item>)>,
     /// Writes sent whose acks nobody has awaited yet.
     unacked: Vec<(String, async_nats::jetstream::context::PublishAckFuture)>,
+    claim: Claim,
 }
 
 impl KvCheckpoints {
-    fn new(queue: QueueClient, job_id: String, delay: Duration, workflow: &LoadedWorkflow) -> Self {
-        let state = CheckpointState { eager: delay.is_zero(), ..CheckpointState::default() };
+    fn new(
+        queue: QueueClient,
+        record: &JobRecord,
+        delay: Duration,
+        defer_claim: bool,
+        workflow: &LoadedWorkflow,
+    ) -> Self {
+        let state = CheckpointState {
+            eager: delay.is_zero(),
+            pending: Vec::new(),
+            unacked: Vec::new(),
+            claim: if defer_claim { Claim::Deferred } else { Claim::Held },
+        };
         let immediate =
             workflow.workflow().steps.iter().filter(|step| !step.grants.is_empty()).map(|s| s.id.clone()).collect();
-        KvCheckpoints { queue, job_id, delay, immediate, state: std::sync::Mutex::new(state) }
+        KvCheckpoints {
+            queue,
+            job_id: record.job_id.clone(),
+            workflow: record.workflow.clone(),
+            delay,
+            immediate,
+            state: std::sync::Mutex::new(state),
+            flushing: tokio::sync::Mutex::new(()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CheckpointState> {
@@ -668,10 +794,44 @@ impl KvCheckpoints {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The claim, once any flush under way has finished.
+    async fn claim(&self) -> Claim {
+        let _flushed = self.flushing.lock().await;
+        self.lock().claim
+    }
+
+    /// Writes a deferred claim. After a conflict nothing more is written:
+    /// the job's earlier run owns the checkpoints.
+    async fn write_claim(&self) {
+        if self.lock().claim != Claim::Deferred {
+            return;
+        }
+        let first_run =
+            JobRecord { state: JobState::Running, attempts: 1, ..JobRecord::new(&self.job_id, &self.workflow) };
+        let claim = match self.queue.create_record(&first_run.view(None, None)).await {
+            Ok(true) => Claim::Held,
+            Ok(false) => Claim::Conflict,
+            Err(error) => {
+                tracing::warn!(%error, "cannot claim the job's state");
+                Claim::Deferred
+            }
+        };
+        let mut state = self.lock();
+        state.claim = claim;
+        if claim == Claim::Conflict {
+            state.pending.clear();
+        }
+    }
+
     /// Sends every pending checkpoint and makes later saves write at once.
     async fn flush(&self) {
+        let _one_at_a_time = self.flushing.lock().await;
+        self.write_claim().await;
         let pending = {
             let mut state = self.lock();
+            if state.claim == Claim::Conflict {
+                return;
+            }
             state.eager = true;
             std::mem::take(&mut state.pending)
         };
@@ -747,7 +907,7 @@ impl CheckpointSink for KvCheckpoints {
 async fn companion(
     message: &jetstream::Message,
     ack_wait: Duration,
-    checkpoints: &KvCheckpoints,
+    checkpoints: &Arc<KvCheckpoints>,
 ) -> std::convert::Infallible {
     let every = (ack_wait / 3).max(Duration::from_millis(100));
     let started = tokio::time::Instant::now();
@@ -759,7 +919,11 @@ async fn companion(
         let now = tokio::time::Instant::now();
         if flush_at.is_some_and(|flush| now >= flush) {
             flush_at = None;
-            checkpoints.flush().await;
+            // In a task of its own: the job may finish during the flush,
+            // which drops this future, and the claim's outcome must not be
+            // lost with it.
+            let checkpoints = Arc::clone(checkpoints);
+            tokio::spawn(async move { checkpoints.flush().await });
         }
         if now >= next_progress {
             next_progress = now + every;
