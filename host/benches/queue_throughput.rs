@@ -236,6 +236,12 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` compatibility
     }
+    // The subscriber `weft serve` installs by default (warnings only), so
+    // the worker's spans and events cost here what they cost there.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .init();
     // `--only-five`: just the five-step contender (default delay), for A/B
     // runs of two builds where only the worker's cost matters.
     if std::env::args().any(|a| a == "--only-five") {
