@@ -703,11 +703,21 @@ impl std::io::Write for ByteCount {
     }
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
+/// A checkpoint as the bucket holds it, read back.
+#[derive(serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum StoredCheckpoint {
     Items(Vec<Item>),
     Object(String),
+}
+
+/// A checkpoint as it is written: the same JSON as [`StoredCheckpoint`],
+/// borrowing the step's output instead of copying it.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum StoredCheckpointRef<'a> {
+    Items(&'a [Item]),
+    Object(&'a str),
 }
 
 /// Saves step outputs under `ckpt.<job>.<step>`, write-behind: during the
@@ -756,7 +766,7 @@ struct CheckpointState {
     /// Written as soon as they are saved (the delay has passed).
     eager: bool,
     /// Saved during the delay, not written yet.
-    pending: Vec<(String, Vec<Item>)>,
+    pending: Vec<(String, Arc<Vec<Item>>)>,
     /// Writes sent whose acks nobody has awaited yet.
     unacked: Vec<(String, async_nats::jetstream::context::PublishAckFuture)>,
     claim: Claim,
@@ -859,16 +869,21 @@ impl KvCheckpoints {
     /// Sends one checkpoint without awaiting its ack (large outputs go to
     /// the object store first, which is awaited).
     async fn send(&self, step_id: &str, items: &[Item]) {
-        let Ok(bytes) = serde_json::to_vec(items) else { return };
-        let stored = if bytes.len() <= INLINE_CHECKPOINT_LIMIT {
-            serde_json::to_vec(&StoredCheckpoint::Items(items.to_vec()))
+        // Their size, counted without keeping a copy.
+        let mut size = ByteCount(0);
+        if serde_json::to_writer(&mut size, items).is_err() {
+            return;
+        }
+        let stored = if size.0 <= INLINE_CHECKPOINT_LIMIT {
+            serde_json::to_vec(&StoredCheckpointRef::Items(items))
         } else {
+            let Ok(bytes) = serde_json::to_vec(items) else { return };
             let name = format!("ckpt.{}.{step_id}", self.job_id);
             if let Err(error) = self.queue.put_object(&name, &bytes).await {
                 tracing::warn!(step = step_id, %error, "cannot store a checkpoint");
                 return;
             }
-            serde_json::to_vec(&StoredCheckpoint::Object(name))
+            serde_json::to_vec(&StoredCheckpointRef::Object(&name))
         };
         let Ok(stored) = stored else { return };
         match self.queue.put_state_pipelined(&checkpoint_key(&self.job_id, step_id), stored.into()).await {
@@ -879,7 +894,11 @@ impl KvCheckpoints {
 }
 
 impl CheckpointSink for KvCheckpoints {
-    fn save<'a>(&'a self, step_id: &'a str, items: &'a [Item]) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+    fn save<'a>(
+        &'a self,
+        step_id: &'a str,
+        items: &'a Arc<Vec<Item>>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
             if self.immediate.contains(step_id) {
                 self.flush().await;
@@ -890,7 +909,7 @@ impl CheckpointSink for KvCheckpoints {
             {
                 let mut state = self.lock();
                 if !state.eager {
-                    state.pending.push((step_id.to_string(), items.to_vec()));
+                    state.pending.push((step_id.to_string(), Arc::clone(items)));
                     return;
                 }
             }

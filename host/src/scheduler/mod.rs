@@ -162,9 +162,11 @@ type StepResult = (usize, Result<Arc<Vec<Item>>, StepFailure>, StepReport);
 /// Persists a step's output as soon as the step succeeds, so a job that is
 /// run again (redelivered after a crash) resumes after its last finished step.
 pub trait CheckpointSink: Send + Sync {
-    /// Saves `items` as the output of `step_id`. Failures are the sink's to
-    /// log: a lost checkpoint only costs a repeated step on resume.
-    fn save<'a>(&'a self, step_id: &'a str, items: &'a [Item]) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+    /// Saves `items` as the output of `step_id` (shared, so a sink that
+    /// holds them back keeps them without a copy). Failures are the sink's
+    /// to log: a lost checkpoint only costs a repeated step on resume.
+    fn save<'a>(&'a self, step_id: &'a str, items: &'a Arc<Vec<Item>>)
+    -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 }
 
 /// How to run a job beyond its input: outputs restored from checkpoints,

@@ -359,7 +359,11 @@ fn random_jitter_stays_within_the_ceiling() {
 struct RecordingSink(Mutex<Vec<(String, usize)>>);
 
 impl CheckpointSink for RecordingSink {
-    fn save<'a>(&'a self, step_id: &'a str, items: &'a [Item]) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+    fn save<'a>(
+        &'a self,
+        step_id: &'a str,
+        items: &'a Arc<Vec<Item>>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move { self.0.lock().unwrap().push((step_id.to_string(), items.len())) })
     }
 }
