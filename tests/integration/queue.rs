@@ -71,6 +71,17 @@ fn workflow(name: &str, steps: &str) -> String {
     format!("name: {name}\nversion: '1'\nsteps:\n{steps}")
 }
 
+/// Workflow `tell`: a `notify` step posting to `receiver`'s `/hook` (its
+/// only grant), then `more_steps`.
+fn tell_workflow(receiver: &crate::servers::HttpServer, more_steps: &str) -> String {
+    format!(
+        "name: tell\nversion: '1'\nsteps:\n  - id: notify\n    plugin: notify\n    grants: {{ http: [\"{grant}\"] }}\n    \
+         config: {{ channels: [{{ type: webhook, url: \"{url}\" }}] }}\n{more_steps}",
+        grant = receiver.grant(),
+        url = receiver.url("/hook"),
+    )
+}
+
 const ECHO: &str = "  - id: echo\n    plugin: echo-config\n";
 
 async fn wait_for(queue: &QueueClient, job_id: &str) -> weft::queue::JobRecord {
@@ -139,12 +150,7 @@ async fn a_finished_job_with_grants_resubmitted_after_the_window_does_not_run_ag
     let server = NatsServer::start();
     let receiver = crate::servers::HttpServer::always(200).await;
     let queue = client(&server).await;
-    let yaml = format!(
-        "name: tell\nversion: '1'\nsteps:\n  - id: notify\n    plugin: notify\n    grants: {{ http: [\"{grant}\"] }}\n    \
-         config: {{ channels: [{{ type: webhook, url: \"{url}\" }}] }}\n",
-        grant = receiver.grant(),
-        url = receiver.url("/hook"),
-    );
+    let yaml = tell_workflow(&receiver, "");
     let worker = start_worker(&server, &[&yaml], fast_retries("w1")).await;
     queue.submit("tell", b"news".to_vec(), Some("once-1".into())).await.unwrap();
     let record = wait_for(&queue, "once-1").await;
@@ -561,12 +567,7 @@ async fn a_step_with_grants_is_checkpointed_at_once_despite_the_delay() {
     let server = NatsServer::start();
     let receiver = crate::servers::HttpServer::always(200).await;
     let queue = client(&server).await;
-    let yaml = format!(
-        "name: tell\nversion: '1'\nsteps:\n  - id: notify\n    plugin: notify\n    grants: {{ http: [\"{grant}\"] }}\n    \
-         config: {{ channels: [{{ type: webhook, url: \"{url}\" }}] }}\n  - id: after\n    plugin: echo-config\n    needs: [notify]\n",
-        grant = receiver.grant(),
-        url = receiver.url("/hook"),
-    );
+    let yaml = tell_workflow(&receiver, "  - id: after\n    plugin: echo-config\n    needs: [notify]\n");
     let config = WorkerConfig { checkpoint_delay: Duration::from_secs(60), ..fast_retries("w1") };
     let worker = start_worker(&server, &[&yaml], config).await;
     queue.submit("tell", b"news".to_vec(), Some("tell-1".into())).await.unwrap();
