@@ -91,8 +91,8 @@ async fn wait_for(queue: &QueueClient, job_id: &str) -> weft::queue::JobRecord {
 /// Publishes job `job_id` of `workflow` with a message id the dedupe window
 /// has not seen (what a resubmit after the window looks like), and waits
 /// until the work queue is empty again.
-async fn republish_after_the_window(queue: &QueueClient, workflow: &str, job_id: &str, input: &str) {
-    let body = serde_json::json!({ "job_id": job_id, "input": { "text": input } }).to_string();
+async fn republish_after_the_window(queue: &QueueClient, workflow: &str, job_id: &str, input: serde_json::Value) {
+    let body = serde_json::json!({ "job_id": job_id, "input": input }).to_string();
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", format!("{job_id}-later").as_str());
     let js = async_nats::jetstream::new(queue.nats().clone());
@@ -131,7 +131,7 @@ async fn duplicate_submits_are_dropped_and_finished_jobs_never_rerun() {
     // pure workflow, so its first delivery runs before it claims, and the
     // claim finds the finished record. The record and the result events
     // are left as they were; the delivery is acked as a duplicate.
-    republish_after_the_window(&queue, "echo", "dup-1", "hello").await;
+    republish_after_the_window(&queue, "echo", "dup-1", serde_json::json!({ "text": "hello" })).await;
     let summary = worker.stop().await;
     assert_eq!((summary.succeeded, summary.duplicates), (1, 1));
     let after = queue.status("dup-1").await.unwrap().unwrap();
@@ -159,11 +159,38 @@ async fn a_finished_job_with_grants_resubmitted_after_the_window_does_not_run_ag
 
     // A workflow with a grant claims before it runs: the duplicate never
     // reaches the step that has effects outside.
-    republish_after_the_window(&queue, "tell", "once-1", "news").await;
+    republish_after_the_window(&queue, "tell", "once-1", serde_json::json!({ "text": "news" })).await;
     let summary = worker.stop().await;
     assert_eq!((summary.succeeded, summary.duplicates), (1, 1));
     assert_eq!(receiver.requests().len(), 1, "the webhook was sent once");
     assert_eq!(queue.status("once-1").await.unwrap().unwrap(), record);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_of_a_finished_job_leaves_its_stored_outputs_alone() {
+    let server = NatsServer::start();
+    let queue = client(&server).await;
+    let pass = workflow("pass", &format!("  - id: pass\n    plugin: {}\n", component_path("noop").display()));
+    let worker = start_worker(&server, &[&pass], fast_retries("w1")).await;
+    // Too large for the state bucket: input and outputs go to the object store.
+    let submitted = queue.submit("pass", vec![b'x'; 700_000], Some("big-1".into())).await.unwrap();
+    assert!(submitted.via_object_store);
+    let record = wait_for(&queue, "big-1").await;
+    assert_eq!(record.state, JobState::Succeeded, "{record:?}");
+    assert_eq!(record.outputs, Some(serde_json::json!({ "object": "output.big-1" })));
+    let js = async_nats::jetstream::new(queue.nats().clone());
+    let objects = js.get_object_store("weft-objects").await.unwrap();
+    let stored = objects.info("output.big-1").await.unwrap();
+
+    // The same job after the dedupe window, with the same large input: a
+    // pure workflow runs it before it claims, but it claims before it
+    // stores outputs under the job's name, so it finds the finished record
+    // and the finished job's outputs are never replaced.
+    republish_after_the_window(&queue, "pass", "big-1", serde_json::json!({ "object": "input.big-1" })).await;
+    let summary = worker.stop().await;
+    assert_eq!((summary.succeeded, summary.duplicates), (1, 1));
+    assert_eq!(queue.status("big-1").await.unwrap().unwrap(), record);
+    assert_eq!(objects.info("output.big-1").await.unwrap().nuid, stored.nuid, "the stored outputs were not rewritten");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -448,9 +448,27 @@ impl JobRun {
                     .into_iter()
                     .filter_map(|s| outcome.outputs.get(&s.id).map(|o| (s.id.as_str(), o.as_slice())))
                     .collect();
+                let mut claim_deferred = claim_deferred;
+                if claim_deferred && fits_inline(&sinks) == Some(false) {
+                    // The outputs go to the object store under the job's
+                    // name: claim first, so that a duplicate of a finished
+                    // job never replaces that job's outputs.
+                    match checkpoints.claim_now().await {
+                        Claim::Held => {}
+                        Claim::Deferred => {
+                            tracing::warn!("cannot claim the job's state; leaving the job for redelivery");
+                            return;
+                        }
+                        Claim::Conflict => match self.adopt(&message, &job_id).await {
+                            Some(earlier) => record = earlier,
+                            None => return,
+                        },
+                    }
+                    claim_deferred = false;
+                }
                 let outputs = self.store_outputs(&job_id, sinks).await;
                 record.state = JobState::Succeeded;
-                record.history.push(this_run(attempt, "succeeded", None, None));
+                record.history.push(this_run(record.attempts, "succeeded", None, None));
                 let mut written = if claim_deferred {
                     self.queue.create_record(&record.view(Some(report), outputs.as_ref())).await
                 } else {
@@ -647,11 +665,9 @@ impl JobRun {
     /// The final steps' outputs as the record will hold them: inline, or
     /// stored in the object store when too large for the bucket.
     async fn store_outputs<'a>(&self, job_id: &str, sinks: BTreeMap<&'a str, &'a [Item]>) -> Option<StoredOutputs<'a>> {
-        // Their size, counted without keeping a copy; only large ones are
-        // serialised to bytes (the record serialises inline ones itself).
-        let mut size = ByteCount(0);
-        serde_json::to_writer(&mut size, &sinks).ok()?;
-        if size.0 <= INLINE_CHECKPOINT_LIMIT {
+        // Only large ones are serialised to bytes (the record serialises
+        // inline ones itself).
+        if fits_inline(&sinks)? {
             return Some(StoredOutputs::Inline(sinks));
         }
         let bytes = serde_json::to_vec(&sinks).ok()?;
@@ -687,6 +703,14 @@ impl JobRun {
         });
         futures::future::join_all(reads).await.into_iter().flatten().collect()
     }
+}
+
+/// Whether `value`'s JSON fits in the KV bucket (counted without keeping a
+/// copy); `None` when it cannot be serialised.
+fn fits_inline(value: &impl serde::Serialize) -> Option<bool> {
+    let mut size = ByteCount(0);
+    serde_json::to_writer(&mut size, value).ok()?;
+    Some(size.0 <= INLINE_CHECKPOINT_LIMIT)
 }
 
 /// A writer that only counts the bytes written to it.
@@ -810,6 +834,14 @@ impl KvCheckpoints {
         self.lock().claim
     }
 
+    /// Writes a deferred claim now (once any flush under way has finished)
+    /// and returns what it became.
+    async fn claim_now(&self) -> Claim {
+        let _one_at_a_time = self.flushing.lock().await;
+        self.write_claim().await;
+        self.lock().claim
+    }
+
     /// Writes a deferred claim. After a conflict nothing more is written:
     /// the job's earlier run owns the checkpoints.
     async fn write_claim(&self) {
@@ -869,12 +901,8 @@ impl KvCheckpoints {
     /// Sends one checkpoint without awaiting its ack (large outputs go to
     /// the object store first, which is awaited).
     async fn send(&self, step_id: &str, items: &[Item]) {
-        // Their size, counted without keeping a copy.
-        let mut size = ByteCount(0);
-        if serde_json::to_writer(&mut size, items).is_err() {
-            return;
-        }
-        let stored = if size.0 <= INLINE_CHECKPOINT_LIMIT {
+        let Some(inline) = fits_inline(&items) else { return };
+        let stored = if inline {
             serde_json::to_vec(&StoredCheckpointRef::Items(items))
         } else {
             let Ok(bytes) = serde_json::to_vec(items) else { return };
