@@ -25,7 +25,7 @@ use super::topology::{QueueConfig, open};
 use super::{JobMessage, QueueError, valid_job_id};
 use crate::item::Item;
 use crate::scheduler::{
-    CheckpointSink, JitterSource, JobError, JobOptions, JobReport, JobStatus, RandomJitter, backoff_delay,
+    CheckpointSink, JitterSource, JobError, JobOptions, JobOutcome, JobReport, JobStatus, RandomJitter, backoff_delay,
 };
 use crate::workflow::{Jitter, RetryPolicy};
 use crate::{Host, LoadedWorkflow};
@@ -334,19 +334,18 @@ impl JobRun {
         let first_delivery = message.info().is_ok_and(|info| info.delivered <= 1);
         let pure = workflow.workflow().steps.iter().all(|step| step.grants.is_empty());
         let mut defer_claim = first_delivery && pure && !self.config.checkpoint_delay.is_zero();
-        let first_run = JobRecord { state: JobState::Running, attempts: 1, ..JobRecord::new(&job_id, &workflow_name) };
         let mut claimed = None;
         if !defer_claim {
-            claimed = Some(self.claim(&message, first_run.clone()).await);
+            claimed = Some(self.claim(&message, &job_id, &workflow_name).await);
         }
         let input = self.load_input(&job).await;
         if defer_claim && input.is_err() {
             // Dead-lettered below: that needs the job's real record.
             defer_claim = false;
-            claimed = Some(self.claim(&message, first_run.clone()).await);
+            claimed = Some(self.claim(&message, &job_id, &workflow_name).await);
         }
         let (mut record, redelivered) = match claimed {
-            None => (first_run, false),
+            None => (JobRecord::first_run(&job_id, &workflow_name), false),
             Some(Some(claimed)) => claimed,
             Some(None) => return,
         };
@@ -410,15 +409,23 @@ impl JobRun {
             // This writes a deferred claim first.
             checkpoints.flush_and_settle().await;
         }
-        let claim_deferred = match checkpoints.claim().await {
+        // The outputs of a succeeded job, and whether they are too large for
+        // the bucket; such outputs go to the object store under the job's
+        // name, so a deferred claim is written before them and a duplicate
+        // of a finished job never replaces that job's outputs.
+        let sinks = outcome.as_ref().filter(|_| succeeded).map(|outcome| sink_outputs(&workflow, outcome));
+        let inline = sinks.as_ref().and_then(fits_inline);
+        let large_outputs = inline == Some(false);
+        let claim = if large_outputs { checkpoints.claim_now().await } else { checkpoints.claim().await };
+        let claim_deferred = match claim {
             Claim::Held => false,
             // Written below with the job's outcome, in the same write.
-            Claim::Deferred if succeeded => true,
+            Claim::Deferred if succeeded && !large_outputs => true,
             Claim::Deferred => {
                 tracing::warn!("cannot claim the job's state; leaving the job for redelivery");
                 return;
             }
-            Claim::Conflict => match self.adopt(&message, &job_id).await {
+            Claim::Conflict => match self.adopt(&message, &job_id, &workflow_name).await {
                 Some(earlier) => {
                     record = earlier;
                     false
@@ -427,7 +434,7 @@ impl JobRun {
             },
         };
 
-        let Some(outcome) = outcome else {
+        let Some(outcome) = outcome.as_ref() else {
             tracing::warn!("handing the job back unfinished at shutdown");
             record.history.push(this_run(record.attempts, "handed_back", None, None));
             record.attempts = record.attempts.saturating_sub(1);
@@ -442,31 +449,10 @@ impl JobRun {
         let attempt = record.attempts;
         match report.status {
             JobStatus::Succeeded => {
-                let sinks: BTreeMap<&str, &[Item]> = workflow
-                    .workflow()
-                    .sinks()
-                    .into_iter()
-                    .filter_map(|s| outcome.outputs.get(&s.id).map(|o| (s.id.as_str(), o.as_slice())))
-                    .collect();
-                let mut claim_deferred = claim_deferred;
-                if claim_deferred && fits_inline(&sinks) == Some(false) {
-                    // The outputs go to the object store under the job's
-                    // name: claim first, so that a duplicate of a finished
-                    // job never replaces that job's outputs.
-                    match checkpoints.claim_now().await {
-                        Claim::Held => {}
-                        Claim::Deferred => {
-                            tracing::warn!("cannot claim the job's state; leaving the job for redelivery");
-                            return;
-                        }
-                        Claim::Conflict => match self.adopt(&message, &job_id).await {
-                            Some(earlier) => record = earlier,
-                            None => return,
-                        },
-                    }
-                    claim_deferred = false;
-                }
-                let outputs = self.store_outputs(&job_id, sinks).await;
+                let outputs = match (sinks, inline) {
+                    (Some(sinks), Some(inline)) => self.store_outputs(&job_id, sinks, inline).await,
+                    _ => None,
+                };
                 record.state = JobState::Succeeded;
                 record.history.push(this_run(record.attempts, "succeeded", None, None));
                 let mut written = if claim_deferred {
@@ -478,7 +464,7 @@ impl JobRun {
                     // A record existed: this was not the job's first delivery
                     // after all (the server restarted, or the job id was
                     // submitted again after the dedupe window).
-                    let Some(earlier) = self.adopt(&message, &job_id).await else { return };
+                    let Some(earlier) = self.adopt(&message, &job_id, &workflow_name).await else { return };
                     record = earlier;
                     record.state = JobState::Succeeded;
                     record.history.push(this_run(record.attempts, "succeeded", None, None));
@@ -542,13 +528,19 @@ impl JobRun {
     /// the record is read instead. `Some((record, redelivered))` to run the
     /// job, `None` when it was handled here (a duplicate of a finished job,
     /// or state that cannot be read now).
-    async fn claim(&self, message: &jetstream::Message, first_run: JobRecord) -> Option<(JobRecord, bool)> {
+    async fn claim(
+        &self,
+        message: &jetstream::Message,
+        job_id: &str,
+        workflow_name: &str,
+    ) -> Option<(JobRecord, bool)> {
+        let first_run = JobRecord::first_run(job_id, workflow_name);
         match self.queue.create_record(&first_run.view(None, None)).await {
             Ok(true) => return Some((first_run, false)),
             Ok(false) => {}
             Err(error) => tracing::warn!(%error, "cannot claim the job's state; reading it instead"),
         }
-        let record = self.adopt(message, &first_run.job_id).await?;
+        let record = self.adopt(message, job_id, workflow_name).await?;
         if let Err(error) = self.queue.write_record(&record).await {
             tracing::warn!(%error, "cannot write job state");
         }
@@ -559,12 +551,7 @@ impl JobRun {
     /// this run (one more attempt, running). `None` when the job was handled
     /// here: it already finished (the delivery is acked as a duplicate), or
     /// its state cannot be read (the delivery is handed back for later).
-    async fn adopt(&self, message: &jetstream::Message, job_id: &str) -> Option<JobRecord> {
-        let workflow_name = message
-            .subject
-            .as_str()
-            .strip_prefix(&format!("{}.", self.queue.topology.config.jobs_subject_prefix))
-            .unwrap_or_default();
+    async fn adopt(&self, message: &jetstream::Message, job_id: &str, workflow_name: &str) -> Option<JobRecord> {
         let mut record = match self.queue.read_record(job_id).await {
             Ok(record) => record.unwrap_or_else(|| JobRecord::new(job_id, workflow_name)),
             Err(error) => {
@@ -664,10 +651,16 @@ impl JobRun {
 
     /// The final steps' outputs as the record will hold them: inline, or
     /// stored in the object store when too large for the bucket.
-    async fn store_outputs<'a>(&self, job_id: &str, sinks: BTreeMap<&'a str, &'a [Item]>) -> Option<StoredOutputs<'a>> {
+    /// `inline` is [`fits_inline`] of `sinks`.
+    async fn store_outputs<'a>(
+        &self,
+        job_id: &str,
+        sinks: BTreeMap<&'a str, &'a [Item]>,
+        inline: bool,
+    ) -> Option<StoredOutputs<'a>> {
         // Only large ones are serialised to bytes (the record serialises
         // inline ones itself).
-        if fits_inline(&sinks)? {
+        if inline {
             return Some(StoredOutputs::Inline(sinks));
         }
         let bytes = serde_json::to_vec(&sinks).ok()?;
@@ -703,6 +696,16 @@ impl JobRun {
         });
         futures::future::join_all(reads).await.into_iter().flatten().collect()
     }
+}
+
+/// The outputs of `workflow`'s final steps in `outcome`, by step id.
+fn sink_outputs<'a>(workflow: &'a LoadedWorkflow, outcome: &'a JobOutcome) -> BTreeMap<&'a str, &'a [Item]> {
+    workflow
+        .workflow()
+        .sinks()
+        .into_iter()
+        .filter_map(|s| outcome.outputs.get(&s.id).map(|o| (s.id.as_str(), o.as_slice())))
+        .collect()
 }
 
 /// Whether `value`'s JSON fits in the KV bucket (counted without keeping a
@@ -848,8 +851,7 @@ impl KvCheckpoints {
         if self.lock().claim != Claim::Deferred {
             return;
         }
-        let first_run =
-            JobRecord { state: JobState::Running, attempts: 1, ..JobRecord::new(&self.job_id, &self.workflow) };
+        let first_run = JobRecord::first_run(&self.job_id, &self.workflow);
         let claim = match self.queue.create_record(&first_run.view(None, None)).await {
             Ok(true) => Claim::Held,
             Ok(false) => Claim::Conflict,
