@@ -6,14 +6,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::capabilities;
-use crate::capabilities::{CapabilityConfig, Services, StepGrants};
+use crate::capabilities::{CapabilityConfig, Services};
 use crate::engine::{
     CompiledPlugin, Engine, EngineError, EngineSettings, EngineStats, StepCapabilities, WasmStepRunner, limits,
 };
 use crate::item::Item;
 use crate::scheduler::{JobOptions, JobOutcome, Scheduler, SchedulerSettings};
-use crate::workflow::{self, Ceilings, Diagnostic, HostFacts, PluginFacts, RequiredGrant, Workflow, WorkflowError};
+use crate::load_check::{self, Ceilings, HostFacts, PluginFacts};
+use crate::workflow::{self, Diagnostic, Workflow, WorkflowError};
 
 /// Where a plugin's component bytes come from.
 #[derive(Debug, Clone)]
@@ -176,6 +176,8 @@ pub struct Host {
 pub struct LoadedWorkflow {
     workflow: Arc<Workflow>,
     runner: Arc<WasmStepRunner>,
+    warnings: Vec<Diagnostic>,
+    secrets: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for LoadedWorkflow {
@@ -188,6 +190,18 @@ impl LoadedWorkflow {
     /// The validated workflow.
     pub fn workflow(&self) -> &Workflow {
         &self.workflow
+    }
+
+    /// Problems found at load that do not stop the workflow (a grant that
+    /// can have no effect), with `file:line:column`.
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
+    }
+
+    /// The secrets its steps are granted, sorted, each once: what a host
+    /// must hold to run it.
+    pub fn secrets_needed(&self) -> Vec<&str> {
+        self.secrets.iter().map(String::as_str).collect()
     }
 }
 
@@ -202,7 +216,8 @@ pub struct PluginInfo {
     pub imports: Vec<String>,
     /// Its exports.
     pub exports: Vec<String>,
-    /// Grants a workflow step must give it.
+    /// The grants its capability imports can use: a step may need some of
+    /// them, depending on what its config asks the plugin to do.
     pub required_grants: Vec<String>,
 }
 
@@ -316,86 +331,38 @@ impl Host {
         // File-level problems and host-level ones (unknown plugins, grants,
         // ceilings) are reported together, so one run shows every mistake.
         let (workflow, mut problems) = workflow::parse_partial(source_name, text)?;
-        let mut facts = HostFacts {
-            plugins: BTreeMap::new(),
-            ceilings: self.ceilings(),
-            known_grants: capabilities::known_grants().map(str::to_string).collect::<BTreeSet<_>>(),
-        };
-        for name in self.plugin_names() {
-            facts.plugins.insert(name, PluginFacts::default());
-        }
-        let mut plugins = HashMap::new();
-        let mut configs = HashMap::new();
-        let mut capabilities = HashMap::new();
-        let workflow_name: Arc<str> = Arc::from(workflow.name.as_str());
         for step in &workflow.steps {
-            // Malformed grants are reported by `check_against_host`.
-            if let Ok(grants) = StepGrants::from_grants(&step.grants) {
-                let missing =
-                    grants.secrets.iter().filter(|name| self.require_secrets && !self.services.has_secret(name));
-                for secret in missing {
-                    problems.push(Diagnostic::new(
-                        workflow.source.clone(),
-                        step.spans.grants.unwrap_or(step.span),
-                        format!(
-                            "step `{}` is granted secret `{secret}`, but this host has no value for it; \
-                             set the environment variable `{secret}` or add it to the secrets file",
-                            step.id
-                        ),
-                    ));
-                }
-                capabilities.insert(
-                    step.id.clone(),
-                    StepCapabilities {
-                        workflow: workflow_name.clone(),
-                        grants: Arc::new(grants),
-                        services: self.services.clone(),
-                    },
-                );
-            }
-            if step.plugin.ends_with(".wasm") && !facts.plugins.contains_key(&step.plugin) {
+            let registered = self.sources.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&step.plugin);
+            if step.plugin.ends_with(".wasm") && !registered {
                 let path = base_dir.join(&step.plugin);
                 self.sources
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert(step.plugin.clone(), PluginSource::File(path));
-                facts.plugins.insert(step.plugin.clone(), PluginFacts::default());
             }
-            if !facts.plugins.contains_key(&step.plugin) {
-                continue; // reported by check_against_host, with suggestions
-            }
-            if limits_need_fuel(step) && !self.engine.settings().fuel_metering {
-                problems.push(Diagnostic::new(
-                    workflow.source.clone(),
-                    step.spans.limits.fuel.unwrap_or(step.span),
-                    format!(
-                        "step `{}` sets `limits.fuel`, but this host does not meter fuel; \
-                         enable fuel metering (`weft run --fuel`) or remove the limit",
-                        step.id
-                    ),
-                ));
-            }
+        }
+        let mut plugins: BTreeMap<String, PluginFacts> =
+            self.plugin_names().into_iter().map(|name| (name, PluginFacts::Registered)).collect();
+        let mut compiled = HashMap::new();
+        for step in &workflow.steps {
+            let Some(facts) = plugins.get_mut(&step.plugin) else { continue };
             match self.compile_plugin(&step.plugin) {
                 Ok(plugin) => {
-                    let required = plugin
-                        .required_grants()
-                        .into_iter()
-                        .map(|(grant, import)| RequiredGrant { grant: grant.to_string(), import })
-                        .collect();
-                    facts.plugins.insert(step.plugin.clone(), PluginFacts { required_grants: required });
-                    plugins.insert(step.id.clone(), plugin);
-                    configs.insert(step.id.clone(), Arc::from(step.config.to_string()));
+                    *facts = PluginFacts::Usable { imports: plugin.imports.clone() };
+                    compiled.insert(step.plugin.clone(), plugin);
                 }
-                Err(error) => problems.push(Diagnostic::new(
-                    workflow.source.clone(),
-                    step.spans.plugin,
-                    format!("step `{}`: {error}", step.id),
-                )),
+                Err(error) => *facts = PluginFacts::Unusable(error.to_string()),
             }
         }
-        if let Err(WorkflowError::Invalid { diagnostics, .. }) = workflow::check_against_host(&workflow, &facts) {
-            problems.extend(diagnostics);
-        }
+        let has_secret = |name: &str| self.services.has_secret(name);
+        let facts = HostFacts {
+            plugins,
+            ceilings: self.ceilings(),
+            fuel_metering: self.engine.settings().fuel_metering,
+            has_secret: self.require_secrets.then_some(&has_secret as &dyn Fn(&str) -> bool),
+        };
+        let checked = load_check::check(&workflow, &facts);
+        problems.extend(checked.errors);
         if !problems.is_empty() {
             problems.sort_by_key(|d| d.span);
             return Err(HostError::Workflow(WorkflowError::Invalid {
@@ -403,8 +370,31 @@ impl Host {
                 diagnostics: problems,
             }));
         }
+        for warning in &checked.warnings {
+            tracing::warn!(workflow = %workflow.name, "{warning}");
+        }
+        let workflow_name: Arc<str> = Arc::from(workflow.name.as_str());
+        let secrets = checked.grants.values().flat_map(|g| g.secrets.iter().cloned()).collect();
+        let mut grants = checked.grants;
+        let mut plugins = HashMap::new();
+        let mut configs = HashMap::new();
+        let mut capabilities = HashMap::new();
+        for step in &workflow.steps {
+            if let Some(plugin) = compiled.get(&step.plugin) {
+                plugins.insert(step.id.clone(), plugin.clone());
+            }
+            configs.insert(step.id.clone(), Arc::from(step.config.to_string()));
+            capabilities.insert(
+                step.id.clone(),
+                StepCapabilities {
+                    workflow: workflow_name.clone(),
+                    grants: Arc::new(grants.remove(&step.id).unwrap_or_default()),
+                    services: self.services.clone(),
+                },
+            );
+        }
         let runner = Arc::new(WasmStepRunner::new(self.engine.clone(), plugins, configs, capabilities));
-        Ok(LoadedWorkflow { workflow: Arc::new(workflow), runner })
+        Ok(LoadedWorkflow { workflow: Arc::new(workflow), runner, warnings: checked.warnings, secrets })
     }
 
     /// Runs one job through a loaded workflow. Failures of steps are part of
@@ -428,6 +418,4 @@ impl Host {
     }
 }
 
-fn limits_need_fuel(step: &workflow::StepSpec) -> bool {
-    step.limits.fuel.is_some()
-}
+

@@ -29,6 +29,7 @@ pub mod capabilities;
 pub mod engine;
 mod host;
 pub mod item;
+pub mod load_check;
 pub mod queue;
 pub mod scheduler;
 pub mod workflow;

@@ -84,31 +84,3 @@ impl wasmtime::ResourceLimiter for StepLimiter {
 
 /// Table elements a component may grow a table to (function references).
 pub const MAX_TABLE_ELEMENTS: usize = 100_000;
-
-/// `bytes` for people: `256 MiB`, `1.5 GiB`, `512 B`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [(&str, u64); 3] = [("GiB", GIB), ("MiB", MIB), ("KiB", 1024)];
-    for (unit, size) in UNITS {
-        if bytes >= size {
-            let value = bytes as f64 / size as f64;
-            return if bytes.is_multiple_of(size) {
-                format!("{} {unit}", bytes / size)
-            } else {
-                format!("{value:.1} {unit}")
-            };
-        }
-    }
-    format!("{bytes} B")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn human_bytes_reads_well() {
-        assert_eq!(human_bytes(256 * MIB), "256 MiB");
-        assert_eq!(human_bytes(3 * GIB / 2), "1.5 GiB");
-        assert_eq!(human_bytes(512), "512 B");
-    }
-}

@@ -14,7 +14,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::weft::plugin::{email, http, llm, logging, secrets, types};
 use super::bindings::{self, CapableStep};
-use super::limits::{ResolvedLimits, StepLimiter, human_bytes};
+use super::limits::{ResolvedLimits, StepLimiter};
+use crate::workflow::human_size;
 use super::stdio::TracingOutput;
 use super::{CompiledPlugin, Engine};
 use crate::capabilities::logging::{GuestLog, LogLevel};
@@ -362,9 +363,9 @@ impl Engine {
                         format!(
                             "step `{step}` returned {} of output in {} items, above its limit of {} \
                              (raise `limits.output` in the workflow)",
-                            human_bytes(total),
+                            human_size(total),
                             items.len(),
-                            human_bytes(limits.output)
+                            human_size(limits.output)
                         ),
                     ));
                 }
@@ -425,9 +426,9 @@ impl Describe<'_> {
                 format!(
                     "step `{step}` tried to grow its memory to {}, above its limit of {} \
                      (raise `limits.memory` in the workflow, up to the host ceiling of {})",
-                    human_bytes(wanted),
-                    human_bytes(self.limits.memory),
-                    human_bytes(super::limits::MEMORY_CEILING)
+                    human_size(wanted),
+                    human_size(self.limits.memory),
+                    human_size(super::limits::MEMORY_CEILING)
                 ),
             );
         }

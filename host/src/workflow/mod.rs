@@ -1,18 +1,16 @@
 //! Workflow files: this module owns turning the text of a workflow file (YAML) into a typed,
-//! validated DAG of steps ([`Workflow`]), and checking that DAG against what a particular host
-//! offers ([`check_against_host`]). It reports every problem it can find as a [`Diagnostic`]
-//! with a `file:line:column` position, never stopping at the first one.
+//! validated DAG of steps ([`Workflow`]). It reports every problem it can find in the file as a
+//! [`Diagnostic`] with a `file:line:column` position, never stopping at the first one. Whether
+//! the workflow can run on a particular host (its plugins, grants, secrets and ceilings) is the
+//! host's load check (`weft::load_check`), which reports in the same form.
 //!
 //! It must never do I/O (callers pass in the text and a source name), and it must never touch
-//! wasmtime, NATS or any other part of the runtime: it is pure data in, data out, so it can be
-//! used by the CLI, the engine and tests alike. It must not panic on any input.
+//! wasmtime, NATS or any other part of the runtime: it depends on nothing of Weft's but
+//! [`crate::item`] (`scripts/check-deps.py` checks it). It is pure data in, data out, so it can
+//! be used by the CLI, the engine and tests alike. It must not panic on any input.
 //!
-//! Validation happens in two phases:
-//!
-//! 1. [`parse`] checks syntax, structure and everything decidable from the file alone (field
-//!    names and types, durations and sizes, retry values, step ids, `needs` references, cycles).
-//! 2. [`check_against_host`] checks the parsed workflow against [`HostFacts`]: which plugins
-//!    exist, which grants they need, and the host's resource ceilings.
+//! [`parse`] checks syntax, structure and everything decidable from the file alone (field names
+//! and types, durations and sizes, retry values, step ids, `needs` references, cycles).
 
 mod parse;
 mod suggest;
@@ -28,8 +26,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use units::{format_duration, format_size, parse_duration, parse_size};
-pub use validate::check_against_host;
+pub use units::{format_duration, format_size, human_size, parse_duration, parse_size};
+pub use suggest::did_you_mean;
 
 /// Default total number of attempts for a step (including the first one).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
@@ -435,48 +433,6 @@ impl Grants {
     }
 }
 
-/// What a host offers, for [`check_against_host`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct HostFacts {
-    /// Installed plugins by name.
-    pub plugins: BTreeMap<String, PluginFacts>,
-    /// Upper bounds on what a step may ask for.
-    pub ceilings: Ceilings,
-    /// Every grant (capability) name this host knows.
-    pub known_grants: BTreeSet<String>,
-}
-
-/// What the host knows about one plugin.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PluginFacts {
-    /// Grants the plugin needs because of the interfaces it imports.
-    pub required_grants: Vec<RequiredGrant>,
-}
-
-/// A grant a plugin needs, and the import that makes it needed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequiredGrant {
-    /// The grant (capability) name, e.g. `http`.
-    pub grant: String,
-    /// The imported interface, e.g. `weft:plugin/http`.
-    pub import: String,
-}
-
-/// The most a step may ask for on this host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ceilings {
-    /// Maximum `limits.memory`, in bytes.
-    pub memory: u64,
-    /// Maximum `limits.fuel`, if fuel is bounded.
-    pub fuel: Option<u64>,
-    /// Maximum `limits.output`, in bytes.
-    pub output: u64,
-    /// Maximum `timeout`.
-    pub timeout: Duration,
-    /// Maximum `map.concurrency`.
-    pub map_concurrency: usize,
-}
-
 /// Parses and validates a workflow file (phase 1): syntax, structure and everything decidable
 /// from the file alone. `source_name` is only used in messages.
 ///
@@ -489,7 +445,7 @@ pub fn parse(source_name: &str, text: &str) -> Result<Workflow, WorkflowError> {
 }
 
 /// Like [`parse`], but on phase-1 problems still returns a best-effort [`Workflow`] with them,
-/// so that callers can also run [`check_against_host`] and report every problem at once.
+/// so that callers can also check it against a host and report every problem at once.
 ///
 /// The best-effort workflow leaves out steps missing an `id` or a `plugin`, may have empty
 /// `name`/`version`, and carries none of the guarantees of [`Workflow`] (unique ids, no dangling

@@ -53,7 +53,7 @@ where
 }
 
 /// `did you mean `x`?` for the closest candidate, or an empty string.
-pub(crate) fn did_you_mean<'a, I>(wanted: &str, candidates: I) -> String
+pub fn did_you_mean<'a, I>(wanted: &str, candidates: I) -> String
 where
     I: IntoIterator<Item = &'a str>,
 {

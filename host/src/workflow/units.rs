@@ -181,6 +181,23 @@ pub fn format_size(bytes: u64) -> String {
     format!("{}{}", best.0, best.1)
 }
 
+/// A size for people to read in messages, rounded to one decimal: `256 MiB`, `1.5 GiB`,
+/// `512 B`. [`format_size`] is the exact form a workflow file accepts back.
+pub fn human_size(bytes: u64) -> String {
+    const KIB: u64 = 1024;
+    const UNITS: [(&str, u64); 3] = [("GiB", KIB * KIB * KIB), ("MiB", KIB * KIB), ("KiB", KIB)];
+    for (unit, size) in UNITS {
+        if bytes >= size {
+            return if bytes.is_multiple_of(size) {
+                format!("{} {unit}", bytes / size)
+            } else {
+                format!("{:.1} {unit}", bytes as f64 / size as f64)
+            };
+        }
+    }
+    format!("{bytes} B")
+}
+
 /// Parses a whole number written as a string (`5000000000` or `5_000_000_000`).
 pub(crate) fn parse_count(text: &str) -> Option<u64> {
     parse_whole(text.trim())

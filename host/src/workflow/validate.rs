@@ -1,10 +1,9 @@
-//! Graph checks (phase 1: ids, `needs`, cycles) and host checks (phase 2).
+//! Graph checks: duplicate ids, `needs` that name no step, and dependency cycles.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::suggest::did_you_mean;
-use super::units::{format_duration, format_size};
-use super::{Diagnostic, HostFacts, Span, StepSpec, Workflow, WorkflowError};
+use super::Span;
 
 /// What the graph checks need to know about one step.
 pub(crate) struct GraphNode<'a> {
@@ -150,138 +149,5 @@ fn find_cycles(edges: &[Vec<(usize, Span)>]) -> Vec<Vec<usize>> {
             rotated.push(first);
         }
         cycles.push(rotated);
-    }
-}
-
-/// Checks a parsed workflow against what this host offers (phase 2): plugins exist, limits and
-/// timeouts are within the host's ceilings, grant names are known, and every grant a plugin
-/// needs is given to the step. Values inherited from `defaults` are reported once, at
-/// `defaults`.
-///
-/// # Errors
-///
-/// [`WorkflowError::Invalid`] listing every problem found, sorted by position.
-pub fn check_against_host(workflow: &Workflow, host: &HostFacts) -> Result<(), WorkflowError> {
-    let mut cx = HostCheck { workflow, host, diagnostics: Vec::new(), reported_defaults: BTreeSet::new() };
-    for step in &workflow.steps {
-        cx.plugin(step);
-        cx.limits(step);
-        cx.grant_names(step);
-    }
-    WorkflowError::from_diagnostics(&workflow.source, cx.diagnostics)
-}
-
-struct HostCheck<'a> {
-    workflow: &'a Workflow,
-    host: &'a HostFacts,
-    diagnostics: Vec<Diagnostic>,
-    /// Spans in `defaults` already reported (a default is reported once, not once per step).
-    reported_defaults: BTreeSet<Span>,
-}
-
-impl HostCheck<'_> {
-    fn error(&mut self, span: Span, message: String) {
-        self.diagnostics.push(Diagnostic::new(self.workflow.source.as_str(), span, message));
-    }
-
-    fn plugin(&mut self, step: &StepSpec) {
-        let span = step.spans.plugin;
-        if !self.host.plugins.contains_key(&step.plugin) {
-            let known: Vec<&str> = self.host.plugins.keys().map(String::as_str).collect();
-            let hint = did_you_mean(&step.plugin, known.iter().copied());
-            let list = if known.is_empty() {
-                "; this host has no plugins".to_owned()
-            } else {
-                let sep = if hint.is_empty() { ";" } else { "" };
-                format!("{sep} known plugins: {}", known.join(", "))
-            };
-            self.error(span, format!("unknown plugin `{}` in step `{}`{hint}{list}", step.plugin, step.id));
-        }
-        // A plugin's capability imports say what it *may* use; each call is
-        // checked against the step's grants when it is made, so a step need
-        // not grant what its config does not use. The grants themselves must
-        // make sense now.
-        if let Err(message) = crate::capabilities::StepGrants::from_grants(&step.grants) {
-            let span = step.spans.grants.unwrap_or(step.span);
-            self.error(span, format!("step `{}`: {message}", step.id));
-        }
-    }
-
-    /// Reports a value above a ceiling, once at `defaults` if that is where it comes from.
-    fn above(&mut self, step: &StepSpec, span: Option<Span>, inherited: bool, what: &str, value: &str, ceiling: &str) {
-        let span = span.unwrap_or(step.span);
-        if inherited {
-            if self.reported_defaults.insert(span) {
-                self.error(span, format!("defaults.{what} {value} is above this host's ceiling of {ceiling}"));
-            }
-        } else {
-            self.error(
-                span,
-                format!("{what} {value} for step `{}` is above this host's ceiling of {ceiling}", step.id),
-            );
-        }
-    }
-
-    fn limits(&mut self, step: &StepSpec) {
-        let ceilings = self.host.ceilings;
-        let defaults = &self.workflow.defaults.spans;
-        let inherited = |span: Option<Span>, default: Option<Span>| span.is_some() && span == default;
-        if let Some(memory) = step.limits.memory.filter(|m| *m > ceilings.memory) {
-            let span = step.spans.limits.memory;
-            let from_defaults = inherited(span, defaults.limits.memory);
-            self.above(step, span, from_defaults, "limits.memory", &format_size(memory), &format_size(ceilings.memory));
-        }
-        if let (Some(fuel), Some(ceiling)) = (step.limits.fuel, ceilings.fuel)
-            && fuel > ceiling
-        {
-            let span = step.spans.limits.fuel;
-            let from_defaults = inherited(span, defaults.limits.fuel);
-            self.above(step, span, from_defaults, "limits.fuel", &fuel.to_string(), &ceiling.to_string());
-        }
-        if let Some(output) = step.limits.output.filter(|o| *o > ceilings.output) {
-            let span = step.spans.limits.output;
-            let from_defaults = inherited(span, defaults.limits.output);
-            self.above(step, span, from_defaults, "limits.output", &format_size(output), &format_size(ceilings.output));
-        }
-        if let Some(timeout) = step.timeout.filter(|t| *t > ceilings.timeout) {
-            let span = step.spans.timeout;
-            let from_defaults = inherited(span, defaults.timeout);
-            self.above(
-                step,
-                span,
-                from_defaults,
-                "timeout",
-                &format_duration(timeout),
-                &format_duration(ceilings.timeout),
-            );
-        }
-        if let Some(map) = step.map.filter(|m| m.concurrency > ceilings.map_concurrency) {
-            self.above(
-                step,
-                step.spans.map,
-                false,
-                "map.concurrency",
-                &map.concurrency.to_string(),
-                &ceilings.map_concurrency.to_string(),
-            );
-        }
-    }
-
-    fn grant_names(&mut self, step: &StepSpec) {
-        for (name, _) in step.grants.iter() {
-            if self.host.known_grants.contains(name) {
-                continue;
-            }
-            let known: Vec<&str> = self.host.known_grants.iter().map(String::as_str).collect();
-            let hint = did_you_mean(name, known.iter().copied());
-            let list = if known.is_empty() {
-                "; this host knows no grants".to_owned()
-            } else {
-                let sep = if hint.is_empty() { ";" } else { "" };
-                format!("{sep} known grants: {}", known.join(", "))
-            };
-            let span = step.grants.span(name).unwrap_or(step.span);
-            self.error(span, format!("unknown grant `{name}` in step `{}`{hint}{list}", step.id));
-        }
     }
 }
