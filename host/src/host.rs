@@ -370,9 +370,6 @@ impl Host {
                 diagnostics: problems,
             }));
         }
-        for warning in &checked.warnings {
-            tracing::warn!(workflow = %workflow.name, "{warning}");
-        }
         let workflow_name: Arc<str> = Arc::from(workflow.name.as_str());
         let secrets = checked.grants.values().flat_map(|g| g.secrets.iter().cloned()).collect();
         let mut grants = checked.grants;
