@@ -11,8 +11,8 @@ use crate::engine::{
     CompiledPlugin, Engine, EngineError, EngineSettings, EngineStats, StepCapabilities, WasmStepRunner, limits,
 };
 use crate::item::Item;
-use crate::scheduler::{JobOptions, JobOutcome, Scheduler, SchedulerSettings};
 use crate::load_check::{self, Ceilings, HostFacts, PluginFacts};
+use crate::scheduler::{JobOptions, JobOutcome, Scheduler, SchedulerSettings};
 use crate::workflow::{self, Diagnostic, Workflow, WorkflowError};
 
 /// Where a plugin's component bytes come from.
@@ -414,5 +414,3 @@ impl Host {
             .await
     }
 }
-
-

@@ -15,13 +15,13 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::weft::plugin::{email, http, llm, logging, secrets, types};
 use super::bindings::{self, CapableStep};
 use super::limits::{ResolvedLimits, StepLimiter};
-use crate::workflow::human_size;
 use super::stdio::TracingOutput;
 use super::{CompiledPlugin, Engine};
 use crate::capabilities::logging::{GuestLog, LogLevel};
 use crate::capabilities::{self as caps, CallScope, CapabilityConfig, Services, StepGrants};
 use crate::item::Item;
 use crate::scheduler::{FailureKind, StepAttempt, StepFailure, StepRunner};
+use crate::workflow::human_size;
 
 /// The host state of one attempt's store.
 pub(crate) struct StepState {

@@ -199,7 +199,6 @@ fn snapshots_of_invalid_workflows() {
     );
 }
 
-
 #[test]
 fn grants_are_resolved_once_per_step() {
     let wf = parse("example.yaml", EXAMPLE).unwrap();
@@ -214,7 +213,8 @@ fn grants_are_resolved_once_per_step() {
 
 #[test]
 fn a_missing_secret_is_an_error_only_where_secrets_are_required() {
-    let text = with_steps("  - id: sign\n    plugin: http-get\n    grants: { secrets: [NOT_HERE, WEBHOOK_SIGNING_KEY] }\n");
+    let text =
+        with_steps("  - id: sign\n    plugin: http-get\n    grants: { secrets: [NOT_HERE, WEBHOOK_SIGNING_KEY] }\n");
     let wf = parse("t.yaml", &text).unwrap();
     assert_eq!(
         check_errors(&wf, &host()),

@@ -26,8 +26,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use units::{format_duration, format_size, human_size, parse_duration, parse_size};
 pub use suggest::did_you_mean;
+pub use units::{format_duration, format_size, human_size, parse_duration, parse_size};
 
 /// Default total number of attempts for a step (including the first one).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;

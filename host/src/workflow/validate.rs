@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use super::suggest::did_you_mean;
 use super::Span;
+use super::suggest::did_you_mean;
 
 /// What the graph checks need to know about one step.
 pub(crate) struct GraphNode<'a> {
