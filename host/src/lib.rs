@@ -25,14 +25,14 @@
 
 pub mod authoring;
 mod bundled;
-pub mod capabilities;
-pub mod engine;
+pub use weft_capabilities as capabilities;
+pub use weft_engine as engine;
 mod host;
-pub mod item;
+pub use weft_core::item;
 pub mod load_check;
 pub mod queue;
-pub mod scheduler;
-pub mod workflow;
+pub use weft_scheduler as scheduler;
+pub use weft_workflow as workflow;
 
 pub use bundled::bundled_workflows;
 pub use host::{Host, HostBuilder, HostError, LoadedWorkflow, PluginInfo, PluginSource};

@@ -22,10 +22,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy};
 
-use crate::capabilities::{self, ImportClass};
 use bindings::CapableStepPre as StepPre;
 use limits::{EPOCH_TICK, MAX_TABLE_ELEMENTS, MEMORY_CEILING};
 use runner::StepState;
+use weft_capabilities::{self as capabilities, ImportClass};
 
 /// Set to `1` to have wasmtime write a perf map (`/tmp/perf-<pid>.map`) naming the
 /// JIT-compiled guest functions, for profiling components with `perf record`.

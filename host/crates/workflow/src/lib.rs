@@ -6,7 +6,7 @@
 //!
 //! It must never do I/O (callers pass in the text and a source name), and it must never touch
 //! wasmtime, NATS or any other part of the runtime: it depends on nothing of Weft's but
-//! [`crate::item`] (`scripts/check-deps.py` checks it). It is pure data in, data out, so it can
+//! [`weft_core::item`] (`scripts/check-deps.py` checks it). It is pure data in, data out, so it can
 //! be used by the CLI, the engine and tests alike. It must not panic on any input.
 //!
 //! [`parse`] checks syntax, structure and everything decidable from the file alone (field names

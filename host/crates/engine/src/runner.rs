@@ -17,11 +17,11 @@ use super::bindings::{self, CapableStep};
 use super::limits::{ResolvedLimits, StepLimiter};
 use super::stdio::TracingOutput;
 use super::{CompiledPlugin, Engine};
-use crate::capabilities::logging::{GuestLog, LogLevel};
-use crate::capabilities::{self as caps, CallScope, CapabilityConfig, Services, StepGrants};
-use crate::item::Item;
-use crate::scheduler::{FailureKind, StepAttempt, StepFailure, StepRunner};
-use crate::workflow::human_size;
+use weft_capabilities::logging::{GuestLog, LogLevel};
+use weft_capabilities::{self as caps, CallScope, CapabilityConfig, Services, StepGrants};
+use weft_core::item::Item;
+use weft_scheduler::{FailureKind, StepAttempt, StepFailure, StepRunner};
+use weft_workflow::human_size;
 
 /// The host state of one attempt's store.
 pub(crate) struct StepState {

@@ -226,8 +226,8 @@ async fn read_body(
     let too_large = |size: u64| {
         HttpError::TooLarge(format!(
             "the answer from {url} to step `{step}` is {} or more, above the host's cap of {}",
-            crate::workflow::human_size(size),
-            crate::workflow::human_size(cap)
+            weft_workflow::human_size(size),
+            weft_workflow::human_size(cap)
         ))
     };
     if let Some(length) = response.content_length()

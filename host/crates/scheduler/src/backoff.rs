@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::workflow::{Jitter, RetryPolicy};
+use weft_workflow::{Jitter, RetryPolicy};
 
 /// Picks the jittered delay in `[0, ceiling]`. A trait so tests can pin it.
 pub trait JitterSource: Send + Sync {

@@ -1,11 +1,11 @@
 //! Host-side bindings generated from `wit/step.wit` (the `capable-step`
 //! world, so every capability can be linked), and conversions between them
-//! and the crate's own [`Item`](crate::item::Item) type. Parameters of the
+//! and the crate's own [`Item`](weft_core::item::Item) type. Parameters of the
 //! exported `run` are borrowed types, so an attempt's input is lowered from
 //! the host's items without cloning them first.
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../../../wit",
     world: "capable-step",
     imports: { default: async },
     exports: { default: async },
@@ -13,7 +13,7 @@ wasmtime::component::bindgen!({
 });
 
 use self::weft::plugin::types;
-use crate::item::{self as host, Payload};
+use weft_core::item::{self as host, Payload};
 
 /// Each item's metadata as borrowed pairs, for [`item_params`] to point at.
 pub(super) fn metadata_refs(items: &[host::Item]) -> Vec<Vec<(&str, &str)>> {

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::workflow::{RetryPolicy, parse};
+use weft_workflow::{RetryPolicy, parse};
 
 /// What a fake step does on one attempt.
 struct Behaviour {
@@ -336,7 +336,7 @@ fn backoff_grows_until_the_cap_without_overflow() {
         initial_backoff: ms(100),
         max_backoff: Duration::from_secs(30),
         multiplier: 10.0,
-        jitter: crate::workflow::Jitter::None,
+        jitter: weft_workflow::Jitter::None,
     };
     assert_eq!(backoff_delay(&policy, 1, None, &HalfJitter), ms(100));
     assert_eq!(backoff_delay(&policy, 2, None, &HalfJitter), ms(1000));

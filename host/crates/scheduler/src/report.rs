@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::StepFailure;
-use crate::workflow::StepSpec;
+use weft_workflow::StepSpec;
 
 /// How a job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

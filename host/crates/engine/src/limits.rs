@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::workflow::StepLimits;
+use weft_workflow::StepLimits;
 
 const MIB: u64 = 1024 * 1024;
 const GIB: u64 = 1024 * MIB;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use url::Url;
 
-use crate::workflow::{GrantSpec, Grants};
+use weft_workflow::{GrantSpec, Grants};
 
 /// The resolved grants of one step. Absent means "not granted at all".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

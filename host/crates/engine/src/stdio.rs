@@ -10,7 +10,7 @@ use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-use crate::capabilities::logging::{GuestLog, LogLevel, MAX_LOG_LINE_BYTES};
+use weft_capabilities::logging::{GuestLog, LogLevel, MAX_LOG_LINE_BYTES};
 
 /// A guest output stream that emits each complete line as a tracing event.
 pub(crate) struct TracingOutput {

@@ -26,8 +26,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use crate::item::Item;
-use crate::workflow::{StepSpec, Workflow};
+use weft_core::item::Item;
+use weft_workflow::{StepSpec, Workflow};
 
 /// Timeout for a step attempt whose workflow sets none.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(60);
