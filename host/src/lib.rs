@@ -27,6 +27,7 @@ pub mod authoring;
 mod bundled;
 pub mod capabilities;
 pub mod engine;
+pub mod errors;
 mod host;
 pub mod item;
 pub mod queue;
