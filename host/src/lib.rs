@@ -26,6 +26,7 @@
 pub mod authoring;
 mod bundled;
 pub mod capabilities;
+pub mod discovery;
 pub mod engine;
 pub mod errors;
 mod host;
