@@ -26,6 +26,8 @@
 pub mod authoring;
 mod bundled;
 pub use weft_capabilities as capabilities;
+pub mod discovery;
+pub use weft_core::errors;
 pub use weft_engine as engine;
 mod host;
 pub use weft_core::item;

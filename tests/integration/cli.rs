@@ -130,7 +130,28 @@ fn validate_accepts_every_bundled_workflow() {
     let mut args = vec!["validate"];
     args.extend(files.iter().map(String::as_str));
     let out = weft(&args, &repo_root());
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains("warning:"), "no bundled workflow grants what its step cannot use:\n{text}");
+    assert!(text.contains("needs secrets when run: WEBHOOK_SIGNING_KEY"), "{text}");
+}
+
+#[test]
+fn a_grant_the_component_cannot_use_is_a_warning_from_validate_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "name: g\nversion: '1'\nsteps:\n  - id: chunk\n    plugin: chunk\n    grants: { llm: true }\n";
+    std::fs::write(dir.path().join("g.yaml"), yaml).unwrap();
+    std::fs::write(dir.path().join("in.txt"), "hello").unwrap();
+    let warning = "warning: g.yaml:6:15: step `chunk` is granted `llm`, but its plugin `chunk` does not import \
+                   `weft:plugin/llm`, so the grant has no effect";
+    let out = weft(&["validate", "g.yaml"], dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("g.yaml: ok (1 steps)\n") && text.contains(warning), "{text}");
+    let out = weft(&["run", "g.yaml", "--input", "in.txt"], dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(warning), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout_json(&out).is_object(), "the job result alone is on stdout");
 }
 
 #[test]
@@ -154,6 +175,49 @@ fn bad_invocations_exit_2_and_help_exits_0() {
     let help = weft(&["--help"], &repo_root());
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("validate"));
+}
+
+/// Regression (issue 17): `weft run nosuch` printed the same OS error twice
+/// and did not say which workflows there are.
+#[test]
+fn an_unknown_workflow_is_one_error_that_lists_the_bundled_workflows() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), "hello").unwrap();
+    let names: Vec<&str> = weft::bundled_workflows().map(|(name, _)| name).collect();
+    assert!(names.contains(&"pdf-digest"), "{names:?}");
+    let expected = format!(
+        "error: workflow file `nosuch` not found, and no bundled workflow has that name; bundled workflows: {}\n",
+        names.join(", ")
+    );
+
+    let out = weft(&["run", "nosuch", "--input", "in.txt"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "no job result without a workflow");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr, expected);
+    assert_eq!(stderr.matches("not found").count(), 1, "{stderr}");
+    assert!(stderr.contains("pdf-digest"), "{stderr}");
+
+    // `serve` names its workflows the same way, and says so before it
+    // connects to anything (nothing listens on this port).
+    let out = weft(&["serve", "--workflows", "nosuch", "--nats", "nats://127.0.0.1:1"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), expected);
+}
+
+/// An error and its cause are said once: reading a directory as a workflow
+/// fails with one OS error, not the same one twice.
+#[test]
+fn a_workflow_that_cannot_be_read_names_its_os_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("flows")).unwrap();
+    std::fs::write(dir.path().join("in.txt"), "hello").unwrap();
+    let out = weft(&["run", "flows", "--input", "in.txt"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: cannot read workflow flows: "), "{stderr}");
+    assert_eq!(stderr.matches("os error").count(), 1, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, kv, object_store, stream};
 
 use super::QueueError;
+use crate::errors::error_chain;
 
 /// Names, subjects and timings of the queue topology. The defaults are what
 /// `weft serve` and `weft submit` use; every field is configurable.
@@ -333,21 +334,6 @@ fn is_tls_failure(error: &async_nats::ConnectError) -> bool {
         source = cause.source();
     }
     false
-}
-
-/// The error and its causes, joined with `: `.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 async fn ensure_stream(js: &jetstream::Context, wanted: stream::Config) -> Result<stream::Stream, QueueError> {

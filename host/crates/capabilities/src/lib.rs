@@ -268,20 +268,7 @@ impl CallScope {
     }
 }
 
-/// The error and its causes in one line ("error sending request: connection refused").
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use weft_core::errors::error_chain;
 
 /// A capability call's result, described for the trace.
 pub(crate) trait Outcome {

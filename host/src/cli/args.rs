@@ -1,0 +1,143 @@
+//! Argument groups more than one command takes: the compile cache (global),
+//! the capabilities a host offers its steps (`run`, `serve`) and the way to
+//! reach NATS (`serve`, `submit`, `status`, `dlq`), each with the one
+//! function that turns it into the library's configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use weft::capabilities::{CapabilityConfig, EmailConfig, HttpSettings, LlmConfig, SecretStore};
+use weft::engine::EngineSettings;
+use weft::queue::QueueConfig;
+
+/// Where compiled components are kept.
+#[derive(clap::Args)]
+pub(crate) struct CacheArgs {
+    /// Directory for compiled components [default: $WEFT_CACHE_DIR, $XDG_CACHE_HOME/weft or ~/.cache/weft].
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Do not read or write the compile cache.
+    #[arg(long, global = true)]
+    no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The engine settings a command starts from; `fuel` meters fuel.
+    pub(crate) fn engine_settings(&self, fuel: bool) -> EngineSettings {
+        let mut settings = EngineSettings { fuel_metering: fuel, ..EngineSettings::default() };
+        if self.no_cache {
+            settings.cache_dir = None;
+        } else if let Some(dir) = &self.cache_dir {
+            settings.cache_dir = Some(dir.clone());
+        }
+        settings
+    }
+}
+
+/// What steps may reach when their workflow grants it.
+#[derive(clap::Args, Clone)]
+pub(crate) struct CapabilityArgs {
+    /// Base URL of an OpenAI-compatible API for the `llm` capability, e.g.
+    /// `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1`. Its key
+    /// is read from WEFT_LLM_API_KEY and never reaches a component.
+    #[arg(long, env = "WEFT_LLM_BASE_URL", value_name = "URL")]
+    llm_base_url: Option<String>,
+    /// The model steps get unless they name one.
+    #[arg(long, env = "WEFT_LLM_MODEL", default_value = "gpt-4o-mini", value_name = "NAME")]
+    llm_model: String,
+    /// SMTP relay for the `email` capability: `smtp://[user:pass@]host:port`
+    /// (add `?tls=required` for STARTTLS) or `smtps://...` for TLS.
+    #[arg(long, env = "WEFT_SMTP_URL", value_name = "URL")]
+    smtp_url: Option<String>,
+    /// The sender address of e-mail from steps.
+    #[arg(long, env = "WEFT_SMTP_FROM", default_value = "weft@localhost", value_name = "ADDRESS")]
+    smtp_from: String,
+    /// A file of `NAME=value` lines holding secrets that workflows grant
+    /// (looked up before the environment variable of the same name).
+    #[arg(long, env = "WEFT_SECRETS_FILE", value_name = "FILE")]
+    secrets_file: Option<PathBuf>,
+    /// The longest one outbound HTTP request from a step may take, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    http_timeout_secs: u64,
+    /// The largest HTTP response a step may receive, in bytes.
+    #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
+    http_max_response_bytes: u64,
+}
+
+impl CapabilityArgs {
+    /// The host's capability configuration (the LLM key from WEFT_LLM_API_KEY).
+    pub(crate) fn config(&self) -> Result<CapabilityConfig> {
+        let llm = match &self.llm_base_url {
+            Some(url) => {
+                let key = std::env::var("WEFT_LLM_API_KEY").ok().filter(|k| !k.is_empty());
+                Some(LlmConfig::new(url, &self.llm_model, key).map_err(anyhow::Error::msg)?)
+            }
+            None => None,
+        };
+        let email = match &self.smtp_url {
+            Some(url) => Some(EmailConfig::new(url, &self.smtp_from).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        let mut secrets = SecretStore::from_environment();
+        if let Some(file) = &self.secrets_file {
+            secrets = secrets.with_file(file)?;
+        }
+        Ok(CapabilityConfig {
+            http: HttpSettings {
+                max_timeout: Duration::from_secs(self.http_timeout_secs.max(1)),
+                max_response_bytes: self.http_max_response_bytes,
+                ..HttpSettings::default()
+            },
+            llm,
+            email,
+            secrets,
+        })
+    }
+}
+
+/// How to reach NATS.
+#[derive(clap::Args)]
+pub(crate) struct NatsArgs {
+    /// NATS server URL.
+    #[arg(long = "nats", env = "NATS_URL", default_value = "nats://127.0.0.1:4222", value_name = "URL")]
+    url: String,
+    /// A NATS credentials (.creds) file.
+    #[arg(long, value_name = "FILE")]
+    nats_creds: Option<PathBuf>,
+    /// User name (with --nats-password).
+    #[arg(long, requires = "nats_password")]
+    nats_user: Option<String>,
+    /// Password (with --nats-user).
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true, requires = "nats_user")]
+    nats_password: Option<String>,
+    /// Authentication token.
+    #[arg(long, env = "NATS_TOKEN", hide_env_values = true)]
+    nats_token: Option<String>,
+    /// NKey seed.
+    #[arg(long, env = "NATS_NKEY", hide_env_values = true)]
+    nats_nkey: Option<String>,
+    /// CA certificate for TLS.
+    #[arg(long, value_name = "FILE")]
+    nats_tls_ca: Option<PathBuf>,
+    /// Require TLS.
+    #[arg(long)]
+    nats_require_tls: bool,
+}
+
+impl NatsArgs {
+    /// The queue configuration with the default topology names and timings.
+    pub(crate) fn config(&self) -> QueueConfig {
+        QueueConfig {
+            url: self.url.clone(),
+            credentials_file: self.nats_creds.clone(),
+            user_password: self.nats_user.clone().zip(self.nats_password.clone()),
+            token: self.nats_token.clone(),
+            nkey_seed: self.nats_nkey.clone(),
+            tls_ca: self.nats_tls_ca.clone(),
+            require_tls: self.nats_require_tls,
+            ..QueueConfig::default()
+        }
+    }
+}

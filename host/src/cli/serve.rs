@@ -1,0 +1,135 @@
+//! `weft serve`: one worker pulling jobs from NATS JetStream for the
+//! workflows it serves, until SIGINT or SIGTERM drains it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use weft::HostBuilder;
+use weft::discovery;
+use weft::queue::{QueueConfig, Worker, WorkerConfig};
+
+use super::EXIT_INVALID;
+use super::args::{CacheArgs, CapabilityArgs, NatsArgs};
+
+/// `weft serve`'s arguments.
+#[derive(clap::Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// Directory of workflow files to serve [default: the bundled workflows].
+    #[arg(long, value_name = "DIR")]
+    workflows: Option<PathBuf>,
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Runs of one job before it is dead-lettered.
+    #[arg(long, default_value_t = 3)]
+    max_job_attempts: u32,
+    /// Seconds to wait for in-flight jobs on SIGTERM/SIGINT before handing them back.
+    #[arg(long, default_value_t = 30)]
+    drain_grace_secs: u64,
+    /// Meter fuel so `limits.fuel` can be enforced.
+    #[arg(long)]
+    fuel: bool,
+    /// Seconds the server waits for an ack before redelivering a job
+    /// (in-progress acks keep long jobs alive); all workers must agree.
+    #[arg(long, default_value_t = 30)]
+    ack_wait_secs: u64,
+    /// Step attempts computing at once (0: no bound); the others wait,
+    /// holding no sandbox memory. An attempt waiting on HTTP, an LLM,
+    /// email or a timer gives its slot back, so I/O-bound steps do not
+    /// queue behind each other. The number of CPUs cuts peak memory
+    /// with many jobs in flight; waiting counts against a step's timeout.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    compute_slots: usize,
+    #[command(flatten)]
+    capabilities: CapabilityArgs,
+}
+
+/// Loads the workflows and serves them until a signal; exit status 2 when a
+/// named workflow is invalid or none is left to serve.
+pub(crate) async fn serve(cache: &CacheArgs, args: &ServeArgs) -> Result<ExitCode> {
+    let settings =
+        weft::engine::EngineSettings { compute_slots: args.compute_slots, ..cache.engine_settings(args.fuel) };
+    let host = HostBuilder::new().engine_settings(settings).capabilities(args.capabilities.config()?).build()?;
+    let worker = WorkerConfig {
+        concurrency: args.concurrency,
+        max_job_attempts: args.max_job_attempts,
+        drain_grace: Duration::from_secs(args.drain_grace_secs),
+        ..WorkerConfig::default()
+    };
+    let queue = QueueConfig { ack_wait: Duration::from_secs(args.ack_wait_secs), ..args.nats.config() };
+
+    let host = Arc::new(host);
+    let mut loaded = Vec::new();
+    let mut invalid = 0;
+    match &args.workflows {
+        Some(named) => {
+            for source in discovery::find_workflows(named)? {
+                match source.load(&host) {
+                    Ok(workflow) => {
+                        super::warn_about(&workflow);
+                        loaded.push(workflow);
+                    }
+                    Err(error) => {
+                        invalid += 1;
+                        eprintln!("{error}");
+                    }
+                }
+            }
+        }
+        None => {
+            // A bundled workflow this host is not configured for (an LLM
+            // endpoint, a secret) is left out with the reason, not fatal.
+            for source in discovery::bundled_workflows() {
+                match source.load(&host) {
+                    Ok(workflow) => loaded.push(workflow),
+                    Err(error) => eprintln!("weft serve: not serving bundled workflow `{source}`:\n{error}"),
+                }
+            }
+        }
+    }
+    if invalid > 0 {
+        eprintln!("error: {invalid} workflow file(s) invalid; fix them before serving");
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
+    if loaded.is_empty() {
+        eprintln!("error: no workflows to serve");
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
+    let names: Vec<String> = loaded.iter().map(|w| w.workflow().name.clone()).collect();
+    let worker = Worker::connect(host, loaded, queue, worker).await?;
+    eprintln!("weft serve: serving {} (Ctrl-C or SIGTERM drains and stops)", names.join(", "));
+    let summary = worker.run(shutdown_signal()).await?;
+    eprintln!(
+        "weft serve: stopped ({} succeeded, {} retried, {} dead-lettered, {} duplicates, {} handed back)",
+        summary.succeeded, summary.retried, summary.dead_lettered, summary.duplicates, summary.handed_back
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

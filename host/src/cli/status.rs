@@ -1,0 +1,32 @@
+//! `weft status`: a job's record (state, attempts, result) from NATS.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::EXIT_JOB_FAILED;
+use super::args::NatsArgs;
+
+/// `weft status`' arguments.
+#[derive(clap::Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// The job id.
+    job_id: String,
+}
+
+/// Prints the job's record; exit status 1 when no such job is known.
+pub(crate) async fn status(args: &StatusArgs) -> Result<ExitCode> {
+    let queue = weft::queue::connect(args.nats.config()).await?;
+    match queue.status(&args.job_id).await? {
+        Some(record) => {
+            println!("{}", serde_json::to_string_pretty(&record)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            eprintln!("error: no job `{}` is known (never submitted, or not picked up yet)", args.job_id);
+            Ok(ExitCode::from(EXIT_JOB_FAILED))
+        }
+    }
+}
