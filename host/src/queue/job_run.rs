@@ -27,6 +27,9 @@ use crate::scheduler::{CheckpointSink, JitterSource, JobOptions, JobOutcome, Job
 use crate::{Host, LoadedWorkflow};
 
 /// How one delivery ends: one variant per way its message is settled.
+// Built once per delivery and consumed at once by `settle`: boxing the
+// dead-letter variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Outcome<'a> {
     /// The job succeeded and its record says so: the result event is
     /// published, then the message acked.
@@ -125,7 +128,7 @@ impl JobRunner {
             match self.usable(parsed, &job_id, &workflow_name) {
                 Ok((job, workflow)) => self.run(&message, job, &job_id, workflow).await,
                 Err(reason) => {
-                    let letter = dead_letter(&message, &job_id, &workflow_name, reason, None, Vec::new());
+                    let letter = letter_for(&message, &job_id, &workflow_name, reason, None, Vec::new());
                     self.settle(&message, Outcome::DeadLetter { letter, record: None }).await;
                 }
             }
@@ -189,7 +192,7 @@ impl JobRunner {
             Ok(item) => item,
             Err(reason) => {
                 let reason = format!("the job's input is unusable: {reason}");
-                let letter = dead_letter(message, job_id, workflow_name, reason, None, record.history.clone());
+                let letter = letter_for(message, job_id, workflow_name, reason, None, record.history.clone());
                 return self.settle(message, Outcome::DeadLetter { letter, record: Some((record, None)) }).await;
             }
         };
@@ -293,7 +296,7 @@ impl JobRunner {
                 self.settle(message, Outcome::Retry { delay }).await;
             }
             Failure::DeadLetter { reason, error } => {
-                let letter = dead_letter(message, job_id, workflow_name, reason, error, record.history.clone());
+                let letter = letter_for(message, job_id, workflow_name, reason, error, record.history.clone());
                 self.settle(message, Outcome::DeadLetter { letter, record: Some((record, Some(report))) }).await;
             }
         }
@@ -471,7 +474,7 @@ impl JobRunner {
 }
 
 /// A dead letter for `message`.
-fn dead_letter(
+fn letter_for(
     message: &jetstream::Message,
     job_id: &str,
     workflow: &str,
