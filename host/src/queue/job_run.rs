@@ -172,7 +172,7 @@ impl JobRunner {
             }
             input = Some(loaded);
         }
-        let (mut record, redelivered) = if claim == Claim::Due {
+        let (record, redelivered) = if claim == Claim::Due {
             match self.claim_before_run(job_id, workflow_name).await {
                 Ok(claimed) => {
                     claim = Claim::Held;
@@ -205,7 +205,24 @@ impl JobRunner {
         let checkpoints =
             Arc::new(KvCheckpoints::new(self.store.clone(), job_id, workflow, self.config.checkpoint_delay, claim));
         let outcome = self.execute(message, workflow, job_id, input, completed, &checkpoints).await;
+        self.finish(message, workflow, job_id, record, &run, outcome, &checkpoints).await;
+    }
 
+    /// Records how the run ended, as the claim at its end allows (see
+    /// [`Claim::at_end`]), then settles the message. `outcome` is `None`
+    /// when the job was stopped to be handed back.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &self,
+        message: &jetstream::Message,
+        workflow: &LoadedWorkflow,
+        job_id: &str,
+        mut record: JobRecord,
+        run: &Run<'_>,
+        outcome: Option<JobOutcome>,
+        checkpoints: &KvCheckpoints,
+    ) {
+        let workflow_name = workflow.workflow().name.as_str();
         let succeeded = outcome.as_ref().is_some_and(|o| o.report.status == JobStatus::Succeeded);
         if !succeeded {
             // The job will run again (retry, hand-back, replay): make every
@@ -239,7 +256,7 @@ impl JobRunner {
 
         let Some(outcome) = outcome.as_ref() else {
             tracing::warn!("handing the job back unfinished at shutdown");
-            record.hand_back(&run);
+            record.hand_back(run);
             let _ = self.store.write_record(&record).await;
             return self.settle(message, Outcome::HandedBack).await;
         };
@@ -249,38 +266,9 @@ impl JobRunner {
                 (Some(sinks), Some(inline)) => self.store_outputs(job_id, sinks, inline).await,
                 _ => None,
             };
-            record.succeed(&run);
-            let view = record.view(Some(report), outputs.as_ref());
-            let written = if create {
-                // The deferred claim's write, with the outcome.
-                self.store.create_record(&view).await.map(|created| claim.created(Some(created)))
-            } else {
-                self.store.write_record_view(&view).await.map(|()| Claim::Held)
-            };
-            let written = match written {
-                Ok(Claim::Conflict) => {
-                    // A record existed: this was not the job's first delivery
-                    // after all (the server restarted, or the job id was
-                    // submitted again after the dedupe window).
-                    record = match self.adopt(job_id, workflow_name).await {
-                        Ok(earlier) => earlier,
-                        Err(outcome) => return self.settle(message, outcome).await,
-                    };
-                    record.succeed(&run);
-                    self.store.write_record_view(&record.view(Some(report), outputs.as_ref())).await
-                }
-                other => other.map(|_| ()),
-            };
-            if let Err(error) = written {
-                // Not acked: a redelivery resumes from the checkpoints, so
-                // the ones still held back are written now.
-                tracing::error!(%error, "cannot record the job's success; leaving it for redelivery");
-                checkpoints.write_all_and_wait().await;
-                return self.settle(message, Outcome::Unsettled).await;
-            }
-            let outputs = outputs.as_ref();
+            let create = create.then_some(claim);
             return self
-                .settle(message, Outcome::Succeeded { workflow: workflow_name, record: &record, report, outputs })
+                .succeed(message, job_id, workflow_name, record, run, report, outputs, create, checkpoints)
                 .await;
         }
         let retry = RetryRule {
@@ -288,7 +276,7 @@ impl JobRunner {
             policy: &self.config.job_retry,
             jitter: self.jitter.as_ref(),
         };
-        match record.fail(&run, report.error.as_ref(), &retry) {
+        match record.fail(run, report.error.as_ref(), &retry) {
             Failure::Retry { delay } => {
                 let _ = self.store.write_record_view(&record.view(Some(report), None)).await;
                 let attempt = record.attempts;
@@ -300,6 +288,54 @@ impl JobRunner {
                 self.settle(message, Outcome::DeadLetter { letter, record: Some((record, Some(report))) }).await;
             }
         }
+    }
+
+    /// Running → succeeded: writes the record, then settles. `deferred` is
+    /// the claim when it is still deferred: the record is then created with
+    /// the outcome, and a conflict there takes the earlier record over.
+    #[allow(clippy::too_many_arguments)]
+    async fn succeed(
+        &self,
+        message: &jetstream::Message,
+        job_id: &str,
+        workflow_name: &str,
+        mut record: JobRecord,
+        run: &Run<'_>,
+        report: &JobReport,
+        outputs: Option<StoredOutputs<'_>>,
+        deferred: Option<Claim>,
+        checkpoints: &KvCheckpoints,
+    ) {
+        record.succeed(run);
+        let view = record.view(Some(report), outputs.as_ref());
+        let written = match deferred {
+            // The deferred claim's write, with the outcome.
+            Some(claim) => self.store.create_record(&view).await.map(|created| claim.created(Some(created))),
+            None => self.store.write_record_view(&view).await.map(|()| Claim::Held),
+        };
+        let written = match written {
+            Ok(Claim::Conflict) => {
+                // A record existed: this was not the job's first delivery
+                // after all (the server restarted, or the job id was
+                // submitted again after the dedupe window).
+                record = match self.adopt(job_id, workflow_name).await {
+                    Ok(earlier) => earlier,
+                    Err(outcome) => return self.settle(message, outcome).await,
+                };
+                record.succeed(run);
+                self.store.write_record_view(&record.view(Some(report), outputs.as_ref())).await
+            }
+            other => other.map(|_| ()),
+        };
+        if let Err(error) = written {
+            // Not acked: a redelivery resumes from the checkpoints, so
+            // the ones still held back are written now.
+            tracing::error!(%error, "cannot record the job's success; leaving it for redelivery");
+            checkpoints.write_all_and_wait().await;
+            return self.settle(message, Outcome::Unsettled).await;
+        }
+        let outputs = outputs.as_ref();
+        self.settle(message, Outcome::Succeeded { workflow: workflow_name, record: &record, report, outputs }).await;
     }
 
     /// Settles the message as `outcome` says: the only place a message is
