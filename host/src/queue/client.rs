@@ -1,5 +1,7 @@
-//! The client side: submit jobs, read their state, wait for results, and
-//! list, show and replay dead letters. Shared storage helpers live here too.
+//! The client side (`weft submit`, `status`, `dlq`): submit jobs, read
+//! their state, wait for results, and list, show and replay dead letters.
+//! It reads and writes job state through the worker's [`StateStore`], so
+//! the storage code exists once.
 
 use std::time::Duration;
 
@@ -7,10 +9,10 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt as _;
 
 use super::message::{JobInput, JobMessage};
-use super::state::{JobRecord, JobState, RecordView, job_key};
+use super::state::{JobRecord, JobState, job_key};
+use super::store::StateStore;
 use super::topology::Topology;
 use super::{QueueError, valid_job_id, valid_workflow_name};
 
@@ -18,12 +20,11 @@ use super::{QueueError, valid_job_id, valid_workflow_name};
 /// larger or binary ones go through the object store.
 pub const INLINE_INPUT_LIMIT: usize = 256 * 1024;
 
-/// A connection to the queue for clients (and the worker's storage).
+/// A connection to the queue for clients: submit jobs, read their state,
+/// manage dead letters.
 #[derive(Clone)]
 pub struct QueueClient {
-    /// Shared, not copied: the stream handles inside carry their whole
-    /// server-side info, too heavy to clone for every job.
-    pub(crate) topology: std::sync::Arc<Topology>,
+    store: StateStore,
 }
 
 /// What `submit` did.
@@ -67,14 +68,22 @@ pub struct DeadLetterEntry {
 }
 
 impl QueueClient {
+    pub(crate) fn new(topology: Topology) -> Self {
+        QueueClient { store: StateStore::new(topology) }
+    }
+
+    fn topology(&self) -> &Topology {
+        &self.store.topology
+    }
+
     /// The topology settings in use.
     pub fn config(&self) -> &super::QueueConfig {
-        &self.topology.config
+        &self.topology().config
     }
 
     /// The underlying NATS client (to subscribe to results, say).
     pub fn nats(&self) -> &async_nats::Client {
-        &self.topology.client
+        &self.topology().client
     }
 
     /// Submits a job: large or binary input goes to the object store first,
@@ -108,7 +117,7 @@ impl QueueClient {
             Some(text) => (JobInput::Text(text.to_string()), false),
             None => {
                 let name = format!("input.{job_id}");
-                self.put_object(&name, &input).await?;
+                self.store.put_object(&name, &input).await?;
                 (JobInput::Object(name), true)
             }
         };
@@ -131,9 +140,9 @@ impl QueueClient {
         headers.insert("Nats-Msg-Id", msg_id);
         let _ = job_id;
         let ack = self
-            .topology
+            .topology()
             .js
-            .publish_with_headers(self.topology.job_subject(workflow), headers, body)
+            .publish_with_headers(self.topology().job_subject(workflow), headers, body)
             .await
             .map_err(|e| QueueError::js("publishing the job", e))?
             .await
@@ -150,71 +159,7 @@ impl QueueClient {
         if !valid_job_id(job_id) {
             return Err(QueueError::Invalid(format!("`{job_id}` is not a valid job id")));
         }
-        self.read_record(job_id).await
-    }
-
-    pub(crate) async fn read_record(&self, job_id: &str) -> Result<Option<JobRecord>, QueueError> {
-        let value =
-            self.topology.state.get(job_key(job_id)).await.map_err(|e| QueueError::js("reading job state", e))?;
-        value
-            .map(|bytes| serde_json::from_slice(&bytes).map_err(|e| QueueError::js("decoding job state", e)))
-            .transpose()
-    }
-
-    /// Writes `record` only if the job has no record yet: one round trip that
-    /// both claims a fresh job and tells a redelivery from a first delivery.
-    /// `Ok(false)` when a record exists (or existed) already.
-    pub(crate) async fn create_record(&self, record: &RecordView<'_>) -> Result<bool, QueueError> {
-        let bytes = serde_json::to_vec(record).map_err(|e| QueueError::js("encoding job state", e))?;
-        let mut headers = HeaderMap::new();
-        headers.insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, "0");
-        let ack = self
-            .topology
-            .js
-            .publish_with_headers(self.state_subject(&job_key(record.job_id)), headers, bytes.into())
-            .await
-            .map_err(|e| QueueError::js("writing job state", e))?
-            .await;
-        match ack {
-            Ok(_) => Ok(true),
-            Err(error) if error.kind() == async_nats::jetstream::context::PublishErrorKind::WrongLastSequence => {
-                Ok(false)
-            }
-            Err(error) => Err(QueueError::js("writing job state", error)),
-        }
-    }
-
-    /// Sends a value to the job-state bucket without waiting for the
-    /// server's ack; the caller awaits the returned future when it needs the
-    /// write to be durable. Writes from one connection are stored in order.
-    pub(crate) async fn put_state_pipelined(
-        &self,
-        key: &str,
-        value: Bytes,
-    ) -> Result<async_nats::jetstream::context::PublishAckFuture, QueueError> {
-        self.topology.js.publish(self.state_subject(key), value).await.map_err(|e| QueueError::js("writing state", e))
-    }
-
-    /// The subject a write of `key` goes to (what `kv::Store::put` uses).
-    fn state_subject(&self, key: &str) -> String {
-        let store = &self.topology.state;
-        format!("{}{key}", store.put_prefix.as_ref().unwrap_or(&store.prefix))
-    }
-
-    pub(crate) async fn write_record(&self, record: &JobRecord) -> Result<(), QueueError> {
-        self.write_record_view(&record.view(None, None)).await
-    }
-
-    /// Writes a record given as a [`RecordView`] (report and outputs
-    /// borrowed from the job's outcome, not copied into a `JobRecord`).
-    pub(crate) async fn write_record_view(&self, record: &RecordView<'_>) -> Result<(), QueueError> {
-        let bytes = serde_json::to_vec(record).map_err(|e| QueueError::js("encoding job state", e))?;
-        self.topology
-            .state
-            .put(job_key(record.job_id), bytes.into())
-            .await
-            .map_err(|e| QueueError::js("writing job state", e))?;
-        Ok(())
+        self.store.read_record(job_id).await
     }
 
     /// Waits until the job is finished (succeeded or dead-lettered), at most `timeout`.
@@ -225,9 +170,9 @@ impl QueueClient {
     pub async fn wait(&self, job_id: &str, timeout: Duration) -> Result<JobRecord, QueueError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut watch =
-            self.topology.state.watch(job_key(job_id)).await.map_err(|e| QueueError::js("watching job state", e))?;
+            self.topology().state.watch(job_key(job_id)).await.map_err(|e| QueueError::js("watching job state", e))?;
         loop {
-            if let Some(record) = self.read_record(job_id).await?
+            if let Some(record) = self.store.read_record(job_id).await?
                 && record.state.is_terminal()
             {
                 return Ok(record);
@@ -245,49 +190,13 @@ impl QueueClient {
         }
     }
 
-    /// Stores bytes in the object store.
-    pub(crate) async fn put_object(&self, name: &str, bytes: &[u8]) -> Result<(), QueueError> {
-        let mut reader = bytes;
-        self.topology
-            .objects
-            .put(name, &mut reader)
-            .await
-            .map_err(|e| QueueError::js(format!("storing object `{name}`"), e))?;
-        Ok(())
-    }
-
-    /// Reads an object from the object store.
-    pub(crate) async fn get_object(&self, name: &str) -> Result<Vec<u8>, QueueError> {
-        let mut object =
-            self.topology.objects.get(name).await.map_err(|e| QueueError::js(format!("reading object `{name}`"), e))?;
-        let mut bytes = Vec::new();
-        object.read_to_end(&mut bytes).await.map_err(|e| QueueError::js(format!("reading object `{name}`"), e))?;
-        Ok(bytes)
-    }
-
-    /// Publishes a dead letter and waits for the stream's ack.
-    pub(crate) async fn dead_letter(&self, letter: &DeadLetter, msg_id: &str) -> Result<(), QueueError> {
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", msg_id);
-        let subject_token = if valid_workflow_name(&letter.workflow) { letter.workflow.as_str() } else { "_invalid" };
-        let body = serde_json::to_vec(letter).map_err(|e| QueueError::js("encoding the dead letter", e))?;
-        self.topology
-            .js
-            .publish_with_headers(self.topology.dlq_subject(subject_token), headers, body.into())
-            .await
-            .map_err(|e| QueueError::js("publishing the dead letter", e))?
-            .await
-            .map_err(|e| QueueError::js("waiting for the dead-letter stream's ack", e))?;
-        Ok(())
-    }
-
     /// Every entry of the dead-letter stream, oldest first.
     ///
     /// # Errors
     ///
     /// [`QueueError::JetStream`] when the stream cannot be read.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetterEntry>, QueueError> {
-        let mut stream = self.topology.dlq.clone();
+        let mut stream = self.topology().dlq.clone();
         let info = stream.info().await.map_err(|e| QueueError::js("reading the dead-letter stream", e))?;
         let (first, last) = (info.state.first_sequence, info.state.last_sequence);
         let mut entries = Vec::new();
@@ -333,16 +242,19 @@ impl QueueClient {
                 entry.sequence
             )));
         }
-        let mut record =
-            self.read_record(&letter.job_id).await?.unwrap_or_else(|| JobRecord::new(&letter.job_id, &letter.workflow));
+        let mut record = self
+            .store
+            .read_record(&letter.job_id)
+            .await?
+            .unwrap_or_else(|| JobRecord::new(&letter.job_id, &letter.workflow));
         record.state = JobState::Queued;
         record.attempts = 0;
         record.replays += 1;
-        self.write_record(&record).await?;
+        self.store.write_record(&record).await?;
         let msg_id = format!("{}-replay-{}", letter.job_id, record.replays);
         self.publish_job(&letter.workflow, &letter.job_id, &msg_id, Bytes::from(letter.message.clone().into_bytes()))
             .await?;
-        self.topology
+        self.topology()
             .dlq
             .delete_message(entry.sequence)
             .await

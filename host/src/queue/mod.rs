@@ -1,15 +1,22 @@
 //! NATS JetStream: the only module that touches async-nats. It owns the
 //! topology (job stream, shared durable pull consumer, dead-letter stream,
 //! job-state KV bucket, object store), the job message format, the worker
-//! loop (`weft serve`) and the client side (`weft submit`, `status`, `dlq`).
+//! (`weft serve`: the pull loop in `worker`, one job's run and the one place
+//! its message is settled in `job_run`, the job record's state machine in
+//! `record`, checkpoints in `checkpoints`, the state store in `store`) and
+//! the client side (`weft submit`, `status`, `dlq`).
 //!
 //! Architecture invariant: a job message leaves the work queue only after
 //! its outcome is durable elsewhere: a success in the job-state bucket, a
 //! failure in the dead-letter stream. Everything else is redelivered.
 
+mod checkpoints;
 mod client;
+mod job_run;
 mod message;
+mod record;
 mod state;
+mod store;
 mod topology;
 mod worker;
 

@@ -89,11 +89,6 @@ impl JobRecord {
         }
     }
 
-    /// The record that claims a job for its first run: running, attempt 1.
-    pub(crate) fn first_run(job_id: &str, workflow: &str) -> Self {
-        JobRecord { state: JobState::Running, attempts: 1, ..JobRecord::new(job_id, workflow) }
-    }
-
     /// The record as the worker writes it: the last run's report and outputs
     /// borrowed from the job's outcome when given (else the record's own), the
     /// same JSON as this type's without building a `serde_json::Value` first.

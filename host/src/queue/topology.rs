@@ -161,7 +161,7 @@ impl Topology {
 /// [`QueueError::Connect`] when the server cannot be reached,
 /// [`QueueError::Incompatible`] when an existing stream does not fit.
 pub async fn connect(config: QueueConfig) -> Result<super::QueueClient, QueueError> {
-    Ok(super::QueueClient { topology: std::sync::Arc::new(open(config).await?) })
+    Ok(super::QueueClient::new(open(config).await?))
 }
 
 pub(crate) async fn open(config: QueueConfig) -> Result<Topology, QueueError> {

@@ -1,0 +1,576 @@
+//! One job's handling, from its message to its settlement: check the
+//! message, claim the job (see [`Claim`]), run it beside in-progress acks
+//! and held-back checkpoints, record how it ended, and settle the message.
+//!
+//! [`JobRunner::settle`] is the only place a message is acked, nak'ed or
+//! dead-lettered: everything before it decides an [`Outcome`] and makes the
+//! job's record durable; nothing else touches the message's fate.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use tokio::sync::watch;
+use tracing::Instrument as _;
+
+use super::checkpoints::{self, KvCheckpoints, fits_inline};
+use super::client::DeadLetter;
+use super::record::{Adoption, Claim, Failure, Recording, RetryRule, Run};
+use super::state::{JobRecord, StoredOutputs, now_ms};
+use super::store::StateStore;
+use super::worker::{WorkerConfig, WorkerSummary};
+use super::{JobInput, JobMessage, valid_job_id};
+use crate::item::Item;
+use crate::scheduler::{CheckpointSink, JitterSource, JobOptions, JobOutcome, JobReport, JobStatus};
+use crate::{Host, LoadedWorkflow};
+
+/// How one delivery ends: one variant per way its message is settled.
+// Built once per delivery and consumed at once by `settle`: boxing the
+// dead-letter variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Outcome<'a> {
+    /// The job succeeded and its record says so: the result event is
+    /// published, then the message acked.
+    Succeeded {
+        /// The workflow (the results subject's token).
+        workflow: &'a str,
+        /// The record as written.
+        record: &'a JobRecord,
+        /// This run's report.
+        report: &'a JobReport,
+        /// This run's outputs as the record holds them.
+        outputs: Option<&'a StoredOutputs<'a>>,
+    },
+    /// It failed retryably with attempts left and its record says
+    /// retrying: nak'ed, redelivered after `delay`.
+    Retry {
+        /// The host's backoff.
+        delay: Duration,
+    },
+    /// Unfinished at shutdown; its record says queued: nak'ed, redelivered at once.
+    HandedBack,
+    /// It can never succeed: the dead letter is stored, then (when the job
+    /// has a record) its record says dead-lettered and its result event
+    /// is published, then the message is acked. A dead letter that cannot
+    /// be stored leaves the message for redelivery.
+    DeadLetter {
+        /// What the dead-letter stream gets.
+        letter: DeadLetter,
+        /// The job's record and this run's report; `None` for a message
+        /// that is not a usable job at all.
+        record: Option<(JobRecord, Option<&'a JobReport>)>,
+    },
+    /// A duplicate of a finished job: acked without running.
+    Duplicate,
+    /// Its record cannot be read now: nak'ed, redelivered in a second.
+    StateUnreadable,
+    /// Its claim or outcome could not be written: not settled at all, so
+    /// the server redelivers it after the ack wait.
+    Unsettled,
+}
+
+/// Counts of how deliveries were settled.
+#[derive(Default)]
+pub(crate) struct Counters {
+    succeeded: AtomicU64,
+    retried: AtomicU64,
+    dead_lettered: AtomicU64,
+    duplicates: AtomicU64,
+    handed_back: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn summary(&self) -> WorkerSummary {
+        WorkerSummary {
+            succeeded: self.succeeded.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            handed_back: self.handed_back.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What every job's handling shares (one `Arc` per job, not one per field).
+pub(crate) struct JobRunner {
+    pub(crate) host: Arc<Host>,
+    pub(crate) workflows: HashMap<String, LoadedWorkflow>,
+    pub(crate) store: StateStore,
+    pub(crate) config: WorkerConfig,
+    pub(crate) jitter: Box<dyn JitterSource>,
+    pub(crate) counters: Counters,
+    /// Becomes true when the drain's grace period is over.
+    pub(crate) hand_back: watch::Receiver<bool>,
+}
+
+impl JobRunner {
+    /// Handles one delivery, from its message to its settlement.
+    pub(crate) async fn handle(self: Arc<Self>, message: jetstream::Message) {
+        let workflow_name = message
+            .subject
+            .as_str()
+            .strip_prefix(&format!("{}.", self.store.topology.config.jobs_subject_prefix))
+            .unwrap_or_default()
+            .to_string();
+        let header_id = message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_string());
+        let sequence = message.info().map(|i| i.stream_sequence).unwrap_or_default();
+
+        let parsed = JobMessage::parse(&message.payload);
+        let job_id = match &parsed {
+            Ok(job) => job.job_id.clone().or(header_id),
+            Err(_) => header_id,
+        }
+        .unwrap_or_else(|| format!("seq-{sequence}"));
+        let span = tracing::info_span!("job", job.id = %job_id, workflow = %workflow_name);
+        async move {
+            match self.usable(parsed, &job_id, &workflow_name) {
+                Ok((job, workflow)) => self.run(&message, job, &job_id, workflow).await,
+                Err(reason) => {
+                    let letter = letter_for(&message, &job_id, &workflow_name, reason, None, Vec::new());
+                    self.settle(&message, Outcome::DeadLetter { letter, record: None }).await;
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// The parsed job and its workflow, or why the message can never run.
+    fn usable(
+        &self,
+        parsed: Result<JobMessage, String>,
+        job_id: &str,
+        workflow_name: &str,
+    ) -> Result<(JobMessage, &LoadedWorkflow), String> {
+        let job = parsed?;
+        if !valid_job_id(job_id) {
+            return Err(format!("job id `{job_id}` is invalid: use 1-128 letters, digits, `-` or `_`"));
+        }
+        let Some(workflow) = self.workflows.get(workflow_name) else {
+            let mut known: Vec<_> = self.workflows.keys().cloned().collect();
+            known.sort();
+            return Err(format!("unknown workflow `{workflow_name}`; this worker serves: {}", known.join(", ")));
+        };
+        Ok((job, workflow))
+    }
+
+    /// Claims, runs and records a usable job, then settles its message.
+    async fn run(&self, message: &jetstream::Message, job: JobMessage, job_id: &str, workflow: &LoadedWorkflow) {
+        let workflow_name = workflow.workflow().name.as_str();
+        let first_delivery = message.info().is_ok_and(|info| info.delivered <= 1);
+        let pure = workflow.workflow().steps.iter().all(|step| step.grants.is_empty());
+        let mut claim = Claim::at_delivery(first_delivery, pure, self.config.checkpoint_delay);
+        // A deferred claim loads the input first: an unusable one makes the
+        // claim due (the dead letter needs the job's real record).
+        let mut input = None;
+        if claim == Claim::Deferred {
+            let loaded = self.load_input(&job).await;
+            if loaded.is_err() {
+                claim = claim.input_unusable();
+            }
+            input = Some(loaded);
+        }
+        let (record, redelivered) = if claim == Claim::Due {
+            match self.claim_before_run(job_id, workflow_name).await {
+                Ok(claimed) => {
+                    claim = Claim::Held;
+                    claimed
+                }
+                Err(outcome) => return self.settle(message, outcome).await,
+            }
+        } else {
+            (JobRecord::first_run(job_id, workflow_name), false)
+        };
+        let input = match input {
+            Some(input) => input,
+            None => self.load_input(&job).await,
+        };
+        let run = Run { started_at_ms: now_ms(), worker: &self.config.name };
+        let input = match input {
+            Ok(item) => item,
+            Err(reason) => {
+                let reason = format!("the job's input is unusable: {reason}");
+                let letter = letter_for(message, job_id, workflow_name, reason, None, record.history.clone());
+                return self.settle(message, Outcome::DeadLetter { letter, record: Some((record, None)) }).await;
+            }
+        };
+        // The message's parsed copy (a base64 input is a third larger than
+        // the bytes) is not needed while the job runs.
+        drop(job);
+
+        let completed =
+            if redelivered { checkpoints::load(&self.store, job_id, workflow).await } else { BTreeMap::new() };
+        let checkpoints =
+            Arc::new(KvCheckpoints::new(self.store.clone(), job_id, workflow, self.config.checkpoint_delay, claim));
+        let outcome = self.execute(message, workflow, job_id, input, completed, &checkpoints).await;
+        self.finish(message, workflow, job_id, record, &run, outcome, &checkpoints).await;
+    }
+
+    /// Records how the run ended, as the claim at its end allows (see
+    /// [`Claim::at_end`]), then settles the message. `outcome` is `None`
+    /// when the job was stopped to be handed back.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &self,
+        message: &jetstream::Message,
+        workflow: &LoadedWorkflow,
+        job_id: &str,
+        mut record: JobRecord,
+        run: &Run<'_>,
+        outcome: Option<JobOutcome>,
+        checkpoints: &KvCheckpoints,
+    ) {
+        let workflow_name = workflow.workflow().name.as_str();
+        let succeeded = outcome.as_ref().is_some_and(|o| o.report.status == JobStatus::Succeeded);
+        if !succeeded {
+            // The job will run again (retry, hand-back, replay): make every
+            // finished step durable first so that run resumes after it.
+            // This writes a deferred claim first.
+            checkpoints.write_all_and_wait().await;
+        }
+        // The outputs of a succeeded job, and whether they are too large for
+        // the bucket; such outputs go to the object store under the job's
+        // name, so a deferred claim is written before them and a duplicate
+        // of a finished job never replaces that job's outputs.
+        let sinks = outcome.as_ref().filter(|_| succeeded).map(|outcome| sink_outputs(workflow, outcome));
+        let inline = sinks.as_ref().and_then(fits_inline);
+        let large_outputs = inline == Some(false);
+        let claim = if large_outputs { checkpoints.claim_now().await } else { checkpoints.claim().await };
+        let create = match claim.at_end(succeeded, large_outputs) {
+            Recording::Put => false,
+            Recording::CreateWithOutcome => true,
+            Recording::Unclaimed => {
+                tracing::warn!("cannot claim the job's state; leaving the job for redelivery");
+                return self.settle(message, Outcome::Unsettled).await;
+            }
+            Recording::TakeOver => match self.adopt(job_id, workflow_name).await {
+                Ok(earlier) => {
+                    record = earlier;
+                    false
+                }
+                Err(outcome) => return self.settle(message, outcome).await,
+            },
+        };
+
+        let Some(outcome) = outcome.as_ref() else {
+            tracing::warn!("handing the job back unfinished at shutdown");
+            record.hand_back(run);
+            let _ = self.store.write_record(&record).await;
+            return self.settle(message, Outcome::HandedBack).await;
+        };
+        let report = &outcome.report;
+        if report.status == JobStatus::Succeeded {
+            let outputs = match (sinks, inline) {
+                (Some(sinks), Some(inline)) => self.store_outputs(job_id, sinks, inline).await,
+                _ => None,
+            };
+            let create = create.then_some(claim);
+            return self
+                .succeed(message, job_id, workflow_name, record, run, report, outputs, create, checkpoints)
+                .await;
+        }
+        let retry = RetryRule {
+            max_attempts: self.config.max_job_attempts,
+            policy: &self.config.job_retry,
+            jitter: self.jitter.as_ref(),
+        };
+        match record.fail(run, report.error.as_ref(), &retry) {
+            Failure::Retry { delay } => {
+                let _ = self.store.write_record_view(&record.view(Some(report), None)).await;
+                let attempt = record.attempts;
+                tracing::warn!(attempt, retry_in = ?delay, "job failed retryably; handing it back with a delay");
+                self.settle(message, Outcome::Retry { delay }).await;
+            }
+            Failure::DeadLetter { reason, error } => {
+                let letter = letter_for(message, job_id, workflow_name, reason, error, record.history.clone());
+                self.settle(message, Outcome::DeadLetter { letter, record: Some((record, Some(report))) }).await;
+            }
+        }
+    }
+
+    /// Running → succeeded: writes the record, then settles. `deferred` is
+    /// the claim when it is still deferred: the record is then created with
+    /// the outcome, and a conflict there takes the earlier record over.
+    #[allow(clippy::too_many_arguments)]
+    async fn succeed(
+        &self,
+        message: &jetstream::Message,
+        job_id: &str,
+        workflow_name: &str,
+        mut record: JobRecord,
+        run: &Run<'_>,
+        report: &JobReport,
+        outputs: Option<StoredOutputs<'_>>,
+        deferred: Option<Claim>,
+        checkpoints: &KvCheckpoints,
+    ) {
+        record.succeed(run);
+        let view = record.view(Some(report), outputs.as_ref());
+        let written = match deferred {
+            // The deferred claim's write, with the outcome.
+            Some(claim) => self.store.create_record(&view).await.map(|created| claim.created(Some(created))),
+            None => self.store.write_record_view(&view).await.map(|()| Claim::Held),
+        };
+        let written = match written {
+            Ok(Claim::Conflict) => {
+                // A record existed: this was not the job's first delivery
+                // after all (the server restarted, or the job id was
+                // submitted again after the dedupe window).
+                record = match self.adopt(job_id, workflow_name).await {
+                    Ok(earlier) => earlier,
+                    Err(outcome) => return self.settle(message, outcome).await,
+                };
+                record.succeed(run);
+                self.store.write_record_view(&record.view(Some(report), outputs.as_ref())).await
+            }
+            other => other.map(|_| ()),
+        };
+        if let Err(error) = written {
+            // Not acked: a redelivery resumes from the checkpoints, so
+            // the ones still held back are written now.
+            tracing::error!(%error, "cannot record the job's success; leaving it for redelivery");
+            checkpoints.write_all_and_wait().await;
+            return self.settle(message, Outcome::Unsettled).await;
+        }
+        let outputs = outputs.as_ref();
+        self.settle(message, Outcome::Succeeded { workflow: workflow_name, record: &record, report, outputs }).await;
+    }
+
+    /// Settles the message as `outcome` says: the only place a message is
+    /// acked, nak'ed or dead-lettered. Acks are not confirmed: every ack of
+    /// a job that ran comes after its terminal state is durably in the KV
+    /// bucket, so a lost ack costs one redelivery that is dropped as a
+    /// duplicate, never a second run, and waiting for the confirmation would
+    /// only add a round trip per job (no CPU saving was measurable either
+    /// way, bench/results/queue.md). The worker flushes the connection before
+    /// it stops, so a drained worker's acks reach the server.
+    async fn settle(&self, message: &jetstream::Message, outcome: Outcome<'_>) {
+        let counters = &self.counters;
+        let (counter, kind) = match outcome {
+            Outcome::Succeeded { workflow, record, report, outputs } => {
+                self.store.publish_result(workflow, record, Some(report), outputs).await;
+                (Some(&counters.succeeded), AckKind::Ack)
+            }
+            Outcome::Retry { delay } => (Some(&counters.retried), AckKind::Nak(Some(delay))),
+            Outcome::HandedBack => (Some(&counters.handed_back), AckKind::Nak(None)),
+            Outcome::Duplicate => (Some(&counters.duplicates), AckKind::Ack),
+            Outcome::StateUnreadable => (None, AckKind::Nak(Some(Duration::from_secs(1)))),
+            Outcome::Unsettled => return,
+            Outcome::DeadLetter { letter, record } => {
+                // The dead letter first, then the state, then the ack, so a
+                // crash in between repeats work but loses nothing.
+                let msg_id = match &record {
+                    Some((record, _)) => format!("dead-{}-{}-{}", record.job_id, record.replays, record.attempts),
+                    None => {
+                        tracing::warn!(reason = %letter.reason, "dead-lettering an unusable job message");
+                        let sequence = message.info().map(|i| i.stream_sequence).unwrap_or_default();
+                        format!("reject-{}-{sequence}", letter.job_id)
+                    }
+                };
+                if let Err(error) = self.store.dead_letter(&letter, &msg_id).await {
+                    match record {
+                        // Not acked: the message is redelivered and rejected again later.
+                        None => tracing::error!(%error, "cannot dead-letter; leaving the message for redelivery"),
+                        Some(_) => tracing::error!(%error, "cannot dead-letter the job; leaving it for redelivery"),
+                    }
+                    return;
+                }
+                if let Some((mut record, report)) = record {
+                    record.dead_lettered();
+                    if let Err(error) = self.store.write_record_view(&record.view(report, None)).await {
+                        tracing::warn!(%error, "cannot record the dead-lettered state");
+                    }
+                    self.store.publish_result(&record.workflow, &record, report, None).await;
+                    tracing::warn!(reason = %letter.reason, "job dead-lettered");
+                }
+                (Some(&counters.dead_lettered), AckKind::Ack)
+            }
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Err(error) = message.ack_with(kind).await {
+            tracing::warn!(%error, "cannot acknowledge the job message; it may be redelivered");
+        }
+    }
+
+    /// Claims the job before it runs: a conditional write records a first
+    /// delivery as running; when a record exists, this is a redelivery and
+    /// the record is taken over instead. `Ok((record, redelivered))` to run
+    /// the job; otherwise how to settle it (a duplicate of a finished job,
+    /// or state that cannot be read now).
+    async fn claim_before_run(&self, job_id: &str, workflow: &str) -> Result<(JobRecord, bool), Outcome<'static>> {
+        let first_run = JobRecord::first_run(job_id, workflow);
+        let created = self.store.create_record(&first_run.view(None, None)).await;
+        if let Err(error) = &created {
+            tracing::warn!(%error, "cannot claim the job's state; reading it instead");
+        }
+        if Claim::Due.created(created.ok()) == Claim::Held {
+            return Ok((first_run, false));
+        }
+        let record = self.adopt(job_id, workflow).await?;
+        if let Err(error) = self.store.write_record(&record).await {
+            tracing::warn!(%error, "cannot write job state");
+        }
+        Ok((record, true))
+    }
+
+    /// The job's record when this delivery is not its first, taken over for
+    /// this run (see [`JobRecord::take_over`]); otherwise how to settle the
+    /// delivery: a duplicate when the job already finished, a later retry
+    /// when its state cannot be read.
+    async fn adopt(&self, job_id: &str, workflow: &str) -> Result<JobRecord, Outcome<'static>> {
+        let found = match self.store.read_record(job_id).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read job state; will retry the job later");
+                return Err(Outcome::StateUnreadable);
+            }
+        };
+        match JobRecord::take_over(found, job_id, workflow) {
+            Adoption::TakeOver(record) => Ok(record),
+            Adoption::Duplicate(state) => {
+                tracing::info!(?state, "job already finished; dropping the duplicate");
+                Err(Outcome::Duplicate)
+            }
+        }
+    }
+
+    /// Runs the job beside its companion; `None` when it was stopped to be
+    /// handed back at shutdown.
+    async fn execute(
+        &self,
+        message: &jetstream::Message,
+        workflow: &LoadedWorkflow,
+        job_id: &str,
+        input: Item,
+        completed: BTreeMap<String, Arc<Vec<Item>>>,
+        checkpoints: &Arc<KvCheckpoints>,
+    ) -> Option<JobOutcome> {
+        let mut hand_back = self.hand_back.clone();
+        let sink: Arc<dyn CheckpointSink> = checkpoints.clone();
+        // Boxed: the job's future is large, and this task's own future (and
+        // the `select!` below) would otherwise copy all of it when moved.
+        let run = Box::pin(self.host.run_job_with(
+            workflow,
+            job_id,
+            vec![input],
+            JobOptions { completed, checkpoints: Some(sink) },
+        ));
+        tokio::select! {
+            biased;
+            outcome = run => Some(outcome),
+            _ = hand_back.wait_for(|stop| *stop) => None,
+            never = companion(message, self.store.topology.config.ack_wait, checkpoints) => match never {},
+        }
+    }
+
+    /// The job's input item: inline in the message, or read from the object store.
+    async fn load_input(&self, job: &JobMessage) -> Result<Item, String> {
+        match job.inline_item()? {
+            Some(item) => Ok(item),
+            None => match &job.input {
+                JobInput::Object(name) => self
+                    .store
+                    .get_object(name)
+                    .await
+                    .map(|bytes| job.with_metadata(Item::bytes(bytes)))
+                    .map_err(|e| e.to_string()),
+                _ => Err("no input".to_string()),
+            },
+        }
+    }
+
+    /// The final steps' outputs as the record will hold them: inline, or
+    /// stored in the object store when too large for the bucket.
+    /// `inline` is [`fits_inline`] of `sinks`.
+    async fn store_outputs<'a>(
+        &self,
+        job_id: &str,
+        sinks: BTreeMap<&'a str, &'a [Item]>,
+        inline: bool,
+    ) -> Option<StoredOutputs<'a>> {
+        // Only large ones are serialised to bytes (the record serialises
+        // inline ones itself).
+        if inline {
+            return Some(StoredOutputs::Inline(sinks));
+        }
+        let bytes = serde_json::to_vec(&sinks).ok()?;
+        let name = format!("output.{job_id}");
+        match self.store.put_object(&name, &bytes).await {
+            Ok(()) => Some(StoredOutputs::Object { object: name }),
+            Err(error) => {
+                tracing::warn!(%error, "cannot store the job's outputs");
+                None
+            }
+        }
+    }
+}
+
+/// A dead letter for `message`.
+fn letter_for(
+    message: &jetstream::Message,
+    job_id: &str,
+    workflow: &str,
+    reason: String,
+    error: Option<serde_json::Value>,
+    history: Vec<super::state::JobAttempt>,
+) -> DeadLetter {
+    DeadLetter {
+        job_id: job_id.to_string(),
+        workflow: workflow.to_string(),
+        reason,
+        error,
+        history,
+        message: String::from_utf8_lossy(&message.payload).into_owned(),
+    }
+}
+
+/// The outputs of `workflow`'s final steps in `outcome`, by step id.
+fn sink_outputs<'a>(workflow: &'a LoadedWorkflow, outcome: &'a JobOutcome) -> BTreeMap<&'a str, &'a [Item]> {
+    workflow
+        .workflow()
+        .sinks()
+        .into_iter()
+        .filter_map(|s| outcome.outputs.get(&s.id).map(|o| (s.id.as_str(), o.as_slice())))
+        .collect()
+}
+
+/// What runs beside a job, in the job's own task (no task of its own to
+/// spawn and abort per job): it sends in-progress acks at a third of the ack
+/// wait, so a long step is not redelivered to another worker, and writes the
+/// held-back checkpoints once the job has run for their delay. It never
+/// ends; the job drops it when it finishes. (An in-progress ack only
+/// extends the ack wait; it settles nothing.)
+async fn companion(
+    message: &jetstream::Message,
+    ack_wait: Duration,
+    checkpoints: &Arc<KvCheckpoints>,
+) -> std::convert::Infallible {
+    let every = (ack_wait / 3).max(Duration::from_millis(100));
+    let started = tokio::time::Instant::now();
+    let mut next_progress = started + every;
+    let delay = checkpoints.delay();
+    let mut flush_at = (!delay.is_zero()).then(|| started + delay);
+    loop {
+        let wake = flush_at.map_or(next_progress, |flush| flush.min(next_progress));
+        tokio::time::sleep_until(wake).await;
+        let now = tokio::time::Instant::now();
+        if flush_at.is_some_and(|flush| now >= flush) {
+            flush_at = None;
+            // In a task of its own: the job may finish during the flush,
+            // which drops this future, and the claim's outcome must not be
+            // lost with it.
+            let checkpoints = Arc::clone(checkpoints);
+            tokio::spawn(async move { checkpoints.flush().await });
+        }
+        if now >= next_progress {
+            next_progress = now + every;
+            if let Err(error) = message.ack_with(AckKind::Progress).await {
+                tracing::warn!(%error, "cannot send an in-progress ack");
+            }
+        }
+    }
+}

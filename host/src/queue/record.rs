@@ -1,0 +1,374 @@
+//! The job record's state machine as one delivery of a job moves it: the
+//! claim (is this delivery's hold on `job.<id>` written yet?) and the
+//! record's own states (running, retrying, queued, succeeded,
+//! dead-lettered). Every transition is one method here, and every method is
+//! pure: it changes values in memory and says what comes next; `job_run`
+//! performs the writes and settles the message. ARCHITECTURE.md ("Job record
+//! state machine") has the table of transitions.
+
+use std::time::Duration;
+
+use super::state::{JobAttempt, JobRecord, JobState};
+use crate::scheduler::{JitterSource, JobError, backoff_delay};
+use crate::workflow::RetryPolicy;
+
+/// Whether this delivery's claim on its job's record is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// To be written before the job runs.
+    Due,
+    /// Not written yet. A first delivery of a pure workflow's job runs
+    /// before it claims: a job that finishes within the checkpoint delay
+    /// then creates its record once, with its outcome, instead of twice.
+    /// (Running such a job twice has no effect outside, so a delivery that
+    /// turns out not to be the first costs only its computation.)
+    Deferred,
+    /// Written: this delivery owns the record.
+    Held,
+    /// The record existed when the claim was written: this delivery is not
+    /// the job's first (or the write failed before the run, and the record
+    /// is read instead).
+    Conflict,
+}
+
+impl Claim {
+    /// The claim a delivery starts with: deferred for the first delivery of
+    /// a job whose workflow is `pure` (no step has grants) while checkpoints
+    /// are held back at all; due (written before the run) otherwise.
+    pub(crate) fn at_delivery(first_delivery: bool, pure: bool, checkpoint_delay: Duration) -> Claim {
+        if first_delivery && pure && !checkpoint_delay.is_zero() { Claim::Deferred } else { Claim::Due }
+    }
+
+    /// The job's input cannot be used: it is dead-lettered, which needs the
+    /// job's real record, so a deferred claim becomes due.
+    pub(crate) fn input_unusable(self) -> Claim {
+        match self {
+            Claim::Deferred => Claim::Due,
+            other => other,
+        }
+    }
+
+    /// The conditional create of a due or deferred claim answered:
+    /// `Some(true)` created, `Some(false)` a record exists, `None` the write
+    /// failed. A due claim that cannot be written reads the record instead
+    /// (as for a conflict); a deferred one stays deferred (tried again
+    /// later, or left for redelivery).
+    pub(crate) fn created(self, created: Option<bool>) -> Claim {
+        match (self, created) {
+            (Claim::Due | Claim::Deferred, Some(true)) => Claim::Held,
+            (Claim::Due | Claim::Deferred, Some(false)) | (Claim::Due, None) => Claim::Conflict,
+            (other, _) => other,
+        }
+    }
+
+    /// How the record of a job that ran is written, given the claim when it
+    /// ended, whether it `succeeded`, and whether its outputs are too large
+    /// for the bucket (the claim was then written before they were stored).
+    pub(crate) fn at_end(self, succeeded: bool, large_outputs: bool) -> Recording {
+        match self {
+            Claim::Held => Recording::Put,
+            Claim::Deferred if succeeded && !large_outputs => Recording::CreateWithOutcome,
+            Claim::Deferred | Claim::Due => Recording::Unclaimed,
+            Claim::Conflict => Recording::TakeOver,
+        }
+    }
+}
+
+/// How a run's final record is written (see [`Claim::at_end`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recording {
+    /// Overwrite the record this delivery holds.
+    Put,
+    /// Create the record with the outcome, in the claim's conditional write.
+    CreateWithOutcome,
+    /// Read the earlier record and take it over ([`JobRecord::take_over`]) first.
+    TakeOver,
+    /// The claim could not be written: nothing is, the message is left for redelivery.
+    Unclaimed,
+}
+
+/// What a delivery that found a record does with it.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Adoption {
+    /// The job already finished (in this state): the delivery is a duplicate.
+    Duplicate(JobState),
+    /// The job is unfinished: this delivery runs it as its next attempt.
+    TakeOver(JobRecord),
+}
+
+/// How a failed run ends.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Failure {
+    /// Retryable with attempts left: redelivered after `delay`.
+    Retry {
+        /// The host's backoff.
+        delay: Duration,
+    },
+    /// Out of attempts, or fatal: dead-lettered.
+    DeadLetter {
+        /// Why, in words.
+        reason: String,
+        /// The failing step and message, as the dead letter holds them.
+        error: Option<serde_json::Value>,
+    },
+}
+
+/// This delivery's run, as its record's history shows it.
+pub(crate) struct Run<'a> {
+    /// When it started, in milliseconds since the Unix epoch.
+    pub(crate) started_at_ms: u64,
+    /// The worker's name.
+    pub(crate) worker: &'a str,
+}
+
+impl Run<'_> {
+    fn attempt(
+        &self,
+        attempt: u32,
+        outcome: &str,
+        error: Option<serde_json::Value>,
+        retry_in: Option<Duration>,
+    ) -> JobAttempt {
+        JobAttempt {
+            attempt,
+            started_at_ms: self.started_at_ms,
+            worker: self.worker.to_string(),
+            outcome: outcome.to_string(),
+            error,
+            retry_in_ms: retry_in.map(|delay| u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
+/// When a failed job runs again: the worker's retry settings.
+pub(crate) struct RetryRule<'a> {
+    /// Runs of one job before it is dead-lettered.
+    pub(crate) max_attempts: u32,
+    /// The backoff between runs.
+    pub(crate) policy: &'a RetryPolicy,
+    /// The backoff's jitter.
+    pub(crate) jitter: &'a dyn JitterSource,
+}
+
+impl JobRecord {
+    /// Absent → running, attempt 1: the record that claims a job for its
+    /// first run (written before the run, or held back with a deferred claim).
+    pub(crate) fn first_run(job_id: &str, workflow: &str) -> Self {
+        JobRecord { state: JobState::Running, attempts: 1, ..JobRecord::new(job_id, workflow) }
+    }
+
+    /// A record exists (a redelivery, or a deferred claim's conflict):
+    /// finished → duplicate; otherwise → running, one more attempt. `found`
+    /// is `None` when the record vanished between the write and the read:
+    /// the job starts over as queued would.
+    pub(crate) fn take_over(found: Option<JobRecord>, job_id: &str, workflow: &str) -> Adoption {
+        let mut record = found.unwrap_or_else(|| JobRecord::new(job_id, workflow));
+        if record.state.is_terminal() {
+            return Adoption::Duplicate(record.state);
+        }
+        record.attempts += 1;
+        record.state = JobState::Running;
+        Adoption::TakeOver(record)
+    }
+
+    /// Running → succeeded.
+    pub(crate) fn succeed(&mut self, run: &Run<'_>) {
+        self.state = JobState::Succeeded;
+        self.history.push(run.attempt(self.attempts, "succeeded", None, None));
+    }
+
+    /// Running → retrying (retryable, attempts left: the history holds the
+    /// delay) or towards dead-lettered (fatal, or out of attempts: the
+    /// history holds the failure; [`JobRecord::dead_lettered`] follows once
+    /// the dead letter is stored).
+    pub(crate) fn fail(&mut self, run: &Run<'_>, error: Option<&JobError>, retry: &RetryRule<'_>) -> Failure {
+        let attempt = self.attempts;
+        let error_json = error.and_then(|e| serde_json::to_value(e).ok());
+        let retryable = error.is_some_and(|e| e.failure.kind.is_retryable());
+        if retryable && attempt < retry.max_attempts {
+            let retry_after = error.and_then(|e| e.failure.retry_after);
+            let delay = backoff_delay(retry.policy, attempt, retry_after, retry.jitter);
+            self.state = JobState::Retrying;
+            self.history.push(run.attempt(attempt, "failed", error_json, Some(delay)));
+            return Failure::Retry { delay };
+        }
+        self.history.push(run.attempt(attempt, "failed", error_json.clone(), None));
+        let reason = match error {
+            Some(e) if retryable => {
+                format!("step `{}` still failing after {attempt} attempts: {}", e.step, e.failure.message)
+            }
+            Some(e) => format!("step `{}` failed fatally: {}", e.step, e.failure.message),
+            None => "the job failed".to_string(),
+        };
+        Failure::DeadLetter { reason, error: error_json }
+    }
+
+    /// Running → queued, unfinished at shutdown: the run does not count as
+    /// an attempt.
+    pub(crate) fn hand_back(&mut self, run: &Run<'_>) {
+        self.history.push(run.attempt(self.attempts, "handed_back", None, None));
+        self.attempts = self.attempts.saturating_sub(1);
+        self.state = JobState::Queued;
+    }
+
+    /// → dead-lettered, once the dead letter is stored.
+    pub(crate) fn dead_lettered(&mut self) {
+        self.state = JobState::DeadLettered;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::scheduler::{FailureKind, StepFailure};
+    use crate::workflow::Jitter;
+
+    const DELAY: Duration = Duration::from_millis(100);
+
+    struct NoJitter;
+    impl JitterSource for NoJitter {
+        fn sample(&self, ceiling: Duration) -> Duration {
+            ceiling
+        }
+    }
+
+    fn run() -> Run<'static> {
+        Run { started_at_ms: 7, worker: "w1" }
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(300),
+            max_backoff: Duration::from_secs(5),
+            multiplier: 2.0,
+            jitter: Jitter::None,
+        }
+    }
+
+    fn error(kind: FailureKind) -> JobError {
+        JobError { step: "s".into(), failure: StepFailure::new(kind, "boom") }
+    }
+
+    fn running(attempts: u32) -> JobRecord {
+        JobRecord { attempts, ..JobRecord::first_run("j", "w") }
+    }
+
+    #[test]
+    fn a_first_delivery_of_a_pure_workflow_defers_its_claim_and_every_other_delivery_claims_first() {
+        assert_eq!(Claim::at_delivery(true, true, DELAY), Claim::Deferred);
+        assert_eq!(Claim::at_delivery(false, true, DELAY), Claim::Due, "a redelivery");
+        assert_eq!(Claim::at_delivery(true, false, DELAY), Claim::Due, "a step has grants");
+        assert_eq!(Claim::at_delivery(true, true, Duration::ZERO), Claim::Due, "nothing is held back");
+    }
+
+    #[test]
+    fn an_unusable_input_makes_a_deferred_claim_due() {
+        assert_eq!(Claim::Deferred.input_unusable(), Claim::Due);
+        assert_eq!(Claim::Held.input_unusable(), Claim::Held);
+    }
+
+    #[test]
+    fn writing_a_claim_holds_it_or_finds_a_conflict() {
+        for claim in [Claim::Due, Claim::Deferred] {
+            assert_eq!(claim.created(Some(true)), Claim::Held);
+            assert_eq!(claim.created(Some(false)), Claim::Conflict);
+        }
+        assert_eq!(Claim::Due.created(None), Claim::Conflict, "a failed claim before the run reads the record instead");
+        assert_eq!(Claim::Deferred.created(None), Claim::Deferred, "a failed deferred claim stays deferred");
+        assert_eq!(Claim::Held.created(Some(false)), Claim::Held, "a held claim is not written again");
+        assert_eq!(Claim::Conflict.created(Some(true)), Claim::Conflict);
+    }
+
+    #[test]
+    fn the_claim_at_the_end_of_a_run_says_how_its_record_is_written() {
+        assert_eq!(Claim::Held.at_end(true, false), Recording::Put);
+        assert_eq!(Claim::Held.at_end(false, false), Recording::Put);
+        assert_eq!(Claim::Deferred.at_end(true, false), Recording::CreateWithOutcome, "the fast path: one write");
+        assert_eq!(Claim::Deferred.at_end(true, true), Recording::Unclaimed, "large outputs need the claim first");
+        assert_eq!(Claim::Deferred.at_end(false, false), Recording::Unclaimed, "a failure needs the claim first");
+        assert_eq!(Claim::Conflict.at_end(true, false), Recording::TakeOver);
+        assert_eq!(Claim::Conflict.at_end(false, false), Recording::TakeOver);
+    }
+
+    #[test]
+    fn a_first_run_is_running_attempt_one() {
+        let record = JobRecord::first_run("j", "w");
+        assert_eq!((record.state, record.attempts, record.history.len()), (JobState::Running, 1, 0));
+    }
+
+    #[test]
+    fn a_found_record_is_taken_over_unless_its_job_finished() {
+        for state in [JobState::Queued, JobState::Running, JobState::Retrying] {
+            let found = JobRecord { state, attempts: 2, replays: 1, ..JobRecord::new("j", "w") };
+            let Adoption::TakeOver(record) = JobRecord::take_over(Some(found), "j", "w") else { panic!("{state:?}") };
+            assert_eq!((record.state, record.attempts, record.replays), (JobState::Running, 3, 1));
+        }
+        for state in [JobState::Succeeded, JobState::DeadLettered] {
+            let found = JobRecord { state, ..JobRecord::new("j", "w") };
+            assert_eq!(JobRecord::take_over(Some(found), "j", "w"), Adoption::Duplicate(state));
+        }
+        let Adoption::TakeOver(record) = JobRecord::take_over(None, "j", "w") else { panic!("vanished") };
+        assert_eq!((record.state, record.attempts, record.job_id.as_str()), (JobState::Running, 1, "j"));
+    }
+
+    #[test]
+    fn success_records_the_run() {
+        let mut record = running(2);
+        record.succeed(&run());
+        assert_eq!(record.state, JobState::Succeeded);
+        let last = record.history.last().unwrap();
+        assert_eq!(
+            (last.attempt, last.worker.as_str(), last.outcome.as_str(), last.started_at_ms),
+            (2, "w1", "succeeded", 7)
+        );
+    }
+
+    #[test]
+    fn a_retryable_failure_with_attempts_left_retries_after_the_backoff() {
+        let policy = policy();
+        let rule = RetryRule { max_attempts: 3, policy: &policy, jitter: &NoJitter };
+        let mut record = running(2);
+        let failure = record.fail(&run(), Some(&error(FailureKind::Retryable)), &rule);
+        assert_eq!(failure, Failure::Retry { delay: Duration::from_millis(600) });
+        assert_eq!(record.state, JobState::Retrying);
+        let last = record.history.last().unwrap();
+        assert_eq!((last.outcome.as_str(), last.retry_in_ms), ("failed", Some(600)));
+        assert_eq!(last.error.as_ref().unwrap()["kind"], "retryable");
+    }
+
+    #[test]
+    fn a_failure_out_of_attempts_or_fatal_is_dead_lettered() {
+        let policy = policy();
+        let rule = RetryRule { max_attempts: 3, policy: &policy, jitter: &NoJitter };
+        let mut record = running(3);
+        let Failure::DeadLetter { reason, error: json } =
+            record.fail(&run(), Some(&error(FailureKind::Timeout)), &rule)
+        else {
+            panic!("out of attempts")
+        };
+        assert_eq!(reason, "step `s` still failing after 3 attempts: boom");
+        assert_eq!(json.unwrap()["kind"], "timeout");
+        assert_eq!(record.state, JobState::Running, "dead-lettered only once the letter is stored");
+        assert_eq!(record.history.last().unwrap().retry_in_ms, None);
+
+        let mut record = running(1);
+        let failure = record.fail(&run(), Some(&error(FailureKind::Trap)), &rule);
+        assert!(matches!(failure, Failure::DeadLetter { ref reason, .. } if reason == "step `s` failed fatally: boom"));
+        let failure = running(1).fail(&run(), None, &rule);
+        assert!(matches!(failure, Failure::DeadLetter { ref reason, error: None } if reason == "the job failed"));
+
+        record.dead_lettered();
+        assert_eq!(record.state, JobState::DeadLettered);
+    }
+
+    #[test]
+    fn a_job_handed_back_at_shutdown_is_queued_and_its_run_does_not_count() {
+        let mut record = running(2);
+        record.hand_back(&run());
+        assert_eq!((record.state, record.attempts), (JobState::Queued, 1));
+        let last = record.history.last().unwrap();
+        assert_eq!((last.attempt, last.outcome.as_str()), (2, "handed_back"));
+    }
+}

@@ -1,0 +1,179 @@
+//! The job-state store the worker writes through: job records in the KV
+//! bucket (read, put, and the conditional create that claims a job), step
+//! checkpoints sent without waiting, objects, dead letters and result
+//! events. It only moves bytes; what to write and when is decided by
+//! `record` (the state machine) and `job_run` (the order of effects). The
+//! public [`super::QueueClient`] reads and writes records and objects
+//! through this same type.
+
+use std::sync::Arc;
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use tokio::io::AsyncReadExt as _;
+
+use super::client::DeadLetter;
+use super::state::{Borrowed, JobRecord, JobState, RecordView, StoredOutputs, job_key};
+use super::topology::Topology;
+use super::{QueueError, valid_workflow_name};
+use crate::scheduler::{JobError, JobReport};
+
+/// The KV bucket, object store and streams a worker (or client) stores job
+/// state in. Cheap to clone: the topology is shared, not copied (its stream
+/// handles carry their whole server-side info).
+#[derive(Clone)]
+pub(crate) struct StateStore {
+    pub(crate) topology: Arc<Topology>,
+}
+
+impl StateStore {
+    pub(crate) fn new(topology: Topology) -> Self {
+        StateStore { topology: Arc::new(topology) }
+    }
+
+    /// The job's record, if one was written.
+    pub(crate) async fn read_record(&self, job_id: &str) -> Result<Option<JobRecord>, QueueError> {
+        let value =
+            self.topology.state.get(job_key(job_id)).await.map_err(|e| QueueError::js("reading job state", e))?;
+        value
+            .map(|bytes| serde_json::from_slice(&bytes).map_err(|e| QueueError::js("decoding job state", e)))
+            .transpose()
+    }
+
+    /// Writes `record` only if the job has no record yet: one round trip that
+    /// both claims a fresh job and tells a redelivery from a first delivery.
+    /// `Ok(false)` when a record exists (or existed) already.
+    pub(crate) async fn create_record(&self, record: &RecordView<'_>) -> Result<bool, QueueError> {
+        let bytes = serde_json::to_vec(record).map_err(|e| QueueError::js("encoding job state", e))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, "0");
+        let ack = self
+            .topology
+            .js
+            .publish_with_headers(self.state_subject(&job_key(record.job_id)), headers, bytes.into())
+            .await
+            .map_err(|e| QueueError::js("writing job state", e))?
+            .await;
+        match ack {
+            Ok(_) => Ok(true),
+            Err(error) if error.kind() == async_nats::jetstream::context::PublishErrorKind::WrongLastSequence => {
+                Ok(false)
+            }
+            Err(error) => Err(QueueError::js("writing job state", error)),
+        }
+    }
+
+    /// Writes `record` whatever the bucket holds.
+    pub(crate) async fn write_record(&self, record: &JobRecord) -> Result<(), QueueError> {
+        self.write_record_view(&record.view(None, None)).await
+    }
+
+    /// Writes a record given as a [`RecordView`] (report and outputs
+    /// borrowed from the job's outcome, not copied into a `JobRecord`).
+    pub(crate) async fn write_record_view(&self, record: &RecordView<'_>) -> Result<(), QueueError> {
+        let bytes = serde_json::to_vec(record).map_err(|e| QueueError::js("encoding job state", e))?;
+        self.topology
+            .state
+            .put(job_key(record.job_id), bytes.into())
+            .await
+            .map_err(|e| QueueError::js("writing job state", e))?;
+        Ok(())
+    }
+
+    /// Sends a value to the job-state bucket without waiting for the
+    /// server's ack; the caller awaits the returned future when it needs the
+    /// write to be durable. Writes from one connection are stored in order.
+    pub(crate) async fn put_state_pipelined(
+        &self,
+        key: &str,
+        value: Bytes,
+    ) -> Result<async_nats::jetstream::context::PublishAckFuture, QueueError> {
+        self.topology.js.publish(self.state_subject(key), value).await.map_err(|e| QueueError::js("writing state", e))
+    }
+
+    /// A value in the job-state bucket (a checkpoint), if there is one.
+    pub(crate) async fn get_state(&self, key: String) -> Result<Option<Bytes>, QueueError> {
+        self.topology.state.get(key).await.map_err(|e| QueueError::js("reading state", e))
+    }
+
+    /// The subject a write of `key` goes to (what `kv::Store::put` uses).
+    fn state_subject(&self, key: &str) -> String {
+        let store = &self.topology.state;
+        format!("{}{key}", store.put_prefix.as_ref().unwrap_or(&store.prefix))
+    }
+
+    /// Stores bytes in the object store.
+    pub(crate) async fn put_object(&self, name: &str, bytes: &[u8]) -> Result<(), QueueError> {
+        let mut reader = bytes;
+        self.topology
+            .objects
+            .put(name, &mut reader)
+            .await
+            .map_err(|e| QueueError::js(format!("storing object `{name}`"), e))?;
+        Ok(())
+    }
+
+    /// Reads an object from the object store.
+    pub(crate) async fn get_object(&self, name: &str) -> Result<Vec<u8>, QueueError> {
+        let mut object =
+            self.topology.objects.get(name).await.map_err(|e| QueueError::js(format!("reading object `{name}`"), e))?;
+        let mut bytes = Vec::new();
+        object.read_to_end(&mut bytes).await.map_err(|e| QueueError::js(format!("reading object `{name}`"), e))?;
+        Ok(bytes)
+    }
+
+    /// Publishes a dead letter and waits for the stream's ack.
+    pub(crate) async fn dead_letter(&self, letter: &DeadLetter, msg_id: &str) -> Result<(), QueueError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", msg_id);
+        let subject_token = if valid_workflow_name(&letter.workflow) { letter.workflow.as_str() } else { "_invalid" };
+        let body = serde_json::to_vec(letter).map_err(|e| QueueError::js("encoding the dead letter", e))?;
+        self.topology
+            .js
+            .publish_with_headers(self.topology.dlq_subject(subject_token), headers, body.into())
+            .await
+            .map_err(|e| QueueError::js("publishing the dead letter", e))?
+            .await
+            .map_err(|e| QueueError::js("waiting for the dead-letter stream's ack", e))?;
+        Ok(())
+    }
+
+    /// Publishes the job's result event on `workflow`'s results subject (a
+    /// core publish, not confirmed): its `outputs` and `error` are those of
+    /// this run when given, else those its record already held.
+    pub(crate) async fn publish_result(
+        &self,
+        workflow: &str,
+        record: &JobRecord,
+        report: Option<&JobReport>,
+        outputs: Option<&StoredOutputs<'_>>,
+    ) {
+        /// The completion event, borrowed from the record (no copy of the outputs).
+        #[derive(serde::Serialize)]
+        struct ResultEvent<'a> {
+            job_id: &'a str,
+            workflow: &'a str,
+            state: JobState,
+            attempts: u32,
+            outputs: Option<Borrowed<'a, StoredOutputs<'a>>>,
+            error: Option<Borrowed<'a, JobError>>,
+        }
+        let kept_error = || record.report.as_ref().and_then(|r| r.get("error")).map(Borrowed::Kept);
+        let event = ResultEvent {
+            job_id: &record.job_id,
+            workflow: &record.workflow,
+            state: record.state,
+            attempts: record.attempts,
+            outputs: outputs.map(Borrowed::New).or(record.outputs.as_ref().map(Borrowed::Kept)),
+            error: match report {
+                Some(report) => report.error.as_ref().map(Borrowed::New),
+                None => kept_error(),
+            },
+        };
+        let subject = self.topology.result_subject(workflow);
+        let payload = serde_json::to_vec(&event).unwrap_or_default();
+        if let Err(error) = self.topology.client.publish(subject, payload.into()).await {
+            tracing::warn!(%error, "cannot publish the job's result event");
+        }
+    }
+}
