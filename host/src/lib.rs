@@ -39,3 +39,4 @@ pub use weft_workflow as workflow;
 pub use bundled::bundled_workflows;
 pub use host::{Host, HostBuilder, HostError, LoadedWorkflow, PluginInfo, PluginSource};
 pub use item::{Item, Payload};
+pub use weft_core::new_job_id;

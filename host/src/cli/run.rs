@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::ValueEnum;
 use weft::scheduler::{JobOutcome, JobStatus, StepStatus};
-use weft::{HostBuilder, HostError, Item};
+use weft::{HostBuilder, HostError, Item, new_job_id};
 
 use super::args::{CacheArgs, CapabilityArgs};
 use super::{EXIT_INVALID, EXIT_JOB_FAILED, read_input};
@@ -96,15 +96,6 @@ fn make_input_item(bytes: Vec<u8>, kind: InputKind, path: &Path) -> Result<Item>
     };
     let source = if path == Path::new("-") { "stdin".to_string() } else { path.display().to_string() };
     Ok(item.with_metadata("source", source))
-}
-
-// A second copy of `queue::client::new_job_id` (issue 17): that one is
-// public but its module is private and `weft::queue` does not re-export it,
-// so the binary cannot reach it yet. Replace this with
-// `weft::queue::new_job_id` once the queue module re-exports it.
-fn new_job_id() -> String {
-    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    format!("job-{millis:x}-{:08x}", rand::random::<u32>())
 }
 
 /// The job result: the report, plus the outputs of the final steps (and of

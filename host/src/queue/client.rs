@@ -15,6 +15,7 @@ use super::state::{JobRecord, JobState, job_key};
 use super::store::StateStore;
 use super::topology::Topology;
 use super::{QueueError, valid_job_id, valid_workflow_name};
+use crate::new_job_id;
 
 /// Inputs up to this size that are UTF-8 travel inline in the job message;
 /// larger or binary ones go through the object store.
@@ -261,10 +262,4 @@ impl QueueClient {
             .map_err(|e| QueueError::js("removing the replayed dead letter", e))?;
         Ok(letter.job_id.clone())
     }
-}
-
-/// A fresh job id: time-ordered, unique enough for one deployment.
-pub fn new_job_id() -> String {
-    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    format!("job-{millis:x}-{:08x}", rand::random::<u32>())
 }
