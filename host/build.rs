@@ -38,6 +38,7 @@ fn main() {
         "wit",
         "plugins",
         "tests/components",
+        "sdk",
         "workflows",
         "Cargo.toml",
         "Cargo.lock",
