@@ -26,8 +26,8 @@
 //! still a plain `step` component, and the host reads a component's world
 //! from its imports. Everything except the generated glue is plain Rust and
 //! runs its unit tests on the host target (`cargo test -p weft-plugin-kit`);
-//! the bindings compile there too, they only trap if a capability is called
-//! outside Wasm.
+//! the bindings compile there too (a capability called outside Wasm panics,
+//! so tests pass closures or fakes where a step would call one).
 //!
 //! # A step
 //!
