@@ -51,7 +51,10 @@ mod component {
                             Some(template) => digest.render(template),
                             None => serde_json::to_string_pretty(&digest.to_json()).unwrap_or_default(),
                         };
-                        Item::text(text, vec![("kind".into(), "notification".into()), ("channel".into(), "stdout".into())])
+                        Item::text(
+                            text,
+                            vec![("kind".into(), "notification".into()), ("channel".into(), "stdout".into())],
+                        )
                     }
                 };
                 out.push(delivered);

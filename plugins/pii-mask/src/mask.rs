@@ -118,19 +118,12 @@ impl Config {
             (_, Some(key)) if key.is_empty() => {
                 return Err(invalid("pseudonym_key must not be empty".into()));
             }
-            (_, Some(key)) => Some(
-                HmacSha256::new_from_slice(key.as_bytes()).map_err(|e| invalid(format!("pseudonym_key: {e}")))?,
-            ),
+            (_, Some(key)) => {
+                Some(HmacSha256::new_from_slice(key.as_bytes()).map_err(|e| invalid(format!("pseudonym_key: {e}")))?)
+            }
             (_, None) => None,
         };
-        Ok(Config {
-            entities,
-            style,
-            allow,
-            findings_item,
-            pseudonym_secret,
-            mac,
-        })
+        Ok(Config { entities, style, allow, findings_item, pseudonym_secret, mac })
     }
 
     /// Keys pseudonyms with `key` (derived by the host from

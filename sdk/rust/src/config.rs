@@ -89,9 +89,9 @@ impl ConfigFields {
         self.known.push(name);
         match self.fields.remove(name) {
             None => Ok(None),
-            Some(value) => serde_json::from_value(value)
-                .map(Some)
-                .map_err(|e| self.error(format!("field `{name}`: {e}"))),
+            Some(value) => {
+                serde_json::from_value(value).map(Some).map_err(|e| self.error(format!("field `{name}`: {e}")))
+            }
         }
     }
 

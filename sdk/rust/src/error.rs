@@ -38,9 +38,7 @@ impl From<ConfigError> for StepError {
 impl From<secrets::SecretError> for StepError {
     fn from(error: secrets::SecretError) -> Self {
         match error {
-            secrets::SecretError::Denied(message) | secrets::SecretError::Missing(message) => {
-                StepError::Fatal(message)
-            }
+            secrets::SecretError::Denied(message) | secrets::SecretError::Missing(message) => StepError::Fatal(message),
         }
     }
 }

@@ -39,7 +39,9 @@ pub fn text_items(input: Vec<Item>, step: &str, hint: Option<&str>) -> Result<Ve
             Payload::Text(text) => texts.push((text, item.metadata)),
             Payload::Bytes(_) => {
                 let hint = hint.map(|h| format!("; {h}")).unwrap_or_default();
-                return Err(StepError::Fatal(format!("{step} expects text items, got bytes (input item {index}){hint}")));
+                return Err(StepError::Fatal(format!(
+                    "{step} expects text items, got bytes (input item {index}){hint}"
+                )));
             }
         }
     }
