@@ -159,6 +159,7 @@ fn pieces(template: &str) -> impl Iterator<Item = Piece<'_>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
