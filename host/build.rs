@@ -38,6 +38,7 @@ fn main() {
         "wit",
         "plugins",
         "tests/components",
+        "sdk",
         "workflows",
         "Cargo.toml",
         "Cargo.lock",
@@ -52,6 +53,18 @@ fn main() {
 
     let standard_sources = component_sources(&root.join("plugins"));
     let test_sources = component_sources(&root.join("tests/components"));
+    // Cargo scans a watched directory recursively and counts the mtimes of
+    // the directories in it too, so adding or removing a component directory
+    // (which touches `plugins/` or `tests/components/`) reruns this script;
+    // checked with cargo 1.95: an added empty directory, a directory moved in
+    // with old mtimes, `rmdir` and `rm -r` each reran it. A watched path that
+    // disappears reruns it whatever the mtimes say, so each component
+    // directory is watched by name too: a removed component is never
+    // embedded from a stale build even if the parent's mtime was restored
+    // (as some checkout and cache tools do).
+    for source in standard_sources.iter().chain(&test_sources) {
+        println!("cargo:rerun-if-changed={}", source.dir.display());
+    }
     let rust_crates = |sources: &[ComponentSource]| -> Vec<String> {
         sources.iter().filter(|s| s.language == Language::Rust).map(|s| s.name.clone()).collect()
     };

@@ -23,6 +23,10 @@ const INPUT: &str = include_str!("templates/common/input.txt");
 const TEST_SH: &str = include_str!("templates/common/test.sh");
 const README: &str = include_str!("templates/common/README.md");
 
+/// Where the Rust plugin kit (`weft-plugin-kit`) of the source tree this
+/// binary was built from lives; a Rust project depends on it by path.
+const RUST_PLUGIN_KIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk/rust");
+
 /// A language `weft plugin new` can scaffold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Language {
@@ -72,6 +76,14 @@ pub enum ScaffoldError {
     /// The target directory holds files already.
     #[error("{} already exists and is not empty; choose another name or --dir", .0.display())]
     DirectoryNotEmpty(PathBuf),
+    /// A Rust project needs the plugin kit of the Weft source tree, and the
+    /// tree this binary was built from is gone.
+    #[error(
+        "a Rust plugin depends on the Weft plugin kit, which is not at {} (the Weft source tree this \
+         binary was built from); build weft from a source checkout, or choose python or js",
+        .0.display()
+    )]
+    KitNotFound(PathBuf),
     /// Writing a file failed.
     #[error("cannot write {}: {source}", path.display())]
     Write {
@@ -113,6 +125,10 @@ pub fn scaffold(name: &str, language: Language, dir: &Path) -> Result<Vec<PathBu
             "Setup, once: `npm install` (Node.js 20 or later; installs the pinned componentize-js).".to_string(),
         ),
     };
+    let kit_dependency = match language {
+        Language::Rust => rust_kit_dependency()?,
+        Language::Python | Language::JavaScript => String::new(),
+    };
     let fill = |template: &str| {
         template
             .replace("{{name}}", name)
@@ -124,6 +140,7 @@ pub fn scaffold(name: &str, language: Language, dir: &Path) -> Result<Vec<PathBu
             .replace("{{componentize_js}}", &componentize_js)
             .replace("{{jco}}", &jco)
             .replace("{{preview2_shim}}", &preview2_shim)
+            .replace("{{kit_dependency}}", &kit_dependency)
     };
 
     let mut files: Vec<(&str, String)> = vec![
@@ -167,6 +184,23 @@ pub fn scaffold(name: &str, language: Language, dir: &Path) -> Result<Vec<PathBu
         written.push(PathBuf::from(relative));
     }
     Ok(written)
+}
+
+/// The `Cargo.toml` line that makes a Rust project depend on the plugin kit:
+/// a path dependency on the kit of this binary's source tree.
+fn rust_kit_dependency() -> Result<String, ScaffoldError> {
+    let kit = Path::new(RUST_PLUGIN_KIT);
+    let kit = kit.canonicalize().map_err(|_| ScaffoldError::KitNotFound(kit.to_path_buf()))?;
+    if !kit.join("Cargo.toml").is_file() {
+        return Err(ScaffoldError::KitNotFound(kit));
+    }
+    // A TOML literal string holds any path without escaping but `'`.
+    let path = kit.to_string_lossy();
+    Ok(if path.contains('\'') {
+        format!("weft-plugin-kit = {{ path = {path:?} }}")
+    } else {
+        format!("weft-plugin-kit = {{ path = '{path}' }}")
+    })
 }
 
 /// A name usable as plugin, package, crate and file name: kebab-case.
@@ -235,6 +269,9 @@ mod tests {
         let target = dir.path().join("shout");
         let files = scaffold("shout", Language::Rust, &target).unwrap();
         assert!(files.contains(&PathBuf::from("wit/step.wit")));
+        let manifest = fs::read_to_string(target.join("Cargo.toml")).unwrap();
+        assert!(manifest.contains("weft-plugin-kit = { path = '"), "{manifest}");
+        assert!(Path::new(RUST_PLUGIN_KIT).join("src/lib.rs").is_file(), "the kit is where the scaffold points");
         for file in &files {
             let text = fs::read_to_string(target.join(file)).unwrap();
             assert!(!text.contains("{{"), "{} has an unfilled placeholder", file.display());

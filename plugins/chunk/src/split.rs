@@ -5,6 +5,7 @@
 //! `size`. Never inside a UTF-8 character.
 
 use serde::Deserialize;
+use weft_plugin_kit::config::ConfigFields;
 
 /// The step's configuration: the JSON `config` block of the workflow step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,33 +50,16 @@ impl Default for Config {
     }
 }
 
-/// The config as written, before defaults that depend on other fields.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    size: Option<usize>,
-    overlap: Option<usize>,
-    unit: Option<Unit>,
-}
-
 impl Config {
     /// Parses and validates the step's JSON config (`{}`, empty or `null`
     /// mean all defaults). The error is a message for a fatal step error.
     pub fn from_json(json: &str) -> Result<Self, String> {
-        let json = json.trim();
-        let raw: RawConfig = if json.is_empty() || json == "null" {
-            RawConfig { size: None, overlap: None, unit: None }
-        } else {
-            let value: serde_json::Value =
-                serde_json::from_str(json).map_err(|e| format!("invalid chunk config: {e}"))?;
-            if !value.is_object() {
-                return Err("invalid chunk config: expected a JSON object".into());
-            }
-            serde_json::from_value(value).map_err(|e| format!("invalid chunk config: {e}"))?
-        };
-        let size = raw.size.unwrap_or(Config::default().size);
-        let overlap = raw.overlap.unwrap_or(if size > 100 { 100 } else { size / 10 });
-        let cfg = Config { size, overlap, unit: raw.unit.unwrap_or_default() };
+        let mut fields = ConfigFields::parse("chunk", json)?;
+        let size = fields.optional("size")?.unwrap_or(Config::default().size);
+        let overlap = fields.optional("overlap")?.unwrap_or(if size > 100 { 100 } else { size / 10 });
+        let unit = fields.optional("unit")?.unwrap_or_default();
+        fields.finish()?;
+        let cfg = Config { size, overlap, unit };
         cfg.validate()?;
         Ok(cfg)
     }

@@ -8,10 +8,12 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
+use weft_plugin_kit::config::ConfigFields;
+use weft_plugin_kit::metadata;
+use weft_plugin_kit::template::{self, Variables};
 
 /// The step's `config` block.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Where to deliver, in order.
     pub channels: Vec<Channel>,
@@ -73,7 +75,9 @@ impl Config {
     ///
     /// A message a workflow author can act on.
     pub fn from_json(json: &str) -> Result<Self, String> {
-        let config: Config = serde_json::from_str(json).map_err(|e| format!("invalid notify config: {e}"))?;
+        let mut fields = ConfigFields::parse("notify", json)?;
+        let config = Config { channels: fields.require("channels")? };
+        fields.finish()?;
         if config.channels.is_empty() {
             return Err("notify config needs at least one channel (`channels: [{ type: stdout }]`)".into());
         }
@@ -94,7 +98,7 @@ impl Config {
                 Channel::Stdout { body } => body.iter().map(String::as_str).collect(),
             };
             for template in templates {
-                check_template(template).map_err(|e| format!("channel {index}: {e}"))?;
+                VARIABLES.check(template).map_err(|e| format!("channel {index}: {e}"))?;
             }
         }
         Ok(config)
@@ -120,11 +124,11 @@ pub struct Digest {
 
 /// Whether an item is a PII findings report.
 fn is_findings_report(metadata: &[(String, String)]) -> bool {
-    metadata.iter().any(|(k, v)| k == "kind" && v == "pii-findings")
+    metadata::has(metadata, "kind", "pii-findings")
 }
 
 fn is_summary(metadata: &[(String, String)]) -> bool {
-    metadata.iter().any(|(k, v)| (k == "kind" && v == "summary") || k == "summary_sentences")
+    metadata::has(metadata, "kind", "summary") || metadata::get(metadata, "summary_sentences").is_some()
 }
 
 impl Digest {
@@ -152,7 +156,7 @@ impl Digest {
                 }
                 continue;
             }
-            if let Some((_, counts)) = metadata.iter().find(|(k, _)| k == "pii_findings")
+            if let Some(counts) = metadata::get(metadata, "pii_findings")
                 && let Ok(Value::Object(counts)) = serde_json::from_str::<Value>(counts)
             {
                 for (entity, n) in counts {
@@ -209,45 +213,14 @@ impl Digest {
 
     /// Fills `{{name}}` placeholders (checked by [`Config::from_json`]).
     pub fn render(&self, template: &str) -> String {
-        let mut out = String::with_capacity(template.len() + self.summary.len());
-        let mut rest = template;
-        while let Some(start) = rest.find("{{") {
-            out.push_str(&rest[..start]);
-            let after = &rest[start + 2..];
-            match after.find("}}") {
-                Some(end) => {
-                    let name = after[..end].trim();
-                    out.push_str(&self.variable(name).unwrap_or_default());
-                    rest = &after[end + 2..];
-                }
-                None => {
-                    out.push_str(&rest[start..]);
-                    rest = "";
-                }
-            }
-        }
-        out.push_str(rest);
-        out
+        template::render(template, |name| self.variable(name))
     }
 }
 
-const VARIABLES: &[&str] = &["job_id", "workflow", "step", "summary", "findings", "meta.<key>"];
-
-fn check_template(template: &str) -> Result<(), String> {
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or_else(|| format!("template `{template}` has `{{{{` without `}}}}`"))?;
-        let name = after[..end].trim();
-        let known = ["job_id", "workflow", "step", "summary", "findings"].contains(&name)
-            || name.strip_prefix("meta.").is_some_and(|k| !k.is_empty());
-        if !known {
-            return Err(format!("unknown template variable `{{{{{name}}}}}`; known: {}", VARIABLES.join(", ")));
-        }
-        rest = &after[end + 2..];
-    }
-    Ok(())
-}
+/// What a template may use: `{{ job_id }}` (spaces allowed) and
+/// `{{meta.<key>}}` for any metadata key of the summary.
+const VARIABLES: Variables =
+    Variables::new(&["job_id", "workflow", "step", "summary", "findings"]).with_prefixes(&["meta."]).padded();
 
 /// The `Idempotency-Key` of a delivery: the same for every attempt and
 /// redelivery of one job's notification on one channel, so a receiver can

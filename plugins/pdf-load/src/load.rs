@@ -8,7 +8,7 @@
 use std::fmt;
 
 use lopdf::{DecompressError, Document, Error as PdfError, LoadOptions, Object, ObjectId, ParseError};
-use serde::Deserialize;
+use weft_plugin_kit::config::{ConfigError, ConfigFields};
 
 const MIB: usize = 1024 * 1024;
 
@@ -21,8 +21,7 @@ const HEADER_SEARCH_WINDOW: usize = 1024;
 const MAX_INFO_CHARS: usize = 1024;
 
 /// The step's configuration: the JSON `config` block of the workflow step.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// More pages than this is a fatal error (default 5000).
     pub max_pages: usize,
@@ -44,24 +43,21 @@ impl Config {
     /// Parses and validates the step's JSON config (`{}`, empty or `null`
     /// mean all defaults). The error is a message for a fatal step error.
     pub fn from_json(json: &str) -> Result<Self, String> {
-        let json = json.trim();
-        let cfg: Config = if json.is_empty() || json == "null" {
-            Config::default()
-        } else {
-            let value: serde_json::Value =
-                serde_json::from_str(json).map_err(|e| format!("invalid pdf-load config: {e}"))?;
-            if !value.is_object() {
-                return Err("invalid pdf-load config: expected a JSON object".into());
-            }
-            serde_json::from_value(value).map_err(|e| format!("invalid pdf-load config: {e}"))?
+        let mut fields = ConfigFields::parse("pdf-load", json)?;
+        let d = Config::default();
+        let cfg = Config {
+            max_pages: fields.get_or("max_pages", d.max_pages)?,
+            max_output_bytes: fields.get_or("max_output_bytes", d.max_output_bytes)?,
+            max_decompressed_bytes: fields.get_or("max_decompressed_bytes", d.max_decompressed_bytes)?,
         };
+        fields.finish()?;
         for (name, value) in [
             ("max_pages", cfg.max_pages),
             ("max_output_bytes", cfg.max_output_bytes),
             ("max_decompressed_bytes", cfg.max_decompressed_bytes),
         ] {
             if value == 0 {
-                return Err(format!("invalid pdf-load config: {name} must be at least 1"));
+                return Err(ConfigError::new("pdf-load", format!("{name} must be at least 1")).into());
             }
         }
         Ok(cfg)

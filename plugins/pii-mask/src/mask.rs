@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::Sha256;
+use weft_plugin_kit::config::{ConfigError, ConfigFields};
 
 use crate::detect::{self, Entity, Span};
 
@@ -61,40 +62,27 @@ impl Default for Config {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    entities: Option<Vec<String>>,
-    style: Option<String>,
-    pseudonym_key: Option<String>,
-    pseudonym_secret: Option<String>,
-    allow: Option<Vec<String>>,
-    findings_item: Option<bool>,
-}
-
 impl Config {
     /// Parses and validates the JSON config (`{}`, empty or `null` mean all
     /// defaults). The error is a message for a fatal step error.
     pub fn from_json(json: &str) -> Result<Self, String> {
-        let json = json.trim();
-        let raw: RawConfig = if json.is_empty() || json == "null" {
-            RawConfig::default()
-        } else {
-            let value: serde_json::Value =
-                serde_json::from_str(json).map_err(|e| format!("invalid pii-mask config: {e}"))?;
-            if !value.is_object() {
-                return Err("invalid pii-mask config: expected a JSON object".into());
-            }
-            serde_json::from_value(value).map_err(|e| format!("invalid pii-mask config: {e}"))?
-        };
-        let entities = match raw.entities {
+        let mut fields = ConfigFields::parse("pii-mask", json)?;
+        let entities: Option<Vec<String>> = fields.optional("entities")?;
+        let style: Option<String> = fields.optional("style")?;
+        let pseudonym_key: Option<String> = fields.optional("pseudonym_key")?;
+        let pseudonym_secret: Option<String> = fields.optional("pseudonym_secret")?;
+        let allow: Vec<String> = fields.optional("allow")?.unwrap_or_default();
+        let findings_item = fields.optional("findings_item")?.unwrap_or(true);
+        fields.finish()?;
+        let invalid = |detail: String| -> String { ConfigError::new("pii-mask", detail).into() };
+        let entities = match entities {
             None => Entity::ALL.to_vec(),
             Some(names) => {
                 let mut out = Vec::new();
                 for name in names {
                     let e = Entity::from_name(&name).ok_or_else(|| {
                         let known: Vec<&str> = Entity::ALL.iter().map(|e| e.name()).collect();
-                        format!("invalid pii-mask config: unknown entity {name:?} (known: {})", known.join(", "))
+                        invalid(format!("unknown entity {name:?} (known: {})", known.join(", ")))
                     })?;
                     if !out.contains(&e) {
                         out.push(e);
@@ -103,45 +91,39 @@ impl Config {
                 out
             }
         };
-        let style = match raw.style.as_deref() {
+        let style = match style.as_deref() {
             None | Some("tag") => Style::Tag,
             Some("partial") => Style::Partial,
             Some("pseudonym") => Style::Pseudonym,
             Some(other) => {
-                return Err(format!(
-                    "invalid pii-mask config: unknown style {other:?} (expected \"tag\", \"partial\" or \"pseudonym\")"
+                return Err(invalid(format!(
+                    "unknown style {other:?} (expected \"tag\", \"partial\" or \"pseudonym\")"
+                )));
+            }
+        };
+        if pseudonym_key.is_some() && pseudonym_secret.is_some() {
+            return Err(invalid("give either pseudonym_secret or pseudonym_key, not both".into()));
+        }
+        if pseudonym_secret.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid("pseudonym_secret must name a granted secret".into()));
+        }
+        let mac = match (style, pseudonym_key) {
+            (Style::Pseudonym, None) if pseudonym_secret.is_none() => {
+                return Err(invalid(
+                    "style \"pseudonym\" needs a pseudonym_secret (a granted secret, recommended) or a \
+                     pseudonym_key"
+                        .into(),
                 ));
             }
-        };
-        if raw.pseudonym_key.is_some() && raw.pseudonym_secret.is_some() {
-            return Err("invalid pii-mask config: give either pseudonym_secret or pseudonym_key, not both".into());
-        }
-        if raw.pseudonym_secret.as_deref().is_some_and(str::is_empty) {
-            return Err("invalid pii-mask config: pseudonym_secret must name a granted secret".into());
-        }
-        let mac = match (style, raw.pseudonym_key) {
-            (Style::Pseudonym, None) if raw.pseudonym_secret.is_none() => {
-                return Err("invalid pii-mask config: style \"pseudonym\" needs a pseudonym_secret (a granted \
-                            secret, recommended) or a pseudonym_key"
-                    .into());
-            }
             (_, Some(key)) if key.is_empty() => {
-                return Err("invalid pii-mask config: pseudonym_key must not be empty".into());
+                return Err(invalid("pseudonym_key must not be empty".into()));
             }
-            (_, Some(key)) => Some(
-                HmacSha256::new_from_slice(key.as_bytes())
-                    .map_err(|e| format!("invalid pii-mask config: pseudonym_key: {e}"))?,
-            ),
+            (_, Some(key)) => {
+                Some(HmacSha256::new_from_slice(key.as_bytes()).map_err(|e| invalid(format!("pseudonym_key: {e}")))?)
+            }
             (_, None) => None,
         };
-        Ok(Config {
-            entities,
-            style,
-            allow: raw.allow.unwrap_or_default(),
-            findings_item: raw.findings_item.unwrap_or(true),
-            pseudonym_secret: raw.pseudonym_secret,
-            mac,
-        })
+        Ok(Config { entities, style, allow, findings_item, pseudonym_secret, mac })
     }
 
     /// Keys pseudonyms with `key` (derived by the host from

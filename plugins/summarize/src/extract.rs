@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use weft_plugin_kit::config::{ConfigError, ConfigFields};
 
 /// The step's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,56 +47,41 @@ impl Default for Config {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    mode: Option<String>,
-    max_sentences: Option<usize>,
-    max_chars: Option<usize>,
-    map_reduce_threshold_chars: Option<usize>,
-    prompt: Option<String>,
-    reduce_prompt: Option<String>,
-    model: Option<String>,
-    max_tokens: Option<u32>,
-    window_chars: Option<usize>,
-}
-
 impl Config {
     /// Parses the JSON config; the error is a message for a fatal step error.
     pub fn from_json(json: &str) -> Result<Self, String> {
-        let json = json.trim();
-        let raw: RawConfig = if json.is_empty() || json == "null" {
-            RawConfig::default()
-        } else {
-            let value: serde_json::Value =
-                serde_json::from_str(json).map_err(|e| format!("invalid summarize config: {e}"))?;
-            if !value.is_object() {
-                return Err("invalid summarize config: expected a JSON object".into());
-            }
-            serde_json::from_value(value).map_err(|e| format!("invalid summarize config: {e}"))?
-        };
-        let mode = match raw.mode.as_deref() {
+        let mut fields = ConfigFields::parse("summarize", json)?;
+        let mode: Option<String> = fields.optional("mode")?;
+        let max_sentences = fields.optional("max_sentences")?;
+        let max_chars = fields.optional("max_chars")?;
+        let map_reduce_threshold_chars = fields.optional("map_reduce_threshold_chars")?;
+        let prompt = fields.optional("prompt")?;
+        let reduce_prompt = fields.optional("reduce_prompt")?;
+        let model = fields.optional("model")?;
+        let max_tokens = fields.optional("max_tokens")?;
+        let window_chars = fields.optional("window_chars")?;
+        fields.finish()?;
+        let invalid = |detail: String| -> String { ConfigError::new("summarize", detail).into() };
+        let mode = match mode.as_deref() {
             None | Some("extractive") => Mode::Extractive,
             Some("llm") => Mode::Llm,
             Some(other) => {
-                return Err(format!(
-                    "invalid summarize config: unknown mode {other:?} (expected \"extractive\" or \"llm\")"
-                ));
+                return Err(invalid(format!("unknown mode {other:?} (expected \"extractive\" or \"llm\")")));
             }
         };
         let d = Config::default();
         let llm = crate::llm::Settings {
-            prompt: raw.prompt.unwrap_or(d.llm.prompt),
-            reduce_prompt: raw.reduce_prompt.unwrap_or(d.llm.reduce_prompt),
-            model: raw.model,
-            max_tokens: raw.max_tokens.unwrap_or(d.llm.max_tokens),
-            window_chars: raw.window_chars.unwrap_or(d.llm.window_chars),
+            prompt: prompt.unwrap_or(d.llm.prompt),
+            reduce_prompt: reduce_prompt.unwrap_or(d.llm.reduce_prompt),
+            model,
+            max_tokens: max_tokens.unwrap_or(d.llm.max_tokens),
+            window_chars: window_chars.unwrap_or(d.llm.window_chars),
         };
-        llm.check().map_err(|e| format!("invalid summarize config: {e}"))?;
+        llm.check().map_err(invalid)?;
         let cfg = Config {
-            max_sentences: raw.max_sentences.unwrap_or(d.max_sentences),
-            max_chars: raw.max_chars.unwrap_or(d.max_chars),
-            map_reduce_threshold_chars: raw.map_reduce_threshold_chars.unwrap_or(d.map_reduce_threshold_chars),
+            max_sentences: max_sentences.unwrap_or(d.max_sentences),
+            max_chars: max_chars.unwrap_or(d.max_chars),
+            map_reduce_threshold_chars: map_reduce_threshold_chars.unwrap_or(d.map_reduce_threshold_chars),
             mode,
             llm,
         };
@@ -106,7 +91,7 @@ impl Config {
             ("map_reduce_threshold_chars", cfg.map_reduce_threshold_chars),
         ] {
             if v == 0 {
-                return Err(format!("invalid summarize config: {name} must be at least 1"));
+                return Err(invalid(format!("{name} must be at least 1")));
             }
         }
         Ok(cfg)

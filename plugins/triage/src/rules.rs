@@ -7,35 +7,28 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use weft_plugin_kit::config::ConfigFields;
+use weft_plugin_kit::template::{self, Variables};
 
 /// The step's `config` block.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// `rules` (offline, the default) or `llm`.
-    #[serde(default)]
     pub mode: Mode,
     /// Category -> keyword -> weight. The built-in set when absent.
-    #[serde(default = "default_categories")]
     pub categories: BTreeMap<String, BTreeMap<String, u32>>,
     /// The category when no keyword matches.
-    #[serde(default = "default_category")]
     pub default_category: String,
     /// Urgency levels, most urgent first; the first whose score reaches its
     /// threshold wins.
-    #[serde(default = "default_urgency")]
     pub urgency: Vec<UrgencyLevel>,
     /// The urgency when no level's threshold is reached.
-    #[serde(default = "default_urgency_name")]
     pub default_urgency: String,
     /// Reply template per category (`default` for the rest).
-    #[serde(default = "default_replies")]
     pub replies: BTreeMap<String, String>,
     /// For `mode: llm`: extra instructions for the model.
-    #[serde(default)]
     pub instructions: Option<String>,
     /// For `mode: llm`: the model to ask for (the host's default when absent).
-    #[serde(default)]
     pub model: Option<String>,
 }
 
@@ -208,12 +201,23 @@ impl Config {
     ///
     /// A message a workflow author can act on.
     pub fn from_json(json: &str) -> Result<Self, String> {
-        let config: Config = serde_json::from_str(json).map_err(|e| format!("invalid triage config: {e}"))?;
+        let mut fields = ConfigFields::parse("triage", json)?;
+        let config = Config {
+            mode: fields.get_or_else("mode", Mode::default)?,
+            categories: fields.get_or_else("categories", default_categories)?,
+            default_category: fields.get_or_else("default_category", default_category)?,
+            urgency: fields.get_or_else("urgency", default_urgency)?,
+            default_urgency: fields.get_or_else("default_urgency", default_urgency_name)?,
+            replies: fields.get_or_else("replies", default_replies)?,
+            instructions: fields.get_or("instructions", None)?,
+            model: fields.get_or("model", None)?,
+        };
+        fields.finish()?;
         if !config.replies.contains_key("default") {
             return Err("triage config: `replies` needs a `default` template".into());
         }
         for (name, template) in &config.replies {
-            check_template(template).map_err(|e| format!("triage config: reply `{name}`: {e}"))?;
+            VARIABLES.check(template).map_err(|e| format!("triage config: reply `{name}`: {e}"))?;
         }
         Ok(config)
     }
@@ -336,24 +340,16 @@ pub fn classify(ticket: &Ticket, config: &Config) -> Triage {
 pub fn draft_reply(ticket: &Ticket, category: &str, urgency: &str, config: &Config) -> String {
     let template = config.replies.get(category).or_else(|| config.replies.get("default")).cloned().unwrap_or_default();
     let subject = if ticket.subject.is_empty() { "your request" } else { ticket.subject.as_str() };
-    template.replace("{{subject}}", subject).replace("{{category}}", category).replace("{{urgency}}", urgency)
+    template::render(&template, |name| match name {
+        "subject" => Some(subject.to_string()),
+        "category" => Some(category.to_string()),
+        "urgency" => Some(urgency.to_string()),
+        _ => None,
+    })
 }
 
-const VARIABLES: &[&str] = &["subject", "category", "urgency"];
-
-fn check_template(template: &str) -> Result<(), String> {
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or("`{{` without `}}`")?;
-        let name = &after[..end];
-        if !VARIABLES.contains(&name) {
-            return Err(format!("unknown template variable `{{{{{name}}}}}`; known: {}", VARIABLES.join(", ")));
-        }
-        rest = &after[end + 2..];
-    }
-    Ok(())
-}
+/// What a reply template may use, written without spaces (`{{subject}}`).
+const VARIABLES: Variables = Variables::new(&["subject", "category", "urgency"]);
 
 /// The messages asking a model to triage `ticket`.
 pub fn llm_prompt(ticket: &Ticket, config: &Config) -> (String, String) {
