@@ -21,3 +21,4 @@ mod polyglot;
 mod queue;
 mod retries;
 mod sandbox;
+mod security;

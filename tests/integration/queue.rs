@@ -13,28 +13,28 @@ use weft::workflow::{Jitter, RetryPolicy};
 use crate::nats::NatsServer;
 use crate::support::{component_path, host, load, repo_root, wait_exit, weft_cmd};
 
-fn queue_config(server: &NatsServer) -> QueueConfig {
+pub(crate) fn queue_config(server: &NatsServer) -> QueueConfig {
     QueueConfig { url: server.url(), ack_wait: Duration::from_secs(2), ..QueueConfig::default() }
 }
 
-async fn client(server: &NatsServer) -> QueueClient {
+pub(crate) async fn client(server: &NatsServer) -> QueueClient {
     weft::queue::connect(queue_config(server)).await.expect("connects")
 }
 
 /// A running in-process worker; `stop` drains it and returns its summary.
-struct RunningWorker {
+pub(crate) struct RunningWorker {
     stop: oneshot::Sender<()>,
     handle: tokio::task::JoinHandle<WorkerSummary>,
 }
 
 impl RunningWorker {
-    async fn stop(self) -> WorkerSummary {
+    pub(crate) async fn stop(self) -> WorkerSummary {
         let _ = self.stop.send(());
         tokio::time::timeout(Duration::from_secs(30), self.handle).await.expect("worker stops").expect("worker task")
     }
 }
 
-async fn start_worker(server: &NatsServer, workflows: &[&str], config: WorkerConfig) -> RunningWorker {
+pub(crate) async fn start_worker(server: &NatsServer, workflows: &[&str], config: WorkerConfig) -> RunningWorker {
     let host = Arc::new(host());
     let loaded = workflows.iter().map(|yaml| load(&host, yaml)).collect();
     let worker = Worker::connect(host, loaded, queue_config(server), config).await.expect("worker connects");
@@ -50,7 +50,7 @@ async fn start_worker(server: &NatsServer, workflows: &[&str], config: WorkerCon
     RunningWorker { stop, handle }
 }
 
-fn fast_retries(name: &str) -> WorkerConfig {
+pub(crate) fn fast_retries(name: &str) -> WorkerConfig {
     WorkerConfig {
         concurrency: 4,
         max_job_attempts: 3,
@@ -67,7 +67,7 @@ fn fast_retries(name: &str) -> WorkerConfig {
     }
 }
 
-fn workflow(name: &str, steps: &str) -> String {
+pub(crate) fn workflow(name: &str, steps: &str) -> String {
     format!("name: {name}\nversion: '1'\nsteps:\n{steps}")
 }
 
@@ -82,7 +82,7 @@ fn tell_workflow(receiver: &crate::servers::HttpServer, more_steps: &str) -> Str
     )
 }
 
-const ECHO: &str = "  - id: echo\n    plugin: echo-config\n";
+pub(crate) const ECHO: &str = "  - id: echo\n    plugin: echo-config\n";
 
 async fn wait_for(queue: &QueueClient, job_id: &str) -> weft::queue::JobRecord {
     queue.wait(job_id, Duration::from_secs(60)).await.unwrap_or_else(|e| panic!("job {job_id}: {e}"))

@@ -366,7 +366,13 @@ impl JobRunner {
                     None => {
                         tracing::warn!(reason = %letter.reason, "dead-lettering an unusable job message");
                         let sequence = message.info().map(|i| i.stream_sequence).unwrap_or_default();
-                        format!("reject-{}-{sequence}", letter.job_id)
+                        // The id came from the message: only a valid one may
+                        // go into a header (a CR or LF in a header panics).
+                        if valid_job_id(&letter.job_id) {
+                            format!("reject-{}-{sequence}", letter.job_id)
+                        } else {
+                            format!("reject-seq-{sequence}")
+                        }
                     }
                 };
                 if let Err(error) = self.store.dead_letter(&letter, &msg_id).await {
