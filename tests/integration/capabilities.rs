@@ -19,7 +19,7 @@ fn probe(grants: &str, calls: Value) -> String {
     )
 }
 
-async fn run_probe(config: CapabilityConfig, grants: &str, calls: Value) -> Vec<Value> {
+pub(crate) async fn run_probe(config: CapabilityConfig, grants: &str, calls: Value) -> Vec<Value> {
     let host = host_with_capabilities(config);
     let loaded = load(&host, &probe(grants, calls));
     let outcome = host.run_job(&loaded, "job-probe", vec![]).await;
@@ -27,7 +27,7 @@ async fn run_probe(config: CapabilityConfig, grants: &str, calls: Value) -> Vec<
     texts(&outcome, "probe").iter().map(|t| serde_json::from_str(t).unwrap()).collect()
 }
 
-fn error_kind(result: &Value) -> &str {
+pub(crate) fn error_kind(result: &Value) -> &str {
     result.get("error").and_then(Value::as_str).unwrap_or("none")
 }
 

@@ -124,3 +124,33 @@ async fn arbitrary_bytes_json_and_headers_never_panic_and_every_message_is_settl
         "each delivered message is settled once: {summary:?}"
     );
 }
+
+#[tokio::test]
+async fn a_step_cannot_forge_the_sender_or_add_recipients_through_email_headers() {
+    use weft::capabilities::{CapabilityConfig, EmailConfig};
+
+    use crate::capabilities::{error_kind, run_probe};
+    use crate::servers::SmtpServer;
+
+    let smtp = SmtpServer::start();
+    let email = EmailConfig::new(&smtp.url(), "Weft <weft@example.test>").unwrap();
+    let config = CapabilityConfig { email: Some(email), ..CapabilityConfig::default() };
+    let to = "reviewer@example.test";
+    let calls = serde_json::json!([
+        { "email": to, "headers": { "From": "ceo@example.test" } },
+        { "email": to, "headers": { "Bcc": "attacker@elsewhere.test" } },
+        { "email": to, "headers": { "sender": "ceo@example.test" } },
+        { "email": to, "headers": { "Content-Type": "text/html" } },
+        { "email": to, "headers": { "X-Ticket": "T-7", "In-Reply-To": "<t-7@example.test>" } },
+    ]);
+    let results = run_probe(config, "    grants: { email: [\"*@example.test\"] }\n", calls).await;
+    for refused in &results[..4] {
+        assert_eq!(error_kind(refused), "invalid", "{refused}");
+        assert!(refused["message"].as_str().unwrap().contains("may not be set by a step"), "{refused}");
+    }
+    assert!(results[4]["ok"].as_str().unwrap().starts_with("250"), "{}", results[4]);
+    let messages = smtp.wait_for(1).await;
+    assert_eq!(messages.len(), 1, "only the message with allowed headers was sent");
+    assert!(messages[0].contains("X-Ticket: T-7") && messages[0].contains("From: Weft <weft@example.test>"));
+    assert!(!messages[0].contains("attacker@elsewhere.test") && !messages[0].contains("ceo@example.test"));
+}

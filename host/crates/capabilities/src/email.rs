@@ -142,6 +142,18 @@ pub(crate) async fn send(scope: &CallScope, message: EmailMessage) -> Result<Str
     }
 }
 
+/// Headers a step may add besides its own `X-` ones: threading and list
+/// headers. Everything else (`From`, `Sender`, `To`, `Bcc`, `Content-Type`,
+/// `Return-Path`, ...) decides who sends, who receives or how the message
+/// is read, and is the host's: a step that could set them could send as
+/// anyone, or to recipients its grant does not name.
+const EXTRA_HEADERS: &[&str] = &["In-Reply-To", "References", "Auto-Submitted", "List-Id", "List-Unsubscribe"];
+
+fn step_may_set_header(name: &str) -> bool {
+    let custom = name.len() > 2 && name.get(..2).is_some_and(|prefix| prefix.eq_ignore_ascii_case("x-"));
+    custom || EXTRA_HEADERS.iter().any(|allowed| allowed.eq_ignore_ascii_case(name))
+}
+
 fn build(config: &EmailConfig, message: &EmailMessage) -> Result<Message, EmailError> {
     let parse = |address: &str| -> Result<Mailbox, EmailError> {
         address.parse().map_err(|e| EmailError::Invalid(format!("`{address}` is not a valid address: {e}")))
@@ -165,6 +177,13 @@ fn build(config: &EmailConfig, message: &EmailMessage) -> Result<Message, EmailE
         let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if !valid || value.contains(['\r', '\n']) {
             return Err(EmailError::Invalid(format!("header `{name}` is not a valid e-mail header")));
+        }
+        if !step_may_set_header(name) {
+            return Err(EmailError::Invalid(format!(
+                "header `{name}` may not be set by a step (the host sets the sender, the recipients and the \
+                 message's structure); allowed: `X-` headers, {}",
+                EXTRA_HEADERS.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", ")
+            )));
         }
         let header = HeaderName::new_from_ascii(name.clone())
             .map_err(|_| EmailError::Invalid(format!("header `{name}` is not a valid e-mail header")))?;
