@@ -60,6 +60,7 @@ pub(crate) fn fast_retries(name: &str) -> WorkerConfig {
             max_backoff: Duration::from_secs(5),
             multiplier: 2.0,
             jitter: Jitter::None,
+            ..RetryPolicy::default()
         },
         drain_grace: Duration::from_secs(10),
         name: name.to_string(),

@@ -14,10 +14,14 @@ async fn wait_until_settled(server: &NatsServer, js: &async_nats::jetstream::Con
     let config = queue_config(server);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
-            js.get_stream(&config.jobs_stream).await.unwrap().get_consumer(&config.consumer).await.unwrap();
-        let info = consumer.info().await.unwrap();
-        if info.num_pending == 0 && info.num_ack_pending == 0 {
+        // The worker creates the consumer when it starts pulling.
+        let consumer: Result<async_nats::jetstream::consumer::PullConsumer, _> =
+            js.get_stream(&config.jobs_stream).await.unwrap().get_consumer(&config.consumer).await;
+        let info = match consumer {
+            Ok(mut consumer) => Some(consumer.info().await.unwrap().clone()),
+            Err(_) => None,
+        };
+        if info.as_ref().is_some_and(|info| info.num_pending == 0 && info.num_ack_pending == 0) {
             return;
         }
         assert!(Instant::now() < deadline, "messages left unsettled: {info:?}");
@@ -153,4 +157,37 @@ async fn a_step_cannot_forge_the_sender_or_add_recipients_through_email_headers(
     assert_eq!(messages.len(), 1, "only the message with allowed headers was sent");
     assert!(messages[0].contains("X-Ticket: T-7") && messages[0].contains("From: Weft <weft@example.test>"));
     assert!(!messages[0].contains("attacker@elsewhere.test") && !messages[0].contains("ceo@example.test"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_answering_retry_after_forever_does_not_hang_weft_run() {
+    use crate::servers::{HttpServer, Reply};
+    use crate::support::{wait_exit, weft_cmd};
+
+    let hook = HttpServer::start(|_, _| Reply::new(429, "slow down").header("Retry-After", "100000000")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "name: hook\nversion: '1'\nsteps:\n  - id: notify\n    plugin: notify\n    grants: {{ http: [\"{}\"] }}\n    \
+         config: {{ channels: [{{ type: webhook, url: \"{}\" }}] }}\n",
+        hook.grant(),
+        hook.url("/hook")
+    );
+    std::fs::write(dir.path().join("hook.yaml"), yaml).unwrap();
+    std::fs::write(dir.path().join("in.txt"), "hello").unwrap();
+    let mut child = weft_cmd(dir.path())
+        .args(["run", "hook.yaml", "--input", "in.txt"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Before the cap this never returned: the step slept for 100,000,000 s.
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "the job fails, it does not hang");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("longer than `retry.max_retry_after` (5m)"), "{stderr}");
+    assert_eq!(hook.requests().len(), 1, "asked once, not retried");
 }

@@ -244,6 +244,7 @@ mod tests {
             max_backoff: Duration::from_secs(5),
             multiplier: 2.0,
             jitter: Jitter::None,
+            ..RetryPolicy::default()
         }
     }
 

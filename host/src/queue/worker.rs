@@ -61,6 +61,7 @@ impl Default for WorkerConfig {
                 max_backoff: Duration::from_secs(60),
                 multiplier: 2.0,
                 jitter: Jitter::Full,
+                ..RetryPolicy::default()
             },
             drain_grace: Duration::from_secs(30),
             name: format!("weft-{}", std::process::id()),

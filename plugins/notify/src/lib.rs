@@ -128,7 +128,7 @@ mod component {
                     .and_then(|(_, v)| v.trim().parse::<u64>().ok());
                 let reason = format!("webhook {url} answered {status}: {said}");
                 Err(match retry_after {
-                    Some(seconds) => StepError::retry_after(seconds * 1000, reason),
+                    Some(seconds) => StepError::retry_after(seconds.saturating_mul(1000), reason),
                     None => StepError::retryable(reason),
                 })
             }

@@ -487,6 +487,25 @@ impl<R: StepRunner> StepExecution<R> {
                     records.push(record);
                     return Ok(items);
                 }
+                Err(err) if err.retry_after.is_some_and(|after| after > policy.max_retry_after) => {
+                    // Waiting as long as asked would hold the job (and its
+                    // worker) without bound; retrying sooner would be refused.
+                    let asked = err.retry_after.unwrap_or_default();
+                    let err = StepFailure::new(
+                        FailureKind::Fatal,
+                        format!(
+                            "{}; it asked to wait {}, longer than `retry.max_retry_after` ({}), so it is not \
+                             retried: raise `retry.max_retry_after` to wait that long",
+                            err.message,
+                            weft_workflow::format_duration(asked),
+                            weft_workflow::format_duration(policy.max_retry_after)
+                        ),
+                    );
+                    tracing::warn!(step = %self.step.id, attempt, error = %err.message, "step failed");
+                    record.error = Some(err.clone());
+                    records.push(record);
+                    return Err(err);
+                }
                 Err(err) if err.kind.is_retryable() && attempt < max_attempts => {
                     let delay = backoff_delay(policy, attempt, err.retry_after, self.jitter.as_ref());
                     tracing::warn!(step = %self.step.id, attempt, kind = ?err.kind, retry_in = ?delay, error = %err.message, "attempt failed; retrying");

@@ -152,6 +152,38 @@ async fn retry_after_is_a_floor_on_the_delay() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_retry_after_longer_than_max_retry_after_fails_the_step_at_once() {
+    // A webhook answering `429 Retry-After: 100000000` must not hold the job for three years.
+    let huge = Duration::from_secs(100_000_000);
+    let runner = FakeRunner::new().script("a", move |_| Behaviour {
+        takes: Duration::ZERO,
+        result: Err(StepFailure::retry_after(huge, "step `a` asked to retry after 100000000000 ms: 429")),
+    });
+    let yaml = ONE_STEP_NO_JITTER.replace("jitter: none", "jitter: none, max_retry_after: 1m");
+    let (outcome, runner) = run(&yaml, runner, vec![]).await;
+    assert_eq!(outcome.report.status, JobStatus::Failed);
+    assert_eq!(runner.starts("a"), vec![ms(0)], "not retried");
+    let error = outcome.report.error.expect("failed job has an error");
+    assert_eq!(error.failure.kind, FailureKind::Fatal);
+    assert!(
+        error.failure.message.ends_with(
+            "it asked to wait 100000000s, longer than `retry.max_retry_after` (1m), so it is not retried: \
+             raise `retry.max_retry_after` to wait that long"
+        ),
+        "{}",
+        error.failure.message
+    );
+    // At the limit, the wait is honoured.
+    let runner = FakeRunner::new().script("a", |a| match a.attempt {
+        1 => Behaviour { takes: Duration::ZERO, result: Err(StepFailure::retry_after(Duration::from_secs(60), "429")) },
+        _ => ok_after(Duration::ZERO, vec![]),
+    });
+    let (outcome, runner) = run(&yaml, runner, vec![]).await;
+    assert_eq!(outcome.report.status, JobStatus::Succeeded);
+    assert_eq!(runner.starts("a"), vec![ms(0), ms(60_000)]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn fatal_errors_and_traps_are_not_retried() {
     for kind in [FailureKind::Fatal, FailureKind::Trap, FailureKind::MemoryLimit, FailureKind::OutputTooLarge] {
         let runner = FakeRunner::new().script("a", move |_| fail(kind));
@@ -337,6 +369,7 @@ fn backoff_grows_until_the_cap_without_overflow() {
         max_backoff: Duration::from_secs(30),
         multiplier: 10.0,
         jitter: weft_workflow::Jitter::None,
+        ..RetryPolicy::default()
     };
     assert_eq!(backoff_delay(&policy, 1, None, &HalfJitter), ms(100));
     assert_eq!(backoff_delay(&policy, 2, None, &HalfJitter), ms(1000));

@@ -35,6 +35,10 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_millis(200);
 /// Default upper bound on the delay between two attempts.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Default longest wait a step may ask for with a retry-after error: longer
+/// requests (a webhook answering `429 Retry-After: 100000000`) end the step
+/// instead of holding the job, and its worker slot, for as long as asked.
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// Default factor by which the backoff grows after each failed attempt.
 pub const DEFAULT_MULTIPLIER: f64 = 2.0;
 /// Default jitter strategy applied to backoff delays.
@@ -340,11 +344,14 @@ pub struct RetryPolicy {
     pub multiplier: f64,
     /// How delays are randomised.
     pub jitter: Jitter,
+    /// The longest retry-after a step may ask for; a longer request fails
+    /// the step without a retry (see [`DEFAULT_MAX_RETRY_AFTER`]).
+    pub max_retry_after: Duration,
 }
 
 impl Default for RetryPolicy {
     /// [`DEFAULT_MAX_ATTEMPTS`], [`DEFAULT_INITIAL_BACKOFF`], [`DEFAULT_MAX_BACKOFF`],
-    /// [`DEFAULT_MULTIPLIER`] and [`DEFAULT_JITTER`].
+    /// [`DEFAULT_MULTIPLIER`], [`DEFAULT_JITTER`] and [`DEFAULT_MAX_RETRY_AFTER`].
     fn default() -> Self {
         Self {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
@@ -352,6 +359,7 @@ impl Default for RetryPolicy {
             max_backoff: DEFAULT_MAX_BACKOFF,
             multiplier: DEFAULT_MULTIPLIER,
             jitter: DEFAULT_JITTER,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
         }
     }
 }

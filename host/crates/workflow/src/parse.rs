@@ -20,7 +20,8 @@ const DEFAULTS_FIELDS: &[&str] = &["timeout", "retry", "limits"];
 /// Fields allowed in a step.
 const STEP_FIELDS: &[&str] = &["id", "plugin", "needs", "config", "map", "retry", "timeout", "limits", "grants"];
 /// Fields allowed in `retry`.
-const RETRY_FIELDS: &[&str] = &["max_attempts", "initial_backoff", "max_backoff", "multiplier", "jitter"];
+const RETRY_FIELDS: &[&str] =
+    &["max_attempts", "initial_backoff", "max_backoff", "multiplier", "jitter", "max_retry_after"];
 /// Fields allowed in `limits`.
 const LIMITS_FIELDS: &[&str] = &["memory", "fuel", "output"];
 /// Fields allowed in a `map` mapping.
@@ -159,6 +160,7 @@ struct PartialRetry {
     max_backoff: Option<(Duration, Span)>,
     multiplier: Option<f64>,
     jitter: Option<Jitter>,
+    max_retry_after: Option<Duration>,
 }
 
 impl PartialRetry {
@@ -169,6 +171,7 @@ impl PartialRetry {
             max_backoff: self.max_backoff.map_or(base.max_backoff, |(d, _)| d),
             multiplier: self.multiplier.unwrap_or(base.multiplier),
             jitter: self.jitter.unwrap_or(base.jitter),
+            max_retry_after: self.max_retry_after.unwrap_or(base.max_retry_after),
         }
     }
 }
@@ -410,6 +413,9 @@ impl<'t> Cx<'t> {
                 let what = place.field(&format!("retry.{name}"));
                 *slot = self.duration(f.value, &what).map(|d| (d, f.span()));
             }
+        }
+        if let Some(f) = get(&fields, "max_retry_after") {
+            retry.max_retry_after = self.duration(f.value, &place.field("retry.max_retry_after"));
         }
         if let Some(f) = get(&fields, "multiplier") {
             let what = place.field("retry.multiplier");

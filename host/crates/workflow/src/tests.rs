@@ -156,6 +156,7 @@ fn parses_the_example() {
             max_backoff: Duration::from_secs(10),
             multiplier: 1.5,
             jitter: Jitter::None,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
         }
     );
     assert_eq!(load.map, None);
@@ -213,8 +214,20 @@ fn defaults_merge_per_field() {
             max_backoff: Duration::from_secs(5),
             multiplier: DEFAULT_MULTIPLIER,
             jitter: Jitter::None,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
         }
     );
+}
+
+#[test]
+fn max_retry_after_is_a_duration_merged_from_defaults() {
+    let text = with_steps("  - id: a\n    plugin: p\n  - id: b\n    plugin: p\n    retry: { max_retry_after: 2m }\n")
+        .replace("steps:", "defaults:\n  retry: { max_retry_after: 10s }\nsteps:");
+    let wf = parse("t.yaml", &text).unwrap();
+    assert_eq!(wf.steps[0].retry.max_retry_after, Duration::from_secs(10));
+    assert_eq!(wf.steps[1].retry.max_retry_after, Duration::from_secs(120));
+    let bad = with_steps("  - id: a\n    plugin: p\n    retry: { max_retry_after: forever }\n");
+    assert!(one_message(&bad).contains("retry.max_retry_after"), "{}", one_message(&bad));
 }
 
 #[test]
@@ -230,6 +243,7 @@ fn builtin_defaults() {
             max_backoff: Duration::from_secs(30),
             multiplier: 2.0,
             jitter: Jitter::Full,
+            max_retry_after: Duration::from_secs(300),
         }
     );
     assert_eq!(a.timeout, None);
