@@ -191,3 +191,31 @@ async fn a_webhook_answering_retry_after_forever_does_not_hang_weft_run() {
     assert!(stderr.contains("longer than `retry.max_retry_after` (5m)"), "{stderr}");
     assert_eq!(hook.requests().len(), 1, "asked once, not retried");
 }
+
+#[test]
+fn two_served_workflows_with_the_same_name_refuse_to_start_instead_of_shadowing() {
+    use crate::support::{wait_exit, weft_cmd};
+
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "name: twin\nversion: '1'\nsteps:\n  - id: a\n    plugin: chunk\n";
+    std::fs::write(dir.path().join("a.yaml"), yaml).unwrap();
+    std::fs::write(dir.path().join("b.yaml"), yaml.replace("chunk", "pii-mask")).unwrap();
+    // Nothing listens on port 1: the check must come before connecting.
+    let mut child = weft_cmd(dir.path())
+        .args(["serve", "--workflows", ".", "--nats", "nats://127.0.0.1:1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    assert_eq!(status.and_then(|s| s.code()), Some(2));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("are both named `twin`") && stderr.contains("a.yaml") && stderr.contains("b.yaml"),
+        "{stderr}"
+    );
+}

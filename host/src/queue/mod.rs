@@ -64,6 +64,19 @@ pub enum QueueError {
     /// A job id or workflow name is not usable as a key or subject token.
     #[error("{0}")]
     Invalid(String),
+    /// Two workflows to serve have the same name: their jobs share one
+    /// subject, so one would silently shadow the other.
+    #[error(
+        "workflows {first} and {second} are both named `{name}`; jobs on `weft.jobs.{name}` could only reach one, so rename one of them"
+    )]
+    DuplicateWorkflow {
+        /// The shared name.
+        name: String,
+        /// Where the first one came from.
+        first: String,
+        /// Where the second one came from.
+        second: String,
+    },
 }
 
 impl QueueError {

@@ -99,15 +99,28 @@ impl Worker {
     ///
     /// # Errors
     ///
-    /// As [`super::connect`].
+    /// [`QueueError::DuplicateWorkflow`] when two workflows share a name, and as
+    /// [`super::connect`] otherwise.
     pub async fn connect(
         host: Arc<Host>,
         workflows: Vec<LoadedWorkflow>,
         queue: QueueConfig,
         config: WorkerConfig,
     ) -> Result<Self, QueueError> {
+        let mut by_name: HashMap<String, LoadedWorkflow> = HashMap::with_capacity(workflows.len());
+        for workflow in workflows {
+            let name = workflow.workflow().name.clone();
+            if let Some(first) = by_name.get(&name) {
+                return Err(QueueError::DuplicateWorkflow {
+                    name,
+                    first: first.workflow().source.clone(),
+                    second: workflow.workflow().source.clone(),
+                });
+            }
+            by_name.insert(name, workflow);
+        }
         let topology = open(queue).await?;
-        let workflows = workflows.into_iter().map(|w| (w.workflow().name.clone(), w)).collect();
+        let workflows = by_name;
         Ok(Worker { host, workflows, store: StateStore::new(topology), config, jitter: Box::new(RandomJitter) })
     }
 
