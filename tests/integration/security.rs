@@ -219,3 +219,26 @@ fn two_served_workflows_with_the_same_name_refuse_to_start_instead_of_shadowing(
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn an_llm_endpoint_answering_without_end_is_cut_off_at_the_hosts_cap() {
+    use weft::capabilities::{CapabilityConfig, LlmConfig};
+
+    use crate::capabilities::{error_kind, run_probe};
+    use crate::servers::{HttpServer, Reply};
+
+    // 9 MiB of a valid-looking completion: more than the 8 MiB the host reads.
+    let endpoint = HttpServer::start(|_, _| {
+        let mut body = br#"{"choices":[{"message":{"role":"assistant","content":""#.to_vec();
+        body.resize(body.len() + (9 << 20), b'a');
+        body.extend_from_slice(br#""}}]}"#);
+        Reply::new(200, body).header("content-type", "application/json")
+    })
+    .await;
+    let llm = LlmConfig::new(&endpoint.url("/v1"), "test-model", None).unwrap();
+    let config = CapabilityConfig { llm: Some(llm), ..CapabilityConfig::default() };
+    let results = run_probe(config, "    grants: { llm: true }\n", serde_json::json!([{ "llm": "hello" }])).await;
+    assert_eq!(error_kind(&results[0]), "rejected", "{}", results[0]);
+    let message = results[0]["message"].as_str().unwrap();
+    assert!(message.contains("answered with more than 8 MiB"), "{message}");
+}

@@ -167,6 +167,11 @@ struct WireUsage {
 /// The longest `Retry-After` honoured; a longer one is capped.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
+/// The most of an answer the host reads. A chat completion is text for one
+/// step; an endpoint that answers without end (broken, or hostile) must not
+/// fill the host's memory beside the sandbox.
+const MAX_ANSWER_BYTES: usize = 8 << 20;
+
 /// Asks the configured endpoint for a completion on behalf of the step of `scope`.
 pub(crate) async fn chat(scope: &CallScope, request: ChatRequest) -> Result<ChatResponse, LlmError> {
     let step = scope.step.as_ref();
@@ -210,18 +215,35 @@ pub(crate) async fn chat(scope: &CallScope, request: ChatRequest) -> Result<Chat
     if let Some(key) = &config.api_key {
         builder = builder.header(AUTHORIZATION, format!("Bearer {key}"));
     }
-    let response = match tokio::time::timeout(timeout, builder.send()).await {
+    let mut response = match tokio::time::timeout(timeout, builder.send()).await {
         Err(_) => return Err(LlmError::Unavailable(format!("{url} did not answer within {timeout:?}"))),
         Ok(Err(error)) => return Err(LlmError::Unavailable(error_chain(&error))),
         Ok(Ok(response)) => response,
     };
     let status = response.status();
     let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
-    let text = match tokio::time::timeout(scope.remaining(), response.text()).await {
-        Ok(Ok(text)) => text,
+    let mut body = Vec::new();
+    let read = async {
+        while let Some(chunk) = response.chunk().await? {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Ok(false);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok::<bool, reqwest::Error>(true)
+    };
+    match tokio::time::timeout(scope.remaining(), read).await {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => {
+            return Err(LlmError::Rejected(format!(
+                "{url} answered with more than {}, the most of an answer this host reads",
+                weft_workflow::human_size(MAX_ANSWER_BYTES as u64)
+            )));
+        }
         Ok(Err(error)) => return Err(LlmError::Unavailable(error_chain(&error))),
         Err(_) => return Err(LlmError::Unavailable(format!("{url} did not finish its answer in time"))),
-    };
+    }
+    let text = String::from_utf8_lossy(&body);
     let reason = || format!("{url} answered {status}: {}", api_message(&text));
     if status.as_u16() == 429 || status.as_u16() == 503 {
         return Err(match retry_after {
