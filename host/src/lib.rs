@@ -28,6 +28,7 @@ mod bundled;
 pub use weft_capabilities as capabilities;
 pub mod discovery;
 pub use weft_core::errors;
+pub use weft_core::text;
 pub use weft_engine as engine;
 mod host;
 pub use weft_core::item;

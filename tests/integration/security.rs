@@ -35,15 +35,28 @@ async fn a_job_id_with_cr_or_lf_is_dead_lettered_instead_of_panicking_the_worker
     let queue = client(&server).await;
     let js = async_nats::jetstream::new(queue.nats().clone());
     let worker = start_worker(&server, &[&workflow("echo", ECHO)], fast_retries("w1")).await;
-    for body in [r#"{"job_id":"a\nb","input":{"text":"x"}}"#, r#"{"job_id":"c\r\nd","input":{"text":"x"}}"#] {
+    for body in [
+        r#"{"job_id":"a\nb","input":{"text":"x"}}"#,
+        r#"{"job_id":"c\r\nd","input":{"text":"x"}}"#,
+        r#"{"job_id":"\u001b[2Jwiped","input":{"text":"x"}}"#,
+    ] {
         js.publish("weft.jobs.echo", body.into()).await.unwrap().await.unwrap();
     }
     wait_until_settled(&server, &js).await;
     let letters = queue.dead_letters().await.unwrap();
-    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert_eq!(letters.len(), 3, "{letters:?}");
     assert!(letters.iter().all(|l| l.letter.reason.contains("is invalid")), "{letters:?}");
     let summary = worker.stop().await;
-    assert_eq!((summary.succeeded, summary.dead_lettered, summary.retried), (0, 2, 0));
+    assert_eq!((summary.succeeded, summary.dead_lettered, summary.retried), (0, 3, 0));
+
+    // `weft dlq list` prints the publisher's ids escaped: one line per letter, no terminal codes.
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::support::weft_cmd(dir.path()).args(["dlq", "--nats", &server.url(), "list"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    assert!(!stdout.contains(['\r', '\u{1b}']), "{stdout:?}");
+    assert!(stdout.contains("a\\nb") && stdout.contains("\\u{1b}[2Jwiped"), "{stdout}");
 }
 
 /// A small deterministic generator (no dependency, same sequence every run).

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
+use weft::text::printable;
 
 use super::EXIT_JOB_FAILED;
 use super::args::NatsArgs;
@@ -42,9 +43,14 @@ pub(crate) async fn dlq(args: &DlqArgs) -> Result<ExitCode> {
     match &args.action {
         DlqAction::List => {
             for entry in queue.dead_letters().await? {
+                // A publisher chose the id, and the reason may quote it.
+                let letter = &entry.letter;
                 println!(
                     "{:>6}  {:<24} {:<16} {}",
-                    entry.sequence, entry.letter.job_id, entry.letter.workflow, entry.letter.reason
+                    entry.sequence,
+                    printable(&letter.job_id),
+                    printable(&letter.workflow),
+                    printable(&letter.reason)
                 );
             }
         }

@@ -123,7 +123,8 @@ impl JobRunner {
             Err(_) => header_id,
         }
         .unwrap_or_else(|| format!("seq-{sequence}"));
-        let span = tracing::info_span!("job", job.id = %job_id, workflow = %workflow_name);
+        // The id is the publisher's until it is validated: printed escaped.
+        let span = tracing::info_span!("job", job.id = %crate::text::printable(&job_id), workflow = %workflow_name);
         async move {
             match self.usable(parsed, &job_id, &workflow_name) {
                 Ok((job, workflow)) => self.run(&message, job, &job_id, workflow).await,

@@ -64,6 +64,8 @@ impl GuestLog {
         }
         self.lines_left -= 1;
         let message = truncate_at_char_boundary(message.trim_end_matches(['\r', '\n']), MAX_LOG_LINE_BYTES);
+        // A component chooses its log text: it must not forge other lines.
+        let message = weft_core::text::printable(message);
         let (job, step, attempt) = (&self.job_id, &self.step, self.attempt);
         match level {
             LogLevel::Trace => tracing::trace!(job.id = %job, step = %step, attempt, source, "{message}"),

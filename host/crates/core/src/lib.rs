@@ -1,10 +1,11 @@
 //! What every layer of Weft shares: [`item::Item`], the data steps take and
 //! give, [`errors::error_chain`], how an error reads as one line, and
-//! [`new_job_id`]. It
+//! [`new_job_id`], and [`text::printable`] for printing text from outside. It
 //! depends on nothing of Weft's; everything else builds on it.
 
 pub mod errors;
 pub mod item;
+pub mod text;
 
 /// A fresh job id: time-ordered, unique enough for one deployment
 /// (`job-<milliseconds in hex>-<32 random bits>`).
