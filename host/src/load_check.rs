@@ -134,8 +134,9 @@ impl Check<'_> {
                     span,
                     format!(
                         "step `{}` is granted secret `{secret}`, but this host has no value for it; \
-                         set the environment variable `{secret}` or add it to the secrets file",
-                        step.id
+                         set the environment variable `{}` or add `{secret}` to the secrets file",
+                        step.id,
+                        capabilities::secrets::environment_variable(secret)
                     ),
                 );
             }

@@ -255,3 +255,30 @@ async fn an_llm_endpoint_answering_without_end_is_cut_off_at_the_hosts_cap() {
     let message = results[0]["message"].as_str().unwrap();
     assert!(message.contains("answered with more than 8 MiB"), "{message}");
 }
+
+#[test]
+fn a_workflow_cannot_grant_itself_an_arbitrary_environment_variable_as_a_secret() {
+    use crate::support::weft_cmd;
+
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "name: leak\nversion: '1'\nsteps:\n  - id: notify\n    plugin: notify\n    grants: { secrets: [LEAKY_TEST_SECRET] }\n    \
+                config: { channels: [{ type: stdout }] }\n";
+    std::fs::write(dir.path().join("leak.yaml"), yaml).unwrap();
+    std::fs::write(dir.path().join("in.txt"), "hello").unwrap();
+    let run = |env: (&str, &str)| {
+        weft_cmd(dir.path())
+            .args(["run", "leak.yaml", "--input", "in.txt"])
+            .env_remove("WEFT_SECRET_LEAKY_TEST_SECRET")
+            .env(env.0, env.1)
+            .output()
+            .unwrap()
+    };
+    // The host's own variable of that name is not a secret.
+    let out = run(("LEAKY_TEST_SECRET", "aws-key-of-the-host"));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("set the environment variable `WEFT_SECRET_LEAKY_TEST_SECRET`"), "{stderr}");
+    // The operator hands it over explicitly, with the prefix.
+    let out = run(("WEFT_SECRET_LEAKY_TEST_SECRET", "meant-for-the-step"));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -219,7 +219,7 @@ fn a_missing_secret_is_an_error_only_where_secrets_are_required() {
     assert_eq!(
         check_errors(&wf, &host()),
         "t.yaml:6:13: step `sign` is granted secret `NOT_HERE`, but this host has no value for it; \
-         set the environment variable `NOT_HERE` or add it to the secrets file"
+         set the environment variable `WEFT_SECRET_NOT_HERE` or add `NOT_HERE` to the secrets file"
     );
     let mut validating = host();
     validating.has_secret = None;

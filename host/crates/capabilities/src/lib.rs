@@ -207,8 +207,9 @@ impl CallScope {
         self.services.config.secrets.get(name).ok_or_else(|| {
             SecretError::Missing(format!(
                 "secret `{name}` is granted to step `{}` but this host has no value for it \
-                 (set the environment variable `{name}` or add it to the secrets file)",
-                self.step
+                 (set the environment variable `{}` or add `{name}` to the secrets file)",
+                self.step,
+                secrets::environment_variable(name)
             ))
         })
     }

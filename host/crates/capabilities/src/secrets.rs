@@ -1,6 +1,12 @@
 //! Secret values the host holds and uses on a step's behalf: read from a
-//! secrets file (`NAME=value` lines) or the host's environment, never handed
-//! to a component. Only their names appear in logs and errors.
+//! secrets file (`NAME=value` lines) or from environment variables named
+//! `WEFT_SECRET_<NAME>`, never handed to a component. Only their names appear
+//! in logs and errors.
+//!
+//! Only variables with that prefix are secrets: a workflow granting itself
+//! `AWS_SECRET_ACCESS_KEY` or `NATS_PASSWORD` gets nothing from the host's
+//! environment, and the load error it sees names the prefixed variable, so
+//! it learns nothing about the others.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -51,7 +57,7 @@ pub enum SecretsFileError {
 }
 
 impl SecretStore {
-    /// A store that reads the host's environment (the default for `weft`).
+    /// A store that also reads `WEFT_SECRET_<NAME>` environment variables (the default for `weft`).
     pub fn from_environment() -> Self {
         SecretStore { use_environment: true, ..SecretStore::default() }
     }
@@ -101,7 +107,7 @@ impl SecretStore {
             return Some(value.clone());
         }
         if self.use_environment && is_secret_name(name) {
-            return std::env::var(name).ok();
+            return std::env::var(environment_variable(name)).ok();
         }
         None
     }
@@ -111,6 +117,14 @@ impl SecretStore {
         self.get(name).is_some()
     }
 }
+
+/// The environment variable that holds secret `name`: `WEFT_SECRET_<name>`.
+pub fn environment_variable(name: &str) -> String {
+    format!("{ENVIRONMENT_PREFIX}{name}")
+}
+
+/// The prefix of environment variables that hold secrets.
+pub const ENVIRONMENT_PREFIX: &str = "WEFT_SECRET_";
 
 /// Secret names look like environment variable names.
 pub fn is_secret_name(name: &str) -> bool {
