@@ -310,8 +310,19 @@ impl Host {
     /// [`HostError::Workflow`] listing every problem found otherwise.
     pub fn load_workflow_file(&self, path: impl AsRef<Path>) -> Result<LoadedWorkflow, HostError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| HostError::ReadWorkflow { path: path.to_path_buf(), source })?;
+        // Read one byte past the cap, so parsing reports a file that is too
+        // large without the host holding all of it.
+        let read_error = |source| HostError::ReadWorkflow { path: path.to_path_buf(), source };
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, workflow::MAX_FILE_BYTES as u64 + 1), &mut bytes)
+            .map_err(read_error)?;
+        let text = if bytes.len() > workflow::MAX_FILE_BYTES {
+            String::from_utf8_lossy(&bytes).into_owned() // only its size is reported
+        } else {
+            String::from_utf8(bytes)
+                .map_err(|e| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error())))?
+        };
         let base = path.parent().unwrap_or(Path::new("."));
         self.load_workflow_str(&path.display().to_string(), &text, base)
     }

@@ -282,3 +282,26 @@ fn a_workflow_cannot_grant_itself_an_arbitrary_environment_variable_as_a_secret(
     let out = run(("WEFT_SECRET_LEAKY_TEST_SECRET", "meant-for-the-step"));
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn a_yaml_alias_bomb_or_a_huge_file_is_refused_quickly_by_validate() {
+    use crate::support::weft_cmd;
+
+    let dir = tempfile::tempdir().unwrap();
+    // Nine levels of ten aliases each, as complex keys: 10^9 nodes if built.
+    let mut bomb = String::from(
+        "name: bomb\nversion: '1'\nsteps: [{id: a, plugin: chunk}]\nx0: &x0 [a, a, a, a, a, a, a, a, a, a]\n",
+    );
+    for i in 1..=9 {
+        bomb.push_str(&format!("? &x{i} [{}]\n: v\n", vec![format!("*x{}", i - 1); 10].join(", ")));
+    }
+    std::fs::write(dir.path().join("bomb.yaml"), bomb).unwrap();
+    std::fs::write(dir.path().join("huge.yaml"), format!("name: h\n# {}\n", "x".repeat(64 << 20))).unwrap();
+    let started = Instant::now();
+    let out = weft_cmd(dir.path()).args(["validate", "bomb.yaml", "huge.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("bomb.yaml:") && stdout.contains("expand to more than 100000 yaml nodes"), "{stdout}");
+    assert!(stdout.contains("huge.yaml:1:1: the file is larger than the 1 MiB a workflow file may be"), "{stdout}");
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+}

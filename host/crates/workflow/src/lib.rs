@@ -26,6 +26,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use parse::MAX_FILE_BYTES;
 pub use suggest::did_you_mean;
 pub use units::{format_duration, format_size, human_size, parse_duration, parse_size};
 

@@ -913,6 +913,61 @@ fn too_deep(text: &str) -> Option<(Span, &'static str)> {
     None
 }
 
+/// The most yaml nodes a workflow file may stand for, an alias counted as a
+/// copy of everything it names: real workflows have a few hundred, and the
+/// loader would otherwise build every copy (an "alias bomb" of 30 lines grows
+/// to gigabytes).
+const MAX_EXPANDED_NODES: u64 = 100_000;
+
+/// The largest workflow file read, in bytes.
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+
+/// Counts, from the parser's events and before anything is built, how many
+/// nodes the file stands for, each alias as a copy of what it names, in keys
+/// as in values (the loader's own budget counts a complex key as one node).
+/// Syntax errors are left to the loader, which reports them with context;
+/// complex keys themselves are reported later, as a field problem.
+fn expansion_problem(text: &str) -> Option<(Span, String)> {
+    // Open collections: (anchor, nodes counted before it started).
+    let mut open: Vec<(usize, u64)> = Vec::new();
+    let mut sizes: std::collections::HashMap<usize, u64> = std::collections::HashMap::new();
+    let mut nodes: u64 = 0;
+    for event in saphyr_parser::Parser::new_from_str(text) {
+        let Ok((event, span)) = event else { return None };
+        match event {
+            saphyr_parser::Event::Alias(id) => nodes = nodes.saturating_add(sizes.get(&id).copied().unwrap_or(1)),
+            saphyr_parser::Event::Scalar(_, _, anchor, _) => {
+                nodes = nodes.saturating_add(1);
+                if anchor > 0 {
+                    sizes.insert(anchor, 1);
+                }
+            }
+            saphyr_parser::Event::SequenceStart(anchor, _) | saphyr_parser::Event::MappingStart(anchor, _) => {
+                open.push((anchor, nodes));
+                nodes = nodes.saturating_add(1);
+            }
+            saphyr_parser::Event::SequenceEnd | saphyr_parser::Event::MappingEnd => {
+                if let Some((anchor, before)) = open.pop()
+                    && anchor > 0
+                {
+                    sizes.insert(anchor, nodes - before);
+                }
+            }
+            _ => {}
+        }
+        if nodes > MAX_EXPANDED_NODES {
+            return Some((
+                marker_span(&span.start),
+                format!(
+                    "this file's anchors and aliases expand to more than {MAX_EXPANDED_NODES} yaml nodes; \
+                     a workflow needs far fewer: inline the aliased values"
+                ),
+            ));
+        }
+    }
+    None
+}
+
 /// A workflow with nothing in it, for files too broken to say more.
 fn empty_workflow(source_name: &str) -> Workflow {
     Workflow {
@@ -932,8 +987,16 @@ pub(super) fn parse(source_name: &str, text: &str) -> Result<Workflow, WorkflowE
 }
 
 pub(super) fn parse_partial(source_name: &str, text: &str) -> Result<(Workflow, Vec<Diagnostic>), WorkflowError> {
+    if text.len() > MAX_FILE_BYTES {
+        let message =
+            format!("the file is larger than the {} a workflow file may be", super::human_size(MAX_FILE_BYTES as u64));
+        return Err(WorkflowError::Syntax { source_name: source_name.to_owned(), span: Span::new(1, 1), message });
+    }
     if let Some((span, message)) = too_deep(text) {
         return Err(WorkflowError::Syntax { source_name: source_name.to_owned(), span, message: message.to_owned() });
+    }
+    if let Some((span, message)) = expansion_problem(text) {
+        return Err(WorkflowError::Syntax { source_name: source_name.to_owned(), span, message });
     }
     let docs = MarkedYaml::load_from_str(text).map_err(|e| syntax_error(source_name, text, &e))?;
     let mut cx = Cx::new(source_name, text);

@@ -706,6 +706,42 @@ fn fuzzish_malformed_variants_never_panic() {
     }
 }
 
+/// `levels` anchored lists, each holding ten aliases of the one before, as
+/// complex keys (`? &x1 [*x0, ...]`) or as values (`x1: &x1 [*x0, ...]`).
+fn alias_bomb(levels: usize, as_keys: bool) -> String {
+    let mut text =
+        String::from("name: bomb\nversion: '1'\nsteps: [{id: a, plugin: p}]\nx0: &x0 [a, a, a, a, a, a, a, a, a, a]\n");
+    for i in 1..=levels {
+        let list = vec![format!("*x{}", i - 1); 10].join(", ");
+        if as_keys {
+            text.push_str(&format!("? &x{i} [{list}]\n: v\n"));
+        } else {
+            text.push_str(&format!("x{i}: &x{i} [{list}]\n"));
+        }
+    }
+    text
+}
+
+#[test]
+fn alias_bombs_are_refused_before_anything_is_built_even_as_complex_keys() {
+    let started = std::time::Instant::now();
+    let err = parse("bomb.yaml", &alias_bomb(9, false)).unwrap_err().to_string();
+    assert!(err.contains("expand to more than 100000 yaml nodes"), "{err}");
+    // As complex keys, which the loader's own budget counts as one node each.
+    let err = parse("keys.yaml", &alias_bomb(9, true)).unwrap_err().to_string();
+    assert!(err.contains("expand to more than 100000 yaml nodes"), "{err}");
+    // Ordinary anchors still work.
+    let ok = with_steps(
+        "  - id: a\n    plugin: p\n    config: &shared { size: 10 }\n  - id: b\n    plugin: p\n    config: *shared\n",
+    );
+    assert_eq!(parse("ok.yaml", &ok).unwrap().steps[1].config, serde_json::json!({ "size": 10 }));
+    // A file larger than any workflow needs is not read at all.
+    let huge = format!("{}# {}\n", with_steps("  - id: a\n    plugin: p\n"), "x".repeat(1 << 20));
+    let err = parse("huge.yaml", &huge).unwrap_err().to_string();
+    assert!(err.starts_with("huge.yaml:1:1: the file is larger than the 1 MiB a workflow file may be"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+}
+
 #[test]
 fn pathological_nesting_is_rejected_without_overflowing_the_stack() {
     let staircase = |n: usize, item: &str| (0..n).map(|i| format!("{}{item}\n", " ".repeat(i))).collect::<String>();
