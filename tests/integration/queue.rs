@@ -610,3 +610,52 @@ async fn a_step_with_grants_is_checkpointed_at_once_despite_the_delay() {
     );
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_leaves_out_a_workflow_it_cannot_run_and_serves_the_rest_unless_strict() {
+    // The README's `weft serve --workflows workflows/`, on a host without
+    // the secret `pdf-digest-llm` is granted.
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo_root().join("workflows")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut worker = serve(&server, dir.path());
+    let mut stderr = worker.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let input = repo_root().join("workflows/samples/sample.pdf");
+    let out = tokio::task::block_in_place(|| {
+        weft_cmd(dir.path())
+            .args(["submit", "pdf-digest", "--input"])
+            .arg(&input)
+            .args(["--wait", "--timeout-secs", "120", "--job-id", "served-1", "--nats", &server.url()])
+            .output()
+            .unwrap()
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    sigterm(&worker);
+    let exit = tokio::task::block_in_place(|| wait_exit(&mut worker, Duration::from_secs(30)));
+    assert_eq!(exit.and_then(|s| s.code()), Some(0));
+    let log = log.join().unwrap();
+    assert!(log.contains("not serving `./pdf-digest-llm.yaml`"), "{log}");
+    assert!(log.contains("WEFT_SECRET_WEBHOOK_SIGNING_KEY"), "{log}");
+    assert!(log.contains("serving pdf-brief, pdf-digest, ticket-triage"), "{log}");
+
+    // `--strict` restores fail-fast, before connecting.
+    let out = tokio::task::block_in_place(|| {
+        weft_cmd(dir.path())
+            .args(["serve", "--strict", "--workflows", ".", "--nats", "nats://127.0.0.1:1"])
+            .output()
+            .unwrap()
+    });
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("1 workflow(s) cannot be served here"), "{stderr}");
+}

@@ -45,12 +45,16 @@ pub(crate) struct ServeArgs {
     /// with many jobs in flight; waiting counts against a step's timeout.
     #[arg(long, value_name = "N", default_value_t = 0)]
     compute_slots: usize,
+    /// Refuse to start when any workflow cannot be served here (by default
+    /// those are left out, each with its reason, and the rest are served).
+    #[arg(long)]
+    strict: bool,
     #[command(flatten)]
     capabilities: CapabilityArgs,
 }
 
-/// Loads the workflows and serves them until a signal; exit status 2 when a
-/// named workflow is invalid or none is left to serve.
+/// Loads the workflows and serves them until a signal; exit status 2 when
+/// none can be served, or with `--strict` when any cannot.
 pub(crate) async fn serve(cache: &CacheArgs, args: &ServeArgs) -> Result<ExitCode> {
     let settings =
         weft::engine::EngineSettings { compute_slots: args.compute_slots, ..cache.engine_settings(args.fuel) };
@@ -64,36 +68,31 @@ pub(crate) async fn serve(cache: &CacheArgs, args: &ServeArgs) -> Result<ExitCod
     let queue = QueueConfig { ack_wait: Duration::from_secs(args.ack_wait_secs), ..args.nats.config() };
 
     let host = Arc::new(host);
+    let sources = match &args.workflows {
+        Some(named) => discovery::find_workflows(named)?,
+        None => discovery::bundled_workflows(),
+    };
+    // A workflow this host cannot run (a secret or an LLM endpoint it is
+    // not configured with, or a broken file) is left out with its reason;
+    // the others are served. `--strict` makes any of them fatal.
     let mut loaded = Vec::new();
-    let mut invalid = 0;
-    match &args.workflows {
-        Some(named) => {
-            for source in discovery::find_workflows(named)? {
-                match source.load(&host) {
-                    Ok(workflow) => {
-                        super::warn_about(&workflow);
-                        loaded.push(workflow);
-                    }
-                    Err(error) => {
-                        invalid += 1;
-                        eprintln!("{error}");
-                    }
-                }
+    let mut not_served = 0;
+    for source in sources {
+        match source.load(&host) {
+            Ok(workflow) => {
+                super::warn_about(&workflow);
+                loaded.push(workflow);
             }
-        }
-        None => {
-            // A bundled workflow this host is not configured for (an LLM
-            // endpoint, a secret) is left out with the reason, not fatal.
-            for source in discovery::bundled_workflows() {
-                match source.load(&host) {
-                    Ok(workflow) => loaded.push(workflow),
-                    Err(error) => eprintln!("weft serve: not serving bundled workflow `{source}`:\n{error}"),
-                }
+            Err(error) => {
+                not_served += 1;
+                eprintln!("weft serve: not serving `{source}`:\n{error}");
             }
         }
     }
-    if invalid > 0 {
-        eprintln!("error: {invalid} workflow file(s) invalid; fix them before serving");
+    if args.strict && not_served > 0 {
+        eprintln!(
+            "error: {not_served} workflow(s) cannot be served here; fix them, or leave out --strict to serve the rest"
+        );
         return Ok(ExitCode::from(EXIT_INVALID));
     }
     if loaded.is_empty() {
