@@ -342,14 +342,10 @@ impl Host {
         // File-level problems and host-level ones (unknown plugins, grants,
         // ceilings) are reported together, so one run shows every mistake.
         let (workflow, mut problems) = workflow::parse_partial(source_name, text)?;
-        for step in &workflow.steps {
-            let registered = self.sources.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&step.plugin);
-            if step.plugin.ends_with(".wasm") && !registered {
-                let path = base_dir.join(&step.plugin);
-                self.sources
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(step.plugin.clone(), PluginSource::File(path));
+        {
+            let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+            for step in workflow.steps.iter().filter(|step| step.plugin.ends_with(".wasm")) {
+                sources.entry(step.plugin.clone()).or_insert_with(|| PluginSource::File(base_dir.join(&step.plugin)));
             }
         }
         let mut plugins: BTreeMap<String, PluginFacts> =

@@ -59,6 +59,24 @@ async fn a_job_id_with_cr_or_lf_is_dead_lettered_instead_of_panicking_the_worker
     assert!(stdout.contains("a\\nb") && stdout.contains("\\u{1b}[2Jwiped"), "{stdout}");
 }
 
+/// Runs the real `weft` with `args` in `dir`, killing it if it has not
+/// exited within `within`; its exit code (none if killed) and stderr.
+fn weft_within(dir: &std::path::Path, args: &[&str], within: Duration) -> (Option<i32>, String) {
+    let mut child = crate::support::weft_cmd(dir)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = crate::support::wait_exit(&mut child, within);
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.and_then(|s| s.code()), stderr)
+}
+
 /// A small deterministic generator (no dependency, same sequence every run).
 struct Noise(u64);
 
@@ -175,7 +193,6 @@ async fn a_step_cannot_forge_the_sender_or_add_recipients_through_email_headers(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_answering_retry_after_forever_does_not_hang_weft_run() {
     use crate::servers::{HttpServer, Reply};
-    use crate::support::{wait_exit, weft_cmd};
 
     let hook = HttpServer::start(|_, _| Reply::new(429, "slow down").header("Retry-After", "100000000")).await;
     let dir = tempfile::tempdir().unwrap();
@@ -187,46 +204,23 @@ async fn a_webhook_answering_retry_after_forever_does_not_hang_weft_run() {
     );
     std::fs::write(dir.path().join("hook.yaml"), yaml).unwrap();
     std::fs::write(dir.path().join("in.txt"), "hello").unwrap();
-    let mut child = weft_cmd(dir.path())
-        .args(["run", "hook.yaml", "--input", "in.txt"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // Before the cap this never returned: the step slept for 100,000,000 s.
-    let status = wait_exit(&mut child, Duration::from_secs(60));
-    if status.is_none() {
-        let _ = child.kill();
-    }
-    assert_eq!(status.and_then(|s| s.code()), Some(1), "the job fails, it does not hang");
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let (code, stderr) = weft_within(dir.path(), &["run", "hook.yaml", "--input", "in.txt"], Duration::from_secs(60));
+    assert_eq!(code, Some(1), "the job fails, it does not hang");
     assert!(stderr.contains("longer than `retry.max_retry_after` (5m)"), "{stderr}");
     assert_eq!(hook.requests().len(), 1, "asked once, not retried");
 }
 
 #[test]
 fn two_served_workflows_with_the_same_name_refuse_to_start_instead_of_shadowing() {
-    use crate::support::{wait_exit, weft_cmd};
-
     let dir = tempfile::tempdir().unwrap();
     let yaml = "name: twin\nversion: '1'\nsteps:\n  - id: a\n    plugin: chunk\n";
     std::fs::write(dir.path().join("a.yaml"), yaml).unwrap();
     std::fs::write(dir.path().join("b.yaml"), yaml.replace("chunk", "pii-mask")).unwrap();
     // Nothing listens on port 1: the check must come before connecting.
-    let mut child = weft_cmd(dir.path())
-        .args(["serve", "--workflows", ".", "--nats", "nats://127.0.0.1:1"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_exit(&mut child, Duration::from_secs(30));
-    if status.is_none() {
-        let _ = child.kill();
-    }
-    assert_eq!(status.and_then(|s| s.code()), Some(2));
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let args = ["serve", "--workflows", ".", "--nats", "nats://127.0.0.1:1"];
+    let (code, stderr) = weft_within(dir.path(), &args, Duration::from_secs(30));
+    assert_eq!(code, Some(2));
     assert!(
         stderr.contains("are both named `twin`") && stderr.contains("a.yaml") && stderr.contains("b.yaml"),
         "{stderr}"
