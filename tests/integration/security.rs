@@ -51,7 +51,7 @@ async fn a_job_id_with_cr_or_lf_is_dead_lettered_instead_of_panicking_the_worker
 
     // `weft dlq list` prints the publisher's ids escaped: one line per letter, no terminal codes.
     let dir = tempfile::tempdir().unwrap();
-    let out = crate::support::weft_cmd(dir.path()).args(["dlq", "--nats", &server.url(), "list"]).output().unwrap();
+    let out = crate::support::weft_cmd(dir.path()).args(["dlq", "list", "--nats", &server.url()]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.lines().count(), 3, "{stdout}");

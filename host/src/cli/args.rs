@@ -101,28 +101,28 @@ impl CapabilityArgs {
 #[derive(clap::Args)]
 pub(crate) struct NatsArgs {
     /// NATS server URL.
-    #[arg(long = "nats", env = "NATS_URL", default_value = "nats://127.0.0.1:4222", value_name = "URL")]
+    #[arg(long = "nats", global = true, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", value_name = "URL")]
     url: String,
     /// A NATS credentials (.creds) file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     nats_creds: Option<PathBuf>,
     /// User name (with --nats-password).
-    #[arg(long, requires = "nats_password")]
+    #[arg(long, global = true, requires = "nats_password")]
     nats_user: Option<String>,
     /// Password (with --nats-user).
-    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true, requires = "nats_user")]
+    #[arg(long, global = true, env = "NATS_PASSWORD", hide_env_values = true, requires = "nats_user")]
     nats_password: Option<String>,
     /// Authentication token.
-    #[arg(long, env = "NATS_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = "NATS_TOKEN", hide_env_values = true)]
     nats_token: Option<String>,
     /// NKey seed.
-    #[arg(long, env = "NATS_NKEY", hide_env_values = true)]
+    #[arg(long, global = true, env = "NATS_NKEY", hide_env_values = true)]
     nats_nkey: Option<String>,
     /// CA certificate for TLS.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     nats_tls_ca: Option<PathBuf>,
     /// Require TLS.
-    #[arg(long)]
+    #[arg(long, global = true)]
     nats_require_tls: bool,
 }
 
