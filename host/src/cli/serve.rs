@@ -49,6 +49,10 @@ pub(crate) struct ServeArgs {
     /// those are left out, each with its reason, and the rest are served).
     #[arg(long)]
     strict: bool,
+    /// The largest input object a job may name in the object store (`64MiB`,
+    /// `1GiB`); a job naming a larger one is dead-lettered unread.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = weft::workflow::parse_size)]
+    max_input_bytes: u64,
     #[command(flatten)]
     capabilities: CapabilityArgs,
 }
@@ -63,6 +67,7 @@ pub(crate) async fn serve(cache: &CacheArgs, args: &ServeArgs) -> Result<ExitCod
         concurrency: args.concurrency,
         max_job_attempts: args.max_job_attempts,
         drain_grace: Duration::from_secs(args.drain_grace_secs),
+        max_input_bytes: args.max_input_bytes,
         ..WorkerConfig::default()
     };
     let queue = QueueConfig { ack_wait: Duration::from_secs(args.ack_wait_secs), ..args.nats.config() };

@@ -104,6 +104,8 @@ pub(crate) struct KvCheckpoints {
     store: StateStore,
     job_id: String,
     workflow: String,
+    /// The submission's fingerprint, for the record a deferred claim writes.
+    submission: String,
     delay: Duration,
     /// Steps whose checkpoint is stored at once (those with grants).
     immediate: HashSet<String>,
@@ -124,10 +126,12 @@ struct CheckpointState {
 }
 
 impl KvCheckpoints {
-    /// Checkpoints of `job_id`, whose claim is `claim` (held or deferred).
+    /// Checkpoints of `job_id` (submitted as `submission`), whose claim is
+    /// `claim` (held or deferred).
     pub(crate) fn new(
         store: StateStore,
         job_id: &str,
+        submission: &str,
         workflow: &LoadedWorkflow,
         delay: Duration,
         claim: Claim,
@@ -139,6 +143,7 @@ impl KvCheckpoints {
             store,
             job_id: job_id.to_string(),
             workflow: workflow.workflow().name.clone(),
+            submission: submission.to_string(),
             delay,
             immediate,
             state: std::sync::Mutex::new(state),
@@ -177,7 +182,7 @@ impl KvCheckpoints {
         if claim != Claim::Deferred {
             return;
         }
-        let first_run = JobRecord::first_run(&self.job_id, &self.workflow);
+        let first_run = JobRecord::first_run(&self.job_id, &self.workflow, &self.submission);
         let created = self.store.create_record(&first_run.view(None, None)).await;
         if let Err(error) = &created {
             tracing::warn!(%error, "cannot claim the job's state");

@@ -117,7 +117,9 @@ impl QueueClient {
         let (job_input, via_object_store) = match text {
             Some(text) => (JobInput::Text(text.to_string()), false),
             None => {
-                let name = format!("input.{job_id}");
+                // A random suffix: the name is known only to this submission,
+                // so nobody can publish a job reading it before this one does.
+                let name = format!("input.{job_id}.{}", new_job_id().replace("job-", ""));
                 self.store.put_object(&name, &input).await?;
                 (JobInput::Object(name), true)
             }

@@ -18,13 +18,23 @@ use tracing::Instrument as _;
 use super::checkpoints::{self, KvCheckpoints, fits_inline};
 use super::client::DeadLetter;
 use super::record::{Adoption, Claim, Failure, Recording, RetryRule, Run};
-use super::state::{JobRecord, StoredOutputs, now_ms};
+use super::state::{JobRecord, StoredOutputs, now_ms, submission_fingerprint};
 use super::store::StateStore;
 use super::worker::{WorkerConfig, WorkerSummary};
 use super::{JobInput, JobMessage, valid_job_id};
 use crate::item::Item;
 use crate::scheduler::{CheckpointSink, JitterSource, JobOptions, JobOutcome, JobReport, JobStatus};
 use crate::{Host, LoadedWorkflow};
+
+/// Whether a `Nats-Msg-Id` header names the job `body_id`: the same id, or
+/// the id `weft dlq replay` gives a replay (`<id>-replay-<n>`).
+fn same_job(body_id: &str, header_id: &str) -> bool {
+    header_id == body_id
+        || header_id
+            .strip_prefix(body_id)
+            .and_then(|rest| rest.strip_prefix("-replay-"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
 
 /// How one delivery ends: one variant per way its message is settled.
 // Built once per delivery and consumed at once by `settle`: boxing the
@@ -118,6 +128,17 @@ impl JobRunner {
         let sequence = message.info().map(|i| i.stream_sequence).unwrap_or_default();
 
         let parsed = JobMessage::parse(&message.payload);
+        // The body's id and the header's must agree, or the server's dedupe
+        // (by header) would not guard the id the job runs under (the body's).
+        let parsed = parsed.and_then(|job| match (&job.job_id, &header_id) {
+            (Some(body), Some(header)) if !same_job(body, header) => Err(format!(
+                "the message's job_id `{}` differs from its Nats-Msg-Id header `{}`; publish a job with both \
+                 equal (or only one of them)",
+                crate::text::printable(body),
+                crate::text::printable(header)
+            )),
+            _ => Ok(job),
+        });
         let job_id = match &parsed {
             Ok(job) => job.job_id.clone().or(header_id),
             Err(_) => header_id,
@@ -149,6 +170,7 @@ impl JobRunner {
         if !valid_job_id(job_id) {
             return Err(format!("job id `{job_id}` is invalid: use 1-128 letters, digits, `-` or `_`"));
         }
+        job.check_object_reference(job_id)?;
         let Some(workflow) = self.workflows.get(workflow_name) else {
             let mut known: Vec<_> = self.workflows.keys().cloned().collect();
             known.sort();
@@ -163,6 +185,7 @@ impl JobRunner {
         let first_delivery = message.info().is_ok_and(|info| info.delivered <= 1);
         let pure = workflow.workflow().steps.iter().all(|step| step.grants.is_empty());
         let mut claim = Claim::at_delivery(first_delivery, pure, self.config.checkpoint_delay);
+        let submission = submission_fingerprint(workflow_name, &workflow.workflow().version, &job);
         // A deferred claim loads the input first: an unusable one makes the
         // claim due (the dead letter needs the job's real record).
         let mut input = None;
@@ -174,7 +197,7 @@ impl JobRunner {
             input = Some(loaded);
         }
         let (record, redelivered) = if claim == Claim::Due {
-            match self.claim_before_run(job_id, workflow_name).await {
+            match self.claim_before_run(message, job_id, workflow_name, &submission).await {
                 Ok(claimed) => {
                     claim = Claim::Held;
                     claimed
@@ -182,7 +205,7 @@ impl JobRunner {
                 Err(outcome) => return self.settle(message, outcome).await,
             }
         } else {
-            (JobRecord::first_run(job_id, workflow_name), false)
+            (JobRecord::first_run(job_id, workflow_name, &submission), false)
         };
         let input = match input {
             Some(input) => input,
@@ -203,8 +226,14 @@ impl JobRunner {
 
         let completed =
             if redelivered { checkpoints::load(&self.store, job_id, workflow).await } else { BTreeMap::new() };
-        let checkpoints =
-            Arc::new(KvCheckpoints::new(self.store.clone(), job_id, workflow, self.config.checkpoint_delay, claim));
+        let checkpoints = Arc::new(KvCheckpoints::new(
+            self.store.clone(),
+            job_id,
+            &submission,
+            workflow,
+            self.config.checkpoint_delay,
+            claim,
+        ));
         let outcome = self.execute(message, workflow, job_id, input, completed, &checkpoints).await;
         self.finish(message, workflow, job_id, record, &run, outcome, &checkpoints).await;
     }
@@ -246,7 +275,8 @@ impl JobRunner {
                 tracing::warn!("cannot claim the job's state; leaving the job for redelivery");
                 return self.settle(message, Outcome::Unsettled).await;
             }
-            Recording::TakeOver => match self.adopt(job_id, workflow_name).await {
+            Recording::TakeOver => match self.adopt(message, job_id, workflow_name, record.submission.as_deref()).await
+            {
                 Ok(earlier) => {
                     record = earlier;
                     false
@@ -319,7 +349,7 @@ impl JobRunner {
                 // A record existed: this was not the job's first delivery
                 // after all (the server restarted, or the job id was
                 // submitted again after the dedupe window).
-                record = match self.adopt(job_id, workflow_name).await {
+                record = match self.adopt(message, job_id, workflow_name, record.submission.as_deref()).await {
                     Ok(earlier) => earlier,
                     Err(outcome) => return self.settle(message, outcome).await,
                 };
@@ -408,8 +438,14 @@ impl JobRunner {
     /// the record is taken over instead. `Ok((record, redelivered))` to run
     /// the job; otherwise how to settle it (a duplicate of a finished job,
     /// or state that cannot be read now).
-    async fn claim_before_run(&self, job_id: &str, workflow: &str) -> Result<(JobRecord, bool), Outcome<'static>> {
-        let first_run = JobRecord::first_run(job_id, workflow);
+    async fn claim_before_run(
+        &self,
+        message: &jetstream::Message,
+        job_id: &str,
+        workflow: &str,
+        submission: &str,
+    ) -> Result<(JobRecord, bool), Outcome<'static>> {
+        let first_run = JobRecord::first_run(job_id, workflow, submission);
         let created = self.store.create_record(&first_run.view(None, None)).await;
         if let Err(error) = &created {
             tracing::warn!(%error, "cannot claim the job's state; reading it instead");
@@ -417,7 +453,7 @@ impl JobRunner {
         if Claim::Due.created(created.ok()) == Claim::Held {
             return Ok((first_run, false));
         }
-        let record = self.adopt(job_id, workflow).await?;
+        let record = self.adopt(message, job_id, workflow, Some(submission)).await?;
         if let Err(error) = self.store.write_record(&record).await {
             tracing::warn!(%error, "cannot write job state");
         }
@@ -426,9 +462,16 @@ impl JobRunner {
 
     /// The job's record when this delivery is not its first, taken over for
     /// this run (see [`JobRecord::take_over`]); otherwise how to settle the
-    /// delivery: a duplicate when the job already finished, a later retry
-    /// when its state cannot be read.
-    async fn adopt(&self, job_id: &str, workflow: &str) -> Result<JobRecord, Outcome<'static>> {
+    /// delivery: a duplicate when the job already finished, a rejection when
+    /// another submission holds the id, a later retry when its state cannot
+    /// be read. `submission` is this delivery's fingerprint.
+    async fn adopt(
+        &self,
+        message: &jetstream::Message,
+        job_id: &str,
+        workflow: &str,
+        submission: Option<&str>,
+    ) -> Result<JobRecord, Outcome<'static>> {
         let found = match self.store.read_record(job_id).await {
             Ok(found) => found,
             Err(error) => {
@@ -436,8 +479,19 @@ impl JobRunner {
                 return Err(Outcome::StateUnreadable);
             }
         };
-        match JobRecord::take_over(found, job_id, workflow) {
+        match JobRecord::take_over(found, job_id, workflow, submission.unwrap_or_default()) {
             Adoption::TakeOver(record) => Ok(record),
+            Adoption::Foreign => {
+                // Dead-lettered like a message that is not a usable job:
+                // the other submission's record is left as it is.
+                let reason = format!(
+                    "job id `{job_id}` is already taken by another submission (other input, workflow or workflow \
+                     version); this message was not run and that job was left as it is. Submit it under a new \
+                     job id"
+                );
+                let letter = letter_for(message, job_id, workflow, reason, None, Vec::new());
+                Err(Outcome::DeadLetter { letter, record: None })
+            }
             Adoption::Duplicate(state) => {
                 tracing::info!(?state, "job already finished; dropping the duplicate");
                 Err(Outcome::Duplicate)
@@ -481,7 +535,7 @@ impl JobRunner {
             None => match &job.input {
                 JobInput::Object(name) => self
                     .store
-                    .get_object(name)
+                    .get_input_object(name, self.config.max_input_bytes)
                     .await
                     .map(|bytes| job.with_metadata(Item::bytes(bytes)))
                     .map_err(|e| e.to_string()),

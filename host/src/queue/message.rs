@@ -58,6 +58,31 @@ impl JobMessage {
         Ok(Some(self.with_metadata(item)))
     }
 
+    /// Checks that an object reference names this job's own input:
+    /// `input.<job id>` or `input.<job id>.<suffix>` (what
+    /// [`super::QueueClient::submit`] writes, with a random suffix). Outputs,
+    /// checkpoints and other jobs' inputs are never readable through a job
+    /// message (job ids hold no `.`, so no other job's objects share the prefix).
+    pub(crate) fn check_object_reference(&self, job_id: &str) -> Result<(), String> {
+        let JobInput::Object(name) = &self.input else { return Ok(()) };
+        let own = name.strip_prefix("input.").and_then(|rest| rest.strip_prefix(job_id)).is_some_and(|rest| {
+            rest.is_empty()
+                || rest.strip_prefix('.').is_some_and(|suffix| {
+                    (1..=64).contains(&suffix.len())
+                        && suffix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                })
+        });
+        if own {
+            return Ok(());
+        }
+        Err(format!(
+            "input.object `{}` is not this job's input: a job may read only the object `input.{job_id}` or \
+             `input.{job_id}.<suffix>` (1-64 letters, digits, `-` or `_`); upload the input under such a name \
+             (`weft submit` does) or send it inline",
+            crate::text::printable(name)
+        ))
+    }
+
     pub(crate) fn with_metadata(&self, mut item: Item) -> Item {
         for (key, value) in &self.metadata {
             item = item.with_metadata(key.clone(), value.clone());
@@ -83,5 +108,31 @@ mod tests {
         assert!(JobMessage::parse(br#"{"input":{"text":"x"},"extra":1}"#).unwrap_err().contains("unknown field"));
         assert!(JobMessage::parse(b"not json").is_err());
         assert!(JobMessage::parse(br#"{"job_id":"a"}"#).unwrap_err().contains("input"));
+    }
+
+    #[test]
+    fn a_job_may_name_only_its_own_input_object() {
+        let job =
+            |object: &str| JobMessage::parse(format!(r#"{{"input":{{"object":"{object}"}}}}"#).as_bytes()).unwrap();
+        for own in ["input.j-1", "input.j-1.abc", "input.j-1.job-18f-0a1b2c3d"] {
+            assert_eq!(job(own).check_object_reference("j-1"), Ok(()), "{own}");
+        }
+        for foreign in [
+            "input.j-2",
+            "input.j-10",
+            "input.j-1x",
+            "output.j-1",
+            "checkpoint.j-1.step",
+            "input.j-1.",
+            "input.j-1.a.b",
+            "input.j-1./../x",
+            "j-1",
+            "input.",
+        ] {
+            let error = job(foreign).check_object_reference("j-1").unwrap_err();
+            assert!(error.contains("is not this job's input"), "{foreign}: {error}");
+        }
+        let inline = JobMessage::parse(br#"{"input":{"text":"input.j-2"}}"#).unwrap();
+        assert_eq!(inline.check_object_reference("j-1"), Ok(()));
     }
 }

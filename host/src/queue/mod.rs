@@ -24,7 +24,7 @@ pub use client::{DeadLetterEntry, QueueClient, SubmitOutcome};
 pub use message::{JobInput, JobMessage};
 pub use state::{JobRecord, JobState};
 pub use topology::{QueueConfig, connect};
-pub use worker::{DEFAULT_CHECKPOINT_DELAY, Worker, WorkerConfig, WorkerSummary};
+pub use worker::{DEFAULT_CHECKPOINT_DELAY, DEFAULT_MAX_INPUT_BYTES, Worker, WorkerConfig, WorkerSummary};
 
 /// Why a queue operation failed.
 #[derive(Debug, thiserror::Error)]

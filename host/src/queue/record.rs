@@ -94,6 +94,10 @@ pub(crate) enum Adoption {
     Duplicate(JobState),
     /// The job is unfinished: this delivery runs it as its next attempt.
     TakeOver(JobRecord),
+    /// The record belongs to another submission (other input, workflow or
+    /// version) under the same job id: this delivery must neither run it
+    /// nor be dropped as its duplicate.
+    Foreign,
 }
 
 /// How a failed run ends.
@@ -153,16 +157,27 @@ pub(crate) struct RetryRule<'a> {
 impl JobRecord {
     /// Absent → running, attempt 1: the record that claims a job for its
     /// first run (written before the run, or held back with a deferred claim).
-    pub(crate) fn first_run(job_id: &str, workflow: &str) -> Self {
-        JobRecord { state: JobState::Running, attempts: 1, ..JobRecord::new(job_id, workflow) }
+    pub(crate) fn first_run(job_id: &str, workflow: &str, submission: &str) -> Self {
+        JobRecord {
+            state: JobState::Running,
+            attempts: 1,
+            submission: Some(submission.to_string()),
+            ..JobRecord::new(job_id, workflow)
+        }
     }
 
     /// A record exists (a redelivery, or a deferred claim's conflict):
-    /// finished → duplicate; otherwise → running, one more attempt. `found`
-    /// is `None` when the record vanished between the write and the read:
-    /// the job starts over as queued would.
-    pub(crate) fn take_over(found: Option<JobRecord>, job_id: &str, workflow: &str) -> Adoption {
+    /// claimed by another submission → foreign; finished → duplicate;
+    /// otherwise → running, one more attempt. `found` is `None` when the
+    /// record vanished between the write and the read: the job starts over
+    /// as queued would. A record without a fingerprint (written before
+    /// fingerprints existed) is this submission's.
+    pub(crate) fn take_over(found: Option<JobRecord>, job_id: &str, workflow: &str, submission: &str) -> Adoption {
         let mut record = found.unwrap_or_else(|| JobRecord::new(job_id, workflow));
+        if record.submission.as_deref().is_some_and(|claimed| claimed != submission) || record.workflow != workflow {
+            return Adoption::Foreign;
+        }
+        record.submission = Some(submission.to_string());
         if record.state.is_terminal() {
             return Adoption::Duplicate(record.state);
         }
@@ -253,7 +268,7 @@ mod tests {
     }
 
     fn running(attempts: u32) -> JobRecord {
-        JobRecord { attempts, ..JobRecord::first_run("j", "w") }
+        JobRecord { attempts, ..JobRecord::first_run("j", "w", "s1") }
     }
 
     #[test]
@@ -295,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_first_run_is_running_attempt_one() {
-        let record = JobRecord::first_run("j", "w");
+        let record = JobRecord::first_run("j", "w", "s1");
         assert_eq!((record.state, record.attempts, record.history.len()), (JobState::Running, 1, 0));
     }
 
@@ -303,15 +318,32 @@ mod tests {
     fn a_found_record_is_taken_over_unless_its_job_finished() {
         for state in [JobState::Queued, JobState::Running, JobState::Retrying] {
             let found = JobRecord { state, attempts: 2, replays: 1, ..JobRecord::new("j", "w") };
-            let Adoption::TakeOver(record) = JobRecord::take_over(Some(found), "j", "w") else { panic!("{state:?}") };
+            let Adoption::TakeOver(record) = JobRecord::take_over(Some(found), "j", "w", "s1") else {
+                panic!("{state:?}")
+            };
             assert_eq!((record.state, record.attempts, record.replays), (JobState::Running, 3, 1));
         }
         for state in [JobState::Succeeded, JobState::DeadLettered] {
             let found = JobRecord { state, ..JobRecord::new("j", "w") };
-            assert_eq!(JobRecord::take_over(Some(found), "j", "w"), Adoption::Duplicate(state));
+            assert_eq!(JobRecord::take_over(Some(found), "j", "w", "s1"), Adoption::Duplicate(state));
         }
-        let Adoption::TakeOver(record) = JobRecord::take_over(None, "j", "w") else { panic!("vanished") };
+        let Adoption::TakeOver(record) = JobRecord::take_over(None, "j", "w", "s1") else { panic!("vanished") };
         assert_eq!((record.state, record.attempts, record.job_id.as_str()), (JobState::Running, 1, "j"));
+    }
+
+    #[test]
+    fn a_record_claimed_by_another_submission_is_neither_taken_over_nor_a_duplicate() {
+        for state in [JobState::Running, JobState::Retrying, JobState::Succeeded, JobState::DeadLettered] {
+            let found = JobRecord { state, ..JobRecord::first_run("j", "w", "s1") };
+            assert_eq!(JobRecord::take_over(Some(found), "j", "w", "s2"), Adoption::Foreign, "{state:?}");
+        }
+        let other_workflow = JobRecord::first_run("j", "w", "s1");
+        assert_eq!(JobRecord::take_over(Some(other_workflow), "j", "v", "s1"), Adoption::Foreign);
+        // A record from before fingerprints is taken over and gets this one.
+        let Adoption::TakeOver(record) = JobRecord::take_over(Some(JobRecord::new("j", "w")), "j", "w", "s1") else {
+            panic!("old record")
+        };
+        assert_eq!(record.submission.as_deref(), Some("s1"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::message::JobMessage;
 use crate::item::Item;
 use crate::scheduler::JobReport;
 
@@ -73,6 +74,27 @@ pub struct JobRecord {
     /// Times it was replayed from the dead-letter stream.
     #[serde(default)]
     pub replays: u32,
+    /// The fingerprint of the submission that claimed this id (see
+    /// [`submission_fingerprint`]): only a delivery of that same
+    /// submission may run the job again or count as its duplicate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submission: Option<String>,
+}
+
+/// A submission's fingerprint: the SHA-256 of its workflow's name and
+/// declared version and of the job's input and metadata (the job id aside),
+/// as [`JobMessage`] serialises them, so a redelivery, a replay or a
+/// resubmission of the same job matches however its JSON was laid out,
+/// and another publisher reusing the job id with other input does not.
+pub(crate) fn submission_fingerprint(workflow: &str, version: &str, job: &JobMessage) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    for part in [workflow.as_bytes(), b"\0", version.as_bytes(), b"\0"] {
+        hasher.update(part);
+    }
+    // Writing into a hasher cannot fail; the parts were parsed from JSON.
+    let _ = serde_json::to_writer(&mut hasher, &(&job.input, &job.metadata));
+    hasher.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 impl JobRecord {
@@ -86,6 +108,7 @@ impl JobRecord {
             report: None,
             outputs: None,
             replays: 0,
+            submission: None,
         }
     }
 
@@ -106,6 +129,7 @@ impl JobRecord {
             report: report.map(Borrowed::New).or(self.report.as_ref().map(Borrowed::Kept)),
             outputs: outputs.map(Borrowed::New).or(self.outputs.as_ref().map(Borrowed::Kept)),
             replays: self.replays,
+            submission: self.submission.as_deref(),
         }
     }
 }
@@ -124,6 +148,8 @@ pub(crate) struct RecordView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     outputs: Option<Borrowed<'a, StoredOutputs<'a>>>,
     replays: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    submission: Option<&'a str>,
 }
 
 /// A field of a [`RecordView`] or a result event: this run's value, or the

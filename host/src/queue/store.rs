@@ -122,6 +122,32 @@ impl StateStore {
         Ok(bytes)
     }
 
+    /// Reads a job's input object, refusing one larger than `cap` bytes
+    /// before reading it (its stored size) and while reading it (the bytes
+    /// that arrive), so a publisher cannot make the worker hold more.
+    pub(crate) async fn get_input_object(&self, name: &str, cap: u64) -> Result<Vec<u8>, QueueError> {
+        let reading = || format!("reading the input object `{name}`");
+        let too_large = |size: u64| {
+            QueueError::Invalid(format!(
+                "the input object `{name}` is {} ({size} bytes), above this worker's limit of {} ({cap} bytes); \
+                 raise it with `weft serve --max-input-bytes` or send a smaller input",
+                crate::workflow::human_size(size),
+                crate::workflow::human_size(cap)
+            ))
+        };
+        let object = self.topology.objects.get(name).await.map_err(|e| QueueError::js(reading(), e))?;
+        let size = object.info.size as u64;
+        if size > cap {
+            return Err(too_large(size));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        let read = object.take(cap + 1).read_to_end(&mut bytes).await.map_err(|e| QueueError::js(reading(), e))?;
+        if read as u64 > cap {
+            return Err(too_large(read as u64));
+        }
+        Ok(bytes)
+    }
+
     /// Publishes a dead letter and waits for the stream's ack.
     pub(crate) async fn dead_letter(&self, letter: &DeadLetter, msg_id: &str) -> Result<(), QueueError> {
         let mut headers = HeaderMap::new();

@@ -48,7 +48,14 @@ pub struct WorkerConfig {
     /// sooner, writes its record once, with its outcome. `weft status` shows
     /// it as unknown (queued) until then. Zero claims every job before it runs.
     pub checkpoint_delay: Duration,
+    /// The largest input object a job may name (read from the object store);
+    /// a larger one dead-letters the job. The default, 64 MiB, leaves room
+    /// in the default 256 MiB sandbox for what a step makes of its input.
+    pub max_input_bytes: u64,
 }
+
+/// [`WorkerConfig::max_input_bytes`] unless configured.
+pub const DEFAULT_MAX_INPUT_BYTES: u64 = 64 << 20;
 
 impl Default for WorkerConfig {
     fn default() -> Self {
@@ -66,6 +73,7 @@ impl Default for WorkerConfig {
             drain_grace: Duration::from_secs(30),
             name: format!("weft-{}", std::process::id()),
             checkpoint_delay: DEFAULT_CHECKPOINT_DELAY,
+            max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::queue::queue_config;
 mod limits;
 mod network;
 mod queue;
+mod submissions;
 mod workflow_files;
 
 /// Waits until the jobs consumer has nothing pending and nothing unacked:
