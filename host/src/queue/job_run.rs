@@ -36,6 +36,21 @@ fn same_job(body_id: &str, header_id: &str) -> bool {
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// When the job of `message` must be done: the workflow's `deadline`
+/// counted from when the server received the message (its first
+/// publication; a replay is a new one), so redeliveries and retries do not
+/// extend it. A clock behind the server's counts from now.
+fn deadline(message: &jetstream::Message, workflow: &LoadedWorkflow) -> tokio::time::Instant {
+    let budget = workflow.workflow().deadline;
+    let now = tokio::time::Instant::now();
+    let Ok(info) = message.info() else { return now + budget };
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| i128::try_from(since.as_nanos()).unwrap_or(i128::MAX));
+    let age_ns = u64::try_from((now_ns - info.published.unix_timestamp_nanos()).max(0)).unwrap_or(u64::MAX);
+    now + budget.saturating_sub(Duration::from_nanos(age_ns))
+}
+
 /// How one delivery ends: one variant per way its message is settled.
 // Built once per delivery and consumed at once by `settle`: boxing the
 // dead-letter variant would only add an allocation.
@@ -518,7 +533,7 @@ impl JobRunner {
             workflow,
             job_id,
             vec![input],
-            JobOptions { completed, checkpoints: Some(sink) },
+            JobOptions { completed, checkpoints: Some(sink), deadline: Some(deadline(message, workflow)) },
         ));
         tokio::select! {
             biased;

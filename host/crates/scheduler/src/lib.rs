@@ -178,6 +178,29 @@ pub struct JobOptions {
     pub completed: BTreeMap<String, Arc<Vec<Item>>>,
     /// Where to save each step's output when it succeeds.
     pub checkpoints: Option<Arc<dyn CheckpointSink>>,
+    /// When the job must be done (for a queued job, counted from its
+    /// submission); `None` counts the workflow's `deadline` from now.
+    pub deadline: Option<Instant>,
+}
+
+/// When a job must be done, and the budget that set it (for messages).
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    budget: Duration,
+}
+
+impl Deadline {
+    fn passed(&self, step: &str) -> StepFailure {
+        StepFailure::new(
+            FailureKind::Fatal,
+            format!(
+                "the job reached its deadline ({} from submission) at step `{step}`; raise the workflow's \
+                 `deadline` if jobs need longer",
+                weft_workflow::format_duration(self.budget)
+            ),
+        )
+    }
 }
 
 impl std::fmt::Debug for JobOptions {
@@ -185,6 +208,7 @@ impl std::fmt::Debug for JobOptions {
         f.debug_struct("JobOptions")
             .field("completed", &self.completed.keys().collect::<Vec<_>>())
             .field("checkpoints", &self.checkpoints.is_some())
+            .field("deadline", &self.deadline)
             .finish()
     }
 }
@@ -219,6 +243,8 @@ impl<R: StepRunner> Scheduler<R> {
         options: JobOptions,
     ) -> JobOutcome {
         let started = Instant::now();
+        let deadline =
+            Deadline { at: options.deadline.unwrap_or(started + workflow.deadline), budget: workflow.deadline };
         let job_id: Arc<str> = Arc::from(job_id);
         let steps: &[Arc<StepSpec>] = &workflow.steps;
         let index_of: HashMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
@@ -265,6 +291,7 @@ impl<R: StepRunner> Scheduler<R> {
                         job_id: job_id.clone(),
                         step: step.clone(),
                         timeout: step.timeout.unwrap_or(self.settings.default_timeout),
+                        deadline,
                     };
                     let span = tracing::info_span!(
                         "step",
@@ -389,6 +416,7 @@ struct StepExecution<R> {
     job_id: Arc<str>,
     step: Arc<StepSpec>,
     timeout: Duration,
+    deadline: Deadline,
 }
 
 impl<R: StepRunner> StepExecution<R> {
@@ -457,16 +485,23 @@ impl<R: StepRunner> StepExecution<R> {
         let mut attempt = 1;
         loop {
             let attempt_started = Instant::now();
+            // The attempt's timeout, cut short by the job's deadline.
+            let until_deadline = self.deadline.at.saturating_duration_since(attempt_started);
+            if until_deadline.is_zero() {
+                return Err(self.deadline.passed(&self.step.id));
+            }
+            let timeout = self.timeout.min(until_deadline);
             let request = StepAttempt {
                 job_id: self.job_id.clone(),
                 step: self.step.clone(),
                 attempt,
                 item_index,
-                timeout: self.timeout,
+                timeout,
                 input: input.clone(),
             };
-            let result = match tokio::time::timeout(self.timeout, self.runner.run(request)).await {
+            let result = match tokio::time::timeout(timeout, self.runner.run(request)).await {
                 Ok(result) => result,
+                Err(_) if timeout < self.timeout => Err(self.deadline.passed(&self.step.id)),
                 Err(_) => Err(StepFailure::new(
                     FailureKind::Timeout,
                     format!("step `{}` did not finish within its timeout of {:?}", self.step.id, self.timeout),
@@ -508,6 +543,23 @@ impl<R: StepRunner> StepExecution<R> {
                 }
                 Err(err) if err.kind.is_retryable() && attempt < max_attempts => {
                     let delay = backoff_delay(policy, attempt, err.retry_after, self.jitter.as_ref());
+                    if Instant::now() + delay >= self.deadline.at {
+                        // Waiting would only end past the deadline.
+                        let err = StepFailure::new(
+                            FailureKind::Fatal,
+                            format!(
+                                "{}; not retried: waiting {} would pass the job's deadline ({} from submission); \
+                                 raise the workflow's `deadline` if jobs need longer",
+                                err.message,
+                                weft_workflow::format_duration(delay),
+                                weft_workflow::format_duration(self.deadline.budget)
+                            ),
+                        );
+                        tracing::warn!(step = %self.step.id, attempt, error = %err.message, "step failed");
+                        record.error = Some(err.clone());
+                        records.push(record);
+                        return Err(err);
+                    }
                     tracing::warn!(step = %self.step.id, attempt, kind = ?err.kind, retry_in = ?delay, error = %err.message, "attempt failed; retrying");
                     record.retry_in = Some(delay);
                     records.push(record);

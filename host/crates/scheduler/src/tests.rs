@@ -409,7 +409,7 @@ async fn a_resumed_job_skips_checkpointed_steps_and_checkpoints_the_rest() {
     let mut completed = BTreeMap::new();
     completed.insert("root".to_string(), Arc::new(vec![Item::text("from checkpoint")]));
     completed.insert("left".to_string(), Arc::new(vec![Item::text("L")]));
-    let options = JobOptions { completed, checkpoints: Some(sink.clone()) };
+    let options = JobOptions { completed, checkpoints: Some(sink.clone()), deadline: None };
     let outcome = Scheduler::new(runner.clone(), SchedulerSettings::default())
         .run_job_with(&workflow, "job-1", vec![Item::text("ignored")], options)
         .await;

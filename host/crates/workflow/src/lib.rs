@@ -42,6 +42,10 @@ pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// Default factor by which the backoff grows after each failed attempt.
 pub const DEFAULT_MULTIPLIER: f64 = 2.0;
+/// How long a job may take from its submission unless the workflow's
+/// `deadline` says otherwise: long enough for a document job that waits on
+/// LLM rate limits and retries, short enough that no job is held forever.
+pub const DEFAULT_JOB_DEADLINE: Duration = Duration::from_secs(3600);
 /// Default jitter strategy applied to backoff delays.
 pub const DEFAULT_JITTER: Jitter = Jitter::Full;
 /// Concurrency used for `map: true` (or a `map` mapping without `concurrency`).
@@ -165,6 +169,10 @@ pub struct Workflow {
     pub version: String,
     /// Optional free-form description.
     pub description: Option<String>,
+    /// How long a job may take from its submission, retries and waits
+    /// included (`deadline:`, [`DEFAULT_JOB_DEADLINE`] unless written);
+    /// past it the job fails for good.
+    pub deadline: Duration,
     /// The `defaults` section as written (already applied to every step in [`Workflow::steps`]).
     pub defaults: Defaults,
     /// The steps, in file order, with defaults applied. Ids are unique and every `needs` entry

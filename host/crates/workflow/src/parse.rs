@@ -9,12 +9,12 @@ use super::suggest::did_you_mean;
 use super::units::{format_duration, parse_count, parse_duration, parse_size};
 use super::validate::{GraphNode, graph_problems};
 use super::{
-    Defaults, DefaultsSpans, Diagnostic, GrantSpec, Grants, Jitter, LimitSpans, MAX_STEP_ID_LEN, MapSpec, RetryPolicy,
-    Span, StepLimits, StepSpans, StepSpec, Workflow, WorkflowError,
+    DEFAULT_JOB_DEADLINE, Defaults, DefaultsSpans, Diagnostic, GrantSpec, Grants, Jitter, LimitSpans, MAX_STEP_ID_LEN,
+    MapSpec, RetryPolicy, Span, StepLimits, StepSpans, StepSpec, Workflow, WorkflowError,
 };
 
 /// Fields allowed at the top level of a workflow file.
-const TOP_FIELDS: &[&str] = &["name", "version", "description", "defaults", "steps"];
+const TOP_FIELDS: &[&str] = &["name", "version", "description", "deadline", "defaults", "steps"];
 /// Fields allowed in `defaults`.
 const DEFAULTS_FIELDS: &[&str] = &["timeout", "retry", "limits"];
 /// Fields allowed in a step.
@@ -974,6 +974,7 @@ fn empty_workflow(source_name: &str) -> Workflow {
         name: String::new(),
         version: String::new(),
         description: None,
+        deadline: DEFAULT_JOB_DEADLINE,
         defaults: Defaults::default(),
         steps: Vec::new(),
         source: source_name.to_owned(),
@@ -1040,6 +1041,13 @@ pub(super) fn parse_partial(source_name: &str, text: &str) -> Result<(Workflow, 
         }
     }
     let description = get(&fields, "description").and_then(|f| cx.text_field(f.value, "`description`"));
+    let deadline = get(&fields, "deadline").and_then(|f| match cx.duration(f.value, "`deadline`") {
+        Some(Duration::ZERO) => {
+            cx.error(f.span(), "`deadline` is 0: every job would fail at once; use a duration such as `30m`");
+            None
+        }
+        other => other,
+    });
     let defaults = get(&fields, "defaults").map_or_else(DefaultsDraft::default, |f| cx.defaults(f.value));
 
     let mut drafts = Vec::new();
@@ -1123,6 +1131,7 @@ pub(super) fn parse_partial(source_name: &str, text: &str) -> Result<(Workflow, 
         name: name.unwrap_or_default(),
         version: version.unwrap_or_default(),
         description,
+        deadline: deadline.unwrap_or(DEFAULT_JOB_DEADLINE),
         defaults: Defaults {
             timeout: defaults.timeout.map(|(d, _)| d),
             retry: default_retry,

@@ -231,6 +231,18 @@ fn max_retry_after_is_a_duration_merged_from_defaults() {
 }
 
 #[test]
+fn deadline_is_a_duration_with_a_default() {
+    let wf = parse("t.yaml", &with_steps("  - id: a\n    plugin: p\n")).unwrap();
+    assert_eq!(wf.deadline, DEFAULT_JOB_DEADLINE);
+    let text = with_steps("  - id: a\n    plugin: p\n").replace("steps:", "deadline: 90s\nsteps:");
+    assert_eq!(parse("t.yaml", &text).unwrap().deadline, Duration::from_secs(90));
+    let bad = with_steps("  - id: a\n    plugin: p\n").replace("steps:", "deadline: soon\nsteps:");
+    assert!(one_message(&bad).contains("invalid duration for `deadline`"), "{}", one_message(&bad));
+    let zero = with_steps("  - id: a\n    plugin: p\n").replace("steps:", "deadline: 0s\nsteps:");
+    assert!(one_message(&zero).contains("`deadline` is 0"), "{}", one_message(&zero));
+}
+
+#[test]
 fn builtin_defaults() {
     let wf = parse("t.yaml", &with_steps("  - id: a\n    plugin: p\n")).unwrap();
     let a = &wf.steps[0];
