@@ -165,8 +165,7 @@ impl HostPattern {
         let host_ok = match &self.host {
             // `::ffff:127.0.0.1` in a grant and `[::ffff:7f00:1]` in a URL are one address.
             HostMatch::Exact(exact) => {
-                host == *exact
-                    || matches!((host.parse::<IpAddr>(), exact.parse::<IpAddr>()), (Ok(a), Ok(b)) if a == b)
+                host == *exact || matches!((host.parse::<IpAddr>(), exact.parse::<IpAddr>()), (Ok(a), Ok(b)) if a == b)
             }
             HostMatch::Subdomain(suffix) => {
                 host.len() > suffix.len() + 1 && host.ends_with(suffix.as_str()) && {

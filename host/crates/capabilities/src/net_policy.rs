@@ -230,7 +230,8 @@ mod tests {
             let found = range(address).unwrap_or_else(|| panic!("{address} should be special"));
             assert!(found.contains(expected), "{address}: {found}");
         }
-        for public in ["8.8.8.8", "1.1.1.1", "172.15.255.255", "172.32.0.1", "100.63.255.255", "100.128.0.1", "11.0.0.1"]
+        for public in
+            ["8.8.8.8", "1.1.1.1", "172.15.255.255", "172.32.0.1", "100.63.255.255", "100.128.0.1", "11.0.0.1"]
         {
             assert_eq!(range(public), None, "{public} is public");
         }
@@ -263,7 +264,8 @@ mod tests {
             let found = range(address).unwrap_or_else(|| panic!("{address} should be special"));
             assert!(found.contains(expected), "{address}: {found}");
         }
-        for public in ["2606:4700::1111", "2a00:1450:4001::1", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1"] {
+        for public in ["2606:4700::1111", "2a00:1450:4001::1", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1"]
+        {
             assert_eq!(range(public), None, "{public} is public");
         }
     }
