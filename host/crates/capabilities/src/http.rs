@@ -412,3 +412,25 @@ async fn read_body(
 fn timed_out(step: &str, url: &Url, timeout: Duration) -> HttpError {
     HttpError::Timeout(format!("{url} did not answer step `{step}` within {timeout:?}"))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_entries_are_a_name_and_an_address() {
+        assert_eq!(
+            parse_resolve_entry("Victim.test:127.0.0.1").unwrap(),
+            ("victim.test".into(), [127, 0, 0, 1].into())
+        );
+        assert_eq!(parse_resolve_entry("v6.test:[::1]").unwrap().1, "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(parse_resolve_entry("v6.test:::1").unwrap().1, "::1".parse::<IpAddr>().unwrap());
+        for bad in
+            ["victim.test", "victim.test:", ":127.0.0.1", "victim.test:not-an-ip", "1.2.3.4:5.6.7.8", "a b:1.2.3.4"]
+        {
+            let error = parse_resolve_entry(bad).unwrap_err().to_string();
+            assert!(error.contains("is not NAME:ADDRESS"), "{bad}: {error}");
+        }
+    }
+}
