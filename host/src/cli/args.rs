@@ -64,6 +64,11 @@ pub(crate) struct CapabilityArgs {
     /// The largest HTTP response a step may receive, in bytes.
     #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
     http_max_response_bytes: u64,
+    /// Answer NAME with ADDRESS instead of DNS for steps' HTTP requests
+    /// (repeatable, like curl's --resolve). The address is checked like any
+    /// DNS answer: a private or loopback one is still refused.
+    #[arg(long, value_name = "NAME:ADDRESS", value_parser = weft::capabilities::parse_resolve_entry)]
+    http_resolve: Vec<(String, std::net::IpAddr)>,
 }
 
 impl CapabilityArgs {
@@ -88,6 +93,7 @@ impl CapabilityArgs {
             http: HttpSettings {
                 max_timeout: Duration::from_secs(self.http_timeout_secs.max(1)),
                 max_response_bytes: self.http_max_response_bytes,
+                resolve: self.http_resolve.clone(),
                 ..HttpSettings::default()
             },
             llm,

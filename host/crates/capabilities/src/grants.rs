@@ -2,6 +2,7 @@
 //! block once when the workflow is loaded and checked on every call.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use url::Url;
 
@@ -65,6 +66,17 @@ impl StepGrants {
             None => false,
             Some(Allow::All) => true,
             Some(Allow::Only(patterns)) => patterns.iter().any(|p| p.matches(url)),
+        }
+    }
+
+    /// Whether an entry of the `http` grant names `url`'s host itself (not
+    /// through `true` or a `*.` wildcard) and allows its scheme and port:
+    /// what reaching a private or loopback address, or sending a secret
+    /// header, requires.
+    pub fn names_url(&self, url: &Url) -> bool {
+        match &self.http {
+            Some(Allow::Only(patterns)) => patterns.iter().any(|p| p.names_host() && p.matches(url)),
+            _ => false,
         }
     }
 }
@@ -133,6 +145,12 @@ impl HostPattern {
         Ok(HostPattern { scheme, host, port })
     }
 
+    /// Whether this entry names one host (`api.example.com`, `127.0.0.1`),
+    /// rather than a family of them (`*.example.com`).
+    pub fn names_host(&self) -> bool {
+        matches!(self.host, HostMatch::Exact(_))
+    }
+
     /// Whether `url` is a destination this pattern allows.
     pub fn matches(&self, url: &Url) -> bool {
         let scheme = url.scheme();
@@ -145,7 +163,10 @@ impl HostPattern {
         let Some(host) = url.host_str() else { return false };
         let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
         let host_ok = match &self.host {
-            HostMatch::Exact(exact) => host == *exact,
+            // `::ffff:127.0.0.1` in a grant and `[::ffff:7f00:1]` in a URL are one address.
+            HostMatch::Exact(exact) => {
+                host == *exact || matches!((host.parse::<IpAddr>(), exact.parse::<IpAddr>()), (Ok(a), Ok(b)) if a == b)
+            }
             HostMatch::Subdomain(suffix) => {
                 host.len() > suffix.len() + 1 && host.ends_with(suffix.as_str()) && {
                     let cut = host.len() - suffix.len();
@@ -265,6 +286,10 @@ mod tests {
         assert!(loopback.matches(&url("http://127.0.0.1:8080/hook")));
         assert!(!loopback.matches(&url("http://127.0.0.1:8081/hook")));
 
+        let mapped = HostPattern::parse("[::ffff:127.0.0.1]:9000").unwrap();
+        assert!(mapped.matches(&url("http://[::ffff:127.0.0.1]:9000/")));
+        assert!(mapped.names_host() && !wild.names_host());
+
         let v6 = HostPattern::parse("[::1]:9000").unwrap();
         assert!(v6.matches(&url("http://[::1]:9000/")));
         assert_eq!(v6.to_string(), "[::1]:9000");
@@ -308,5 +333,20 @@ mod tests {
         assert!(resolved.secrets.contains("KEY"));
         assert!(resolved.allows_url(&url("http://127.0.0.1:1/")));
         assert!(!resolved.allows_url(&url("http://127.0.0.1:2/")));
+        assert!(resolved.names_url(&url("http://127.0.0.1:1/")));
+    }
+
+    #[test]
+    fn only_an_entry_naming_the_host_names_it() {
+        let mut grants = Grants::new();
+        grants.insert("http", GrantSpec::List(vec!["*.0.0.1".into(), "api.example.com".into()]), Default::default());
+        let resolved = StepGrants::from_grants(&grants).unwrap();
+        assert!(resolved.allows_url(&url("http://127.0.0.1/")), "a wildcard allows it");
+        assert!(!resolved.names_url(&url("http://127.0.0.1/")), "but does not name it");
+        assert!(resolved.names_url(&url("https://api.example.com/")));
+        let mut grants = Grants::new();
+        grants.insert("http", GrantSpec::All, Default::default());
+        let all = StepGrants::from_grants(&grants).unwrap();
+        assert!(all.allows_url(&url("https://api.example.com/")) && !all.names_url(&url("https://api.example.com/")));
     }
 }

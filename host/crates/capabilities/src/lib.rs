@@ -16,6 +16,7 @@ pub mod grants;
 pub mod http;
 pub mod llm;
 pub mod logging;
+pub mod net_policy;
 pub mod secrets;
 
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 pub use email::EmailConfig;
 pub use grants::StepGrants;
-pub use http::HttpSettings;
+pub use http::{HttpSettings, parse_resolve_entry};
 pub use llm::LlmConfig;
 pub use secrets::SecretStore;
 
@@ -145,13 +146,25 @@ pub struct CapabilityConfig {
 #[derive(Debug)]
 pub struct Services {
     pub(crate) config: CapabilityConfig,
-    pub(crate) client: reqwest::Client,
+    /// For steps' `http` calls: checked resolver, no proxy. If it could not
+    /// be built, every `http` call fails with this reason; there is no
+    /// fallback to an unchecked client.
+    pub(crate) client: Result<reqwest::Client, String>,
+    /// For the operator's LLM endpoint, which is trusted configuration: an
+    /// ordinary client (system resolver, environment proxies).
+    pub(crate) llm_client: reqwest::Client,
 }
 
 impl Services {
     /// Services for `config`.
     pub fn new(config: CapabilityConfig) -> Self {
-        Services { config, client: http::client() }
+        let client = http::client(&config.http).map_err(|e| error_chain(&e));
+        let llm_client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("weft/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Services { config, client, llm_client }
     }
 
     /// Whether the host has a value for secret `name`.

@@ -211,7 +211,7 @@ pub(crate) async fn chat(scope: &CallScope, request: ChatRequest) -> Result<Chat
         temperature: request.temperature,
     };
     let timeout = config.timeout.min(scope.remaining());
-    let mut builder = scope.services.client.post(url.clone()).timeout(timeout).json(&body);
+    let mut builder = scope.services.llm_client.post(url.clone()).timeout(timeout).json(&body);
     if let Some(key) = &config.api_key {
         builder = builder.header(AUTHORIZATION, format!("Bearer {key}"));
     }
