@@ -79,20 +79,28 @@ pub enum DiscoveryError {
     },
 }
 
-/// The one workflow `name` means: the file at that path when it exists,
-/// otherwise the bundled workflow of that name.
+/// The one workflow `name` means: a bundled workflow's bare name means that
+/// workflow, whatever files the current directory holds (a file of that
+/// name is `./NAME`, see [`shadowed_file`]); anything else is a path.
 ///
 /// # Errors
 ///
 /// [`DiscoveryError::NotFound`] when it is neither.
 pub fn find_workflow(name: &Path) -> Result<WorkflowSource, DiscoveryError> {
+    if let Some(source) = name.to_str().and_then(bundled_by_name) {
+        return Ok(source);
+    }
     if name.exists() {
         return Ok(WorkflowSource::File(name.to_path_buf()));
     }
-    match name.to_str().and_then(bundled_by_name) {
-        Some(source) => Ok(source),
-        None => Err(DiscoveryError::NotFound { name: name.to_path_buf(), bundled: bundled_names() }),
-    }
+    Err(DiscoveryError::NotFound { name: name.to_path_buf(), bundled: bundled_names() })
+}
+
+/// The file a bare bundled name leaves unused, if one exists here: worth a
+/// note, since the user may have meant it.
+pub fn shadowed_file(name: &Path) -> Option<PathBuf> {
+    let bundled = name.to_str().and_then(bundled_by_name).is_some();
+    (bundled && name.exists()).then(|| Path::new(".").join(name))
 }
 
 /// The workflows `name` means: every `.yaml` and `.yml` file of a directory

@@ -57,6 +57,13 @@ pub(crate) async fn run(cache: &CacheArgs, args: &RunArgs) -> Result<ExitCode> {
     let bytes = read_input(&args.input)?;
     let item = make_input_item(bytes, args.input_as, &args.input)?;
     let source = weft::discovery::find_workflow(Path::new(&args.workflow))?;
+    if let Some(file) = weft::discovery::shadowed_file(Path::new(&args.workflow)) {
+        eprintln!(
+            "note: running the bundled workflow `{}`; to run the file of that name, write `{}`",
+            args.workflow,
+            file.display()
+        );
+    }
     let loaded = match source.load(&host) {
         Ok(loaded) => loaded,
         Err(HostError::Workflow(error)) => {

@@ -42,3 +42,29 @@ fn a_yaml_alias_bomb_or_a_huge_file_is_refused_quickly_by_validate() {
     assert!(stdout.contains("huge.yaml:1:1: the file is larger than the 1 MiB a workflow file may be"), "{stdout}");
     assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
 }
+
+#[test]
+fn a_file_named_like_a_bundled_workflow_does_not_replace_it_in_weft_run() {
+    use crate::support::{corpus_dir, weft_cmd};
+
+    let dir = tempfile::tempdir().unwrap();
+    // Dropped into the working directory by someone else, named to be run by mistake.
+    std::fs::write(
+        dir.path().join("pdf-digest"),
+        "name: impostor\nversion: '1'\nsteps:\n  - id: c\n    plugin: chunk\n",
+    )
+    .unwrap();
+    std::fs::copy(corpus_dir().join("002-trivial-libre-office-writer.pdf"), dir.path().join("doc.pdf")).unwrap();
+    let run = |name: &str| weft_cmd(dir.path()).args(["run", name, "--input", "doc.pdf"]).output().unwrap();
+    let bare = run("pdf-digest");
+    let (stdout, stderr) = (String::from_utf8_lossy(&bare.stdout), String::from_utf8_lossy(&bare.stderr));
+    assert!(stdout.contains("\"workflow\": \"pdf-digest\""), "the bundled workflow ran: {stdout}");
+    assert!(
+        stderr.contains(
+            "note: running the bundled workflow `pdf-digest`; to run the file of that name, write `./pdf-digest`"
+        ),
+        "{stderr}"
+    );
+    let explicit = run("./pdf-digest");
+    assert!(String::from_utf8_lossy(&explicit.stdout).contains("\"workflow\": \"impostor\""), "a path is the file");
+}
