@@ -286,6 +286,20 @@ impl<'t> Cx<'t> {
         for (key, value) in map {
             let name = match view(key) {
                 View::Str(s) => s.to_owned(),
+                View::Seq(_) | View::Map(_) => {
+                    // A complex key (`? [a, b]`): no field is named so, and
+                    // building its text would expand any aliases inside it.
+                    self.error(
+                        span_of(key),
+                        format!(
+                            "a field name must be plain text, found {} used as a key {place}; \
+                             allowed fields are {}",
+                            kind(key),
+                            allowed.join(", ")
+                        ),
+                    );
+                    continue;
+                }
                 _ => self.raw(key),
             };
             if allowed.contains(&name.as_str()) {

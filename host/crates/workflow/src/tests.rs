@@ -755,6 +755,14 @@ fn alias_bombs_are_refused_before_anything_is_built_even_as_complex_keys() {
 }
 
 #[test]
+fn complex_keys_are_refused_by_kind_without_building_their_text() {
+    let text = with_steps("  - id: a\n    plugin: p\n    ? [x, y]\n    : v\n    ? { k: v }\n    : w\n");
+    let err = parse("keys.yaml", &text).unwrap_err().to_string();
+    assert!(err.contains("a field name must be plain text, found a list used as a key in step `a`"), "{err}");
+    assert!(err.contains("found a mapping used as a key in step `a`"), "{err}");
+}
+
+#[test]
 fn pathological_nesting_is_rejected_without_overflowing_the_stack() {
     let staircase = |n: usize, item: &str| (0..n).map(|i| format!("{}{item}\n", " ".repeat(i))).collect::<String>();
     let cases = [
