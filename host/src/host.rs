@@ -178,6 +178,7 @@ pub struct LoadedWorkflow {
     runner: Arc<WasmStepRunner>,
     warnings: Vec<Diagnostic>,
     secrets: BTreeSet<String>,
+    revision: String,
 }
 
 impl std::fmt::Debug for LoadedWorkflow {
@@ -202,6 +203,13 @@ impl LoadedWorkflow {
     /// must hold to run it.
     pub fn secrets_needed(&self) -> Vec<&str> {
         self.secrets.iter().map(String::as_str).collect()
+    }
+
+    /// Which text of the workflow this is: the first 16 hex digits of the
+    /// SHA-256 of its file. A queued job is pinned to the revision it
+    /// started under (its checkpoints are outputs of that graph).
+    pub fn revision(&self) -> &str {
+        &self.revision
     }
 }
 
@@ -398,7 +406,11 @@ impl Host {
             );
         }
         let runner = Arc::new(WasmStepRunner::new(self.engine.clone(), plugins, configs, capabilities));
-        Ok(LoadedWorkflow { workflow: Arc::new(workflow), runner, warnings: checked.warnings, secrets })
+        let revision = {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(text.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+        };
+        Ok(LoadedWorkflow { workflow: Arc::new(workflow), runner, warnings: checked.warnings, secrets, revision })
     }
 
     /// Runs one job through a loaded workflow. Failures of steps are part of

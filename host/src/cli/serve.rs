@@ -53,6 +53,11 @@ pub(crate) struct ServeArgs {
     /// `1GiB`); a job naming a larger one is dead-lettered unread.
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = weft::workflow::parse_size)]
     max_input_bytes: u64,
+    /// How long an unfinished job that started under another revision of
+    /// its workflow file waits for a worker with that revision (a rolling
+    /// upgrade) before it is dead-lettered (`30s`, `10m`, `1h`).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = weft::workflow::parse_duration)]
+    revision_grace: Duration,
     #[command(flatten)]
     capabilities: CapabilityArgs,
 }
@@ -68,6 +73,7 @@ pub(crate) async fn serve(cache: &CacheArgs, args: &ServeArgs) -> Result<ExitCod
         max_job_attempts: args.max_job_attempts,
         drain_grace: Duration::from_secs(args.drain_grace_secs),
         max_input_bytes: args.max_input_bytes,
+        revision_grace: args.revision_grace,
         ..WorkerConfig::default()
     };
     let queue = QueueConfig { ack_wait: Duration::from_secs(args.ack_wait_secs), ..args.nats.config() };

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::record::Claim;
+use super::record::{Claim, Claimant};
 use super::state::{JobRecord, checkpoint_key};
 use super::store::StateStore;
 use crate::LoadedWorkflow;
@@ -68,7 +68,7 @@ pub(crate) async fn load(
     workflow: &LoadedWorkflow,
 ) -> BTreeMap<String, Arc<Vec<Item>>> {
     let reads = workflow.workflow().steps.iter().map(|step| async move {
-        let Ok(Some(bytes)) = store.get_state(checkpoint_key(job_id, &step.id)).await else {
+        let Ok(Some(bytes)) = store.get_state(checkpoint_key(job_id, workflow.revision(), &step.id)).await else {
             return None;
         };
         let items = match serde_json::from_slice::<StoredCheckpoint>(&bytes) {
@@ -104,8 +104,10 @@ pub(crate) struct KvCheckpoints {
     store: StateStore,
     job_id: String,
     workflow: String,
-    /// The submission's fingerprint, for the record a deferred claim writes.
+    /// The submission's fingerprint and the workflow's revision, for the
+    /// record a deferred claim writes (the revision also keys checkpoints).
     submission: String,
+    revision: String,
     delay: Duration,
     /// Steps whose checkpoint is stored at once (those with grants).
     immediate: HashSet<String>,
@@ -131,7 +133,7 @@ impl KvCheckpoints {
     pub(crate) fn new(
         store: StateStore,
         job_id: &str,
-        submission: &str,
+        claimant: Claimant<'_>,
         workflow: &LoadedWorkflow,
         delay: Duration,
         claim: Claim,
@@ -143,7 +145,8 @@ impl KvCheckpoints {
             store,
             job_id: job_id.to_string(),
             workflow: workflow.workflow().name.clone(),
-            submission: submission.to_string(),
+            submission: claimant.submission.to_string(),
+            revision: claimant.revision.to_string(),
             delay,
             immediate,
             state: std::sync::Mutex::new(state),
@@ -182,7 +185,11 @@ impl KvCheckpoints {
         if claim != Claim::Deferred {
             return;
         }
-        let first_run = JobRecord::first_run(&self.job_id, &self.workflow, &self.submission);
+        let first_run = JobRecord::first_run(
+            &self.job_id,
+            &self.workflow,
+            Claimant { submission: &self.submission, revision: &self.revision },
+        );
         let created = self.store.create_record(&first_run.view(None, None)).await;
         if let Err(error) = &created {
             tracing::warn!(%error, "cannot claim the job's state");
@@ -244,7 +251,11 @@ impl KvCheckpoints {
             serde_json::to_vec(&StoredCheckpointRef::Object(&name))
         };
         let Ok(stored) = stored else { return };
-        match self.store.put_state_pipelined(&checkpoint_key(&self.job_id, step_id), stored.into()).await {
+        match self
+            .store
+            .put_state_pipelined(&checkpoint_key(&self.job_id, &self.revision, step_id), stored.into())
+            .await
+        {
             Ok(ack) => self.lock().unacked.push((step_id.to_string(), ack)),
             Err(error) => tracing::warn!(step = step_id, %error, "cannot store a checkpoint"),
         }

@@ -252,6 +252,9 @@ impl QueueClient {
             .unwrap_or_else(|| JobRecord::new(&letter.job_id, &letter.workflow));
         record.state = JobState::Queued;
         record.attempts = 0;
+        // A replay starts over under whatever revision its worker has (the
+        // old revision's checkpoints are keyed by it, so none is reused).
+        record.revision = None;
         record.replays += 1;
         self.store.write_record(&record).await?;
         let msg_id = format!("{}-replay-{}", letter.job_id, record.replays);

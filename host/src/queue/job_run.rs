@@ -17,7 +17,7 @@ use tracing::Instrument as _;
 
 use super::checkpoints::{self, KvCheckpoints, fits_inline};
 use super::client::DeadLetter;
-use super::record::{Adoption, Claim, Failure, Recording, RetryRule, Run};
+use super::record::{Adoption, Claim, Claimant, Failure, Recording, RetryRule, Run};
 use super::state::{JobRecord, StoredOutputs, now_ms, submission_fingerprint};
 use super::store::StateStore;
 use super::worker::{WorkerConfig, WorkerSummary};
@@ -36,19 +36,38 @@ fn same_job(body_id: &str, header_id: &str) -> bool {
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// How soon a job left to a worker with another revision is offered again.
+const REVISION_RETRY: Duration = Duration::from_secs(2);
+
+/// The fingerprint and revision a record holds, owned, so the record can be
+/// replaced by the one an adoption returns.
+fn mine(record: &JobRecord) -> OwnedClaimant {
+    OwnedClaimant(record.submission.clone().unwrap_or_default(), record.revision.clone().unwrap_or_default())
+}
+
+struct OwnedClaimant(String, String);
+
+impl OwnedClaimant {
+    fn claimant(&self) -> Claimant<'_> {
+        Claimant { submission: &self.0, revision: &self.1 }
+    }
+}
+
+/// How long ago the server received `message` (zero when unknown).
+fn message_age(message: &jetstream::Message) -> Duration {
+    let Ok(info) = message.info() else { return Duration::ZERO };
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| i128::try_from(since.as_nanos()).unwrap_or(i128::MAX));
+    Duration::from_nanos(u64::try_from((now_ns - info.published.unix_timestamp_nanos()).max(0)).unwrap_or(u64::MAX))
+}
+
 /// When the job of `message` must be done: the workflow's `deadline`
 /// counted from when the server received the message (its first
 /// publication; a replay is a new one), so redeliveries and retries do not
 /// extend it. A clock behind the server's counts from now.
 fn deadline(message: &jetstream::Message, workflow: &LoadedWorkflow) -> tokio::time::Instant {
-    let budget = workflow.workflow().deadline;
-    let now = tokio::time::Instant::now();
-    let Ok(info) = message.info() else { return now + budget };
-    let now_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| i128::try_from(since.as_nanos()).unwrap_or(i128::MAX));
-    let age_ns = u64::try_from((now_ns - info.published.unix_timestamp_nanos()).max(0)).unwrap_or(u64::MAX);
-    now + budget.saturating_sub(Duration::from_nanos(age_ns))
+    tokio::time::Instant::now() + workflow.workflow().deadline.saturating_sub(message_age(message))
 }
 
 /// How one delivery ends: one variant per way its message is settled.
@@ -76,6 +95,12 @@ pub(crate) enum Outcome<'a> {
     },
     /// Unfinished at shutdown; its record says queued: nak'ed, redelivered at once.
     HandedBack,
+    /// Unfinished, started under another revision of its workflow: left to
+    /// a worker with that revision, nak'ed and redelivered after `delay`.
+    Elsewhere {
+        /// How long before it is offered again.
+        delay: Duration,
+    },
     /// It can never succeed: the dead letter is stored, then (when the job
     /// has a record) its record says dead-lettered and its result event
     /// is published, then the message is acked. A dead letter that cannot
@@ -200,7 +225,8 @@ impl JobRunner {
         let first_delivery = message.info().is_ok_and(|info| info.delivered <= 1);
         let pure = workflow.workflow().steps.iter().all(|step| step.grants.is_empty());
         let mut claim = Claim::at_delivery(first_delivery, pure, self.config.checkpoint_delay);
-        let submission = submission_fingerprint(workflow_name, &workflow.workflow().version, &job);
+        let submission = submission_fingerprint(workflow_name, &job);
+        let claimant = Claimant { submission: &submission, revision: workflow.revision() };
         // A deferred claim loads the input first: an unusable one makes the
         // claim due (the dead letter needs the job's real record).
         let mut input = None;
@@ -212,7 +238,7 @@ impl JobRunner {
             input = Some(loaded);
         }
         let (record, redelivered) = if claim == Claim::Due {
-            match self.claim_before_run(message, job_id, workflow_name, &submission).await {
+            match self.claim_before_run(message, job_id, workflow_name, claimant).await {
                 Ok(claimed) => {
                     claim = Claim::Held;
                     claimed
@@ -220,7 +246,7 @@ impl JobRunner {
                 Err(outcome) => return self.settle(message, outcome).await,
             }
         } else {
-            (JobRecord::first_run(job_id, workflow_name, &submission), false)
+            (JobRecord::first_run(job_id, workflow_name, claimant), false)
         };
         let input = match input {
             Some(input) => input,
@@ -244,7 +270,7 @@ impl JobRunner {
         let checkpoints = Arc::new(KvCheckpoints::new(
             self.store.clone(),
             job_id,
-            &submission,
+            claimant,
             workflow,
             self.config.checkpoint_delay,
             claim,
@@ -290,8 +316,7 @@ impl JobRunner {
                 tracing::warn!("cannot claim the job's state; leaving the job for redelivery");
                 return self.settle(message, Outcome::Unsettled).await;
             }
-            Recording::TakeOver => match self.adopt(message, job_id, workflow_name, record.submission.as_deref()).await
-            {
+            Recording::TakeOver => match self.adopt(message, job_id, workflow_name, mine(&record).claimant()).await {
                 Ok(earlier) => {
                     record = earlier;
                     false
@@ -364,7 +389,7 @@ impl JobRunner {
                 // A record existed: this was not the job's first delivery
                 // after all (the server restarted, or the job id was
                 // submitted again after the dedupe window).
-                record = match self.adopt(message, job_id, workflow_name, record.submission.as_deref()).await {
+                record = match self.adopt(message, job_id, workflow_name, mine(&record).claimant()).await {
                     Ok(earlier) => earlier,
                     Err(outcome) => return self.settle(message, outcome).await,
                 };
@@ -401,6 +426,7 @@ impl JobRunner {
             }
             Outcome::Retry { delay } => (Some(&counters.retried), AckKind::Nak(Some(delay))),
             Outcome::HandedBack => (Some(&counters.handed_back), AckKind::Nak(None)),
+            Outcome::Elsewhere { delay } => (Some(&counters.handed_back), AckKind::Nak(Some(delay))),
             Outcome::Duplicate => (Some(&counters.duplicates), AckKind::Ack),
             Outcome::StateUnreadable => (None, AckKind::Nak(Some(Duration::from_secs(1)))),
             Outcome::Unsettled => return,
@@ -458,9 +484,9 @@ impl JobRunner {
         message: &jetstream::Message,
         job_id: &str,
         workflow: &str,
-        submission: &str,
+        claimant: Claimant<'_>,
     ) -> Result<(JobRecord, bool), Outcome<'static>> {
-        let first_run = JobRecord::first_run(job_id, workflow, submission);
+        let first_run = JobRecord::first_run(job_id, workflow, claimant);
         let created = self.store.create_record(&first_run.view(None, None)).await;
         if let Err(error) = &created {
             tracing::warn!(%error, "cannot claim the job's state; reading it instead");
@@ -468,7 +494,7 @@ impl JobRunner {
         if Claim::Due.created(created.ok()) == Claim::Held {
             return Ok((first_run, false));
         }
-        let record = self.adopt(message, job_id, workflow, Some(submission)).await?;
+        let record = self.adopt(message, job_id, workflow, claimant).await?;
         if let Err(error) = self.store.write_record(&record).await {
             tracing::warn!(%error, "cannot write job state");
         }
@@ -478,14 +504,15 @@ impl JobRunner {
     /// The job's record when this delivery is not its first, taken over for
     /// this run (see [`JobRecord::take_over`]); otherwise how to settle the
     /// delivery: a duplicate when the job already finished, a rejection when
-    /// another submission holds the id, a later retry when its state cannot
-    /// be read. `submission` is this delivery's fingerprint.
+    /// another submission holds the id, a hand-back to other workers when
+    /// the job started under another revision of its workflow, a later
+    /// retry when its state cannot be read.
     async fn adopt(
         &self,
         message: &jetstream::Message,
         job_id: &str,
         workflow: &str,
-        submission: Option<&str>,
+        claimant: Claimant<'_>,
     ) -> Result<JobRecord, Outcome<'static>> {
         let found = match self.store.read_record(job_id).await {
             Ok(found) => found,
@@ -494,7 +521,8 @@ impl JobRunner {
                 return Err(Outcome::StateUnreadable);
             }
         };
-        match JobRecord::take_over(found, job_id, workflow, submission.unwrap_or_default()) {
+        let found_record = found.clone();
+        match JobRecord::take_over(found, job_id, workflow, claimant) {
             Adoption::TakeOver(record) => Ok(record),
             Adoption::Foreign => {
                 // Dead-lettered like a message that is not a usable job:
@@ -506,6 +534,24 @@ impl JobRunner {
                 );
                 let letter = letter_for(message, job_id, workflow, reason, None, Vec::new());
                 Err(Outcome::DeadLetter { letter, record: None })
+            }
+            Adoption::OtherRevision(started_under) => {
+                let waited = message_age(message);
+                let grace = self.config.revision_grace;
+                if waited < grace {
+                    tracing::info!(%started_under, mine = claimant.revision, "the job started under another revision of its workflow; leaving it to a worker with that revision");
+                    return Err(Outcome::Elsewhere { delay: REVISION_RETRY.min(grace - waited) });
+                }
+                let reason = format!(
+                    "job `{job_id}` started under revision {started_under} of workflow `{workflow}`, and no worker \
+                     with that revision resumed it within {} (`--revision-grace`); this worker has revision {}. \
+                     Replay it to run it from the start under the current revision",
+                    crate::workflow::format_duration(grace),
+                    claimant.revision
+                );
+                let record = found_record.unwrap_or_else(|| JobRecord::new(job_id, workflow));
+                let letter = letter_for(message, job_id, workflow, reason, None, record.history.clone());
+                Err(Outcome::DeadLetter { letter, record: Some((record, None)) })
             }
             Adoption::Duplicate(state) => {
                 tracing::info!(?state, "job already finished; dropping the duplicate");

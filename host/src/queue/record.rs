@@ -94,10 +94,23 @@ pub(crate) enum Adoption {
     Duplicate(JobState),
     /// The job is unfinished: this delivery runs it as its next attempt.
     TakeOver(JobRecord),
-    /// The record belongs to another submission (other input, workflow or
-    /// version) under the same job id: this delivery must neither run it
-    /// nor be dropped as its duplicate.
+    /// The record belongs to another submission (other input or workflow)
+    /// under the same job id: this delivery must neither run it nor be
+    /// dropped as its duplicate.
     Foreign,
+    /// The job is unfinished but started under another revision of its
+    /// workflow (this one): a worker with that revision must resume it.
+    OtherRevision(String),
+}
+
+/// What a delivery claims a job as: its submission's fingerprint and the
+/// revision of the workflow this worker has.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Claimant<'a> {
+    /// [`super::state::submission_fingerprint`] of the message.
+    pub(crate) submission: &'a str,
+    /// [`crate::LoadedWorkflow::revision`] of this worker's workflow.
+    pub(crate) revision: &'a str,
 }
 
 /// How a failed run ends.
@@ -157,29 +170,44 @@ pub(crate) struct RetryRule<'a> {
 impl JobRecord {
     /// Absent → running, attempt 1: the record that claims a job for its
     /// first run (written before the run, or held back with a deferred claim).
-    pub(crate) fn first_run(job_id: &str, workflow: &str, submission: &str) -> Self {
+    pub(crate) fn first_run(job_id: &str, workflow: &str, claimant: Claimant<'_>) -> Self {
         JobRecord {
             state: JobState::Running,
             attempts: 1,
-            submission: Some(submission.to_string()),
+            submission: Some(claimant.submission.to_string()),
+            revision: Some(claimant.revision.to_string()),
             ..JobRecord::new(job_id, workflow)
         }
     }
 
     /// A record exists (a redelivery, or a deferred claim's conflict):
     /// claimed by another submission → foreign; finished → duplicate;
+    /// started under another revision of the workflow → other revision;
     /// otherwise → running, one more attempt. `found` is `None` when the
     /// record vanished between the write and the read: the job starts over
-    /// as queued would. A record without a fingerprint (written before
-    /// fingerprints existed) is this submission's.
-    pub(crate) fn take_over(found: Option<JobRecord>, job_id: &str, workflow: &str, submission: &str) -> Adoption {
+    /// as queued would. A record without a fingerprint or revision (written
+    /// before they existed) takes this delivery's.
+    pub(crate) fn take_over(
+        found: Option<JobRecord>,
+        job_id: &str,
+        workflow: &str,
+        claimant: Claimant<'_>,
+    ) -> Adoption {
         let mut record = found.unwrap_or_else(|| JobRecord::new(job_id, workflow));
-        if record.submission.as_deref().is_some_and(|claimed| claimed != submission) || record.workflow != workflow {
+        if record.submission.as_deref().is_some_and(|claimed| claimed != claimant.submission)
+            || record.workflow != workflow
+        {
             return Adoption::Foreign;
         }
-        record.submission = Some(submission.to_string());
+        record.submission = Some(claimant.submission.to_string());
         if record.state.is_terminal() {
             return Adoption::Duplicate(record.state);
+        }
+        match &record.revision {
+            Some(started_under) if started_under != claimant.revision => {
+                return Adoption::OtherRevision(started_under.clone());
+            }
+            _ => record.revision = Some(claimant.revision.to_string()),
         }
         record.attempts += 1;
         record.state = JobState::Running;
@@ -240,6 +268,7 @@ mod tests {
     use crate::workflow::Jitter;
 
     const DELAY: Duration = Duration::from_millis(100);
+    const MINE: Claimant<'static> = Claimant { submission: "s1", revision: "r1" };
 
     struct NoJitter;
     impl JitterSource for NoJitter {
@@ -268,7 +297,7 @@ mod tests {
     }
 
     fn running(attempts: u32) -> JobRecord {
-        JobRecord { attempts, ..JobRecord::first_run("j", "w", "s1") }
+        JobRecord { attempts, ..JobRecord::first_run("j", "w", MINE) }
     }
 
     #[test]
@@ -310,7 +339,7 @@ mod tests {
 
     #[test]
     fn a_first_run_is_running_attempt_one() {
-        let record = JobRecord::first_run("j", "w", "s1");
+        let record = JobRecord::first_run("j", "w", MINE);
         assert_eq!((record.state, record.attempts, record.history.len()), (JobState::Running, 1, 0));
     }
 
@@ -318,32 +347,45 @@ mod tests {
     fn a_found_record_is_taken_over_unless_its_job_finished() {
         for state in [JobState::Queued, JobState::Running, JobState::Retrying] {
             let found = JobRecord { state, attempts: 2, replays: 1, ..JobRecord::new("j", "w") };
-            let Adoption::TakeOver(record) = JobRecord::take_over(Some(found), "j", "w", "s1") else {
+            let Adoption::TakeOver(record) = JobRecord::take_over(Some(found), "j", "w", MINE) else {
                 panic!("{state:?}")
             };
             assert_eq!((record.state, record.attempts, record.replays), (JobState::Running, 3, 1));
         }
         for state in [JobState::Succeeded, JobState::DeadLettered] {
             let found = JobRecord { state, ..JobRecord::new("j", "w") };
-            assert_eq!(JobRecord::take_over(Some(found), "j", "w", "s1"), Adoption::Duplicate(state));
+            assert_eq!(JobRecord::take_over(Some(found), "j", "w", MINE), Adoption::Duplicate(state));
         }
-        let Adoption::TakeOver(record) = JobRecord::take_over(None, "j", "w", "s1") else { panic!("vanished") };
+        let Adoption::TakeOver(record) = JobRecord::take_over(None, "j", "w", MINE) else { panic!("vanished") };
         assert_eq!((record.state, record.attempts, record.job_id.as_str()), (JobState::Running, 1, "j"));
     }
 
     #[test]
     fn a_record_claimed_by_another_submission_is_neither_taken_over_nor_a_duplicate() {
         for state in [JobState::Running, JobState::Retrying, JobState::Succeeded, JobState::DeadLettered] {
-            let found = JobRecord { state, ..JobRecord::first_run("j", "w", "s1") };
-            assert_eq!(JobRecord::take_over(Some(found), "j", "w", "s2"), Adoption::Foreign, "{state:?}");
+            let found = JobRecord { state, ..JobRecord::first_run("j", "w", MINE) };
+            assert_eq!(
+                JobRecord::take_over(Some(found), "j", "w", Claimant { submission: "s2", ..MINE }),
+                Adoption::Foreign,
+                "{state:?}"
+            );
         }
-        let other_workflow = JobRecord::first_run("j", "w", "s1");
-        assert_eq!(JobRecord::take_over(Some(other_workflow), "j", "v", "s1"), Adoption::Foreign);
+        let other_workflow = JobRecord::first_run("j", "w", MINE);
+        assert_eq!(JobRecord::take_over(Some(other_workflow), "j", "v", MINE), Adoption::Foreign);
         // A record from before fingerprints is taken over and gets this one.
-        let Adoption::TakeOver(record) = JobRecord::take_over(Some(JobRecord::new("j", "w")), "j", "w", "s1") else {
+        let Adoption::TakeOver(record) = JobRecord::take_over(Some(JobRecord::new("j", "w")), "j", "w", MINE) else {
             panic!("old record")
         };
         assert_eq!(record.submission.as_deref(), Some("s1"));
+    }
+
+    #[test]
+    fn an_unfinished_job_started_under_another_revision_is_left_to_a_worker_with_it() {
+        let found = JobRecord { state: JobState::Retrying, ..JobRecord::first_run("j", "w", MINE) };
+        let upgraded = Claimant { revision: "r2", ..MINE };
+        assert_eq!(JobRecord::take_over(Some(found.clone()), "j", "w", upgraded), Adoption::OtherRevision("r1".into()));
+        let finished = JobRecord { state: JobState::Succeeded, ..found };
+        assert_eq!(JobRecord::take_over(Some(finished), "j", "w", upgraded), Adoption::Duplicate(JobState::Succeeded));
     }
 
     #[test]

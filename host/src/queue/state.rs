@@ -79,19 +79,24 @@ pub struct JobRecord {
     /// submission may run the job again or count as its duplicate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submission: Option<String>,
+    /// The revision of the workflow the job started under
+    /// ([`crate::LoadedWorkflow::revision`]): only a worker with that
+    /// revision resumes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
-/// A submission's fingerprint: the SHA-256 of its workflow's name and
-/// declared version and of the job's input and metadata (the job id aside),
-/// as [`JobMessage`] serialises them, so a redelivery, a replay or a
-/// resubmission of the same job matches however its JSON was laid out,
-/// and another publisher reusing the job id with other input does not.
-pub(crate) fn submission_fingerprint(workflow: &str, version: &str, job: &JobMessage) -> String {
+/// A submission's fingerprint: the SHA-256 of its workflow's name and of
+/// the job's input and metadata (the job id aside), as [`JobMessage`]
+/// serialises them, so a redelivery, a replay or a resubmission of the same
+/// job matches however its JSON was laid out, and another publisher reusing
+/// the job id with other input does not. (Which revision of the workflow
+/// runs it is pinned separately: [`JobRecord::revision`].)
+pub(crate) fn submission_fingerprint(workflow: &str, job: &JobMessage) -> String {
     use sha2::{Digest as _, Sha256};
     let mut hasher = Sha256::new();
-    for part in [workflow.as_bytes(), b"\0", version.as_bytes(), b"\0"] {
-        hasher.update(part);
-    }
+    hasher.update(workflow.as_bytes());
+    hasher.update(b"\0");
     // Writing into a hasher cannot fail; the parts were parsed from JSON.
     let _ = serde_json::to_writer(&mut hasher, &(&job.input, &job.metadata));
     hasher.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
@@ -109,6 +114,7 @@ impl JobRecord {
             outputs: None,
             replays: 0,
             submission: None,
+            revision: None,
         }
     }
 
@@ -130,6 +136,7 @@ impl JobRecord {
             outputs: outputs.map(Borrowed::New).or(self.outputs.as_ref().map(Borrowed::Kept)),
             replays: self.replays,
             submission: self.submission.as_deref(),
+            revision: self.revision.as_deref(),
         }
     }
 }
@@ -150,6 +157,8 @@ pub(crate) struct RecordView<'a> {
     replays: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     submission: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revision: Option<&'a str>,
 }
 
 /// A field of a [`RecordView`] or a result event: this run's value, or the
@@ -180,9 +189,10 @@ pub(crate) fn job_key(job_id: &str) -> String {
     format!("job.{job_id}")
 }
 
-/// The KV key of a step's checkpoint.
-pub(crate) fn checkpoint_key(job_id: &str, step: &str) -> String {
-    format!("ckpt.{job_id}.{step}")
+/// The KV key of a step's checkpoint under a revision of its workflow: a
+/// run under another revision (another graph) never reads it.
+pub(crate) fn checkpoint_key(job_id: &str, revision: &str, step: &str) -> String {
+    format!("ckpt.{job_id}.{revision}.{step}")
 }
 
 /// Milliseconds since the Unix epoch.

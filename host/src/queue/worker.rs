@@ -52,6 +52,10 @@ pub struct WorkerConfig {
     /// a larger one dead-letters the job. The default, 64 MiB, leaves room
     /// in the default 256 MiB sandbox for what a step makes of its input.
     pub max_input_bytes: u64,
+    /// How long an unfinished job that started under another revision of
+    /// its workflow is left to workers with that revision (a rolling
+    /// upgrade) before this worker dead-letters it with the reason.
+    pub revision_grace: Duration,
 }
 
 /// [`WorkerConfig::max_input_bytes`] unless configured.
@@ -74,6 +78,7 @@ impl Default for WorkerConfig {
             name: format!("weft-{}", std::process::id()),
             checkpoint_delay: DEFAULT_CHECKPOINT_DELAY,
             max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
+            revision_grace: Duration::from_secs(600),
         }
     }
 }
