@@ -181,16 +181,17 @@ async fn a_message_whose_dead_letter_exceeds_the_max_payload_is_dead_lettered_on
 
     let letters = queue.dead_letters().await.unwrap();
     assert_eq!(letters.len(), 2, "each dead-lettered exactly once: {letters:?}");
-    for (entry, original) in letters.iter().zip([&nuls, &escapable]) {
+    let esc = letters.iter().find(|e| e.letter.job_id == "esc-1").expect("esc-1 is dead-lettered");
+    let nul = letters.iter().find(|e| e.letter.job_id != "esc-1").unwrap();
+    for (entry, original) in [(nul, &nuls), (esc, &escapable)] {
         assert!(entry.authenticated, "{entry:?}");
         let body = entry.letter.body.as_ref().expect("the body is kept out of line");
         assert_eq!((body.size, body.sha256.as_str()), (original.len() as u64, sha256_hex(original).as_str()));
         let stored = queue.dead_letter_body(entry).await.unwrap();
         assert_eq!(sha256_hex(&stored), sha256_hex(original), "the original bytes are retrievable");
     }
-    assert_eq!(letters[1].letter.job_id, "esc-1");
-    // Neither is a job that can run: replay refuses to republish them.
-    let refused = queue.replay(&letters[0]).await.unwrap_err();
+    // NUL bytes are no job: replay refuses to republish them.
+    let refused = queue.replay(nul).await.unwrap_err();
     assert!(refused.to_string().contains("not valid job JSON"), "{refused}");
     let summary = worker.stop().await;
     assert_eq!((summary.succeeded, summary.dead_lettered, summary.retried), (1, 2, 0), "{summary:?}");
@@ -249,6 +250,11 @@ async fn a_dead_letter_planted_on_the_dlq_subject_is_listed_unauthenticated_and_
     assert_eq!(queue.dead_letters().await.unwrap().len(), 2, "the planted entries stay for an operator to inspect");
 }
 
+/// Workflow `later`: its one step passes its input through.
+fn later() -> String {
+    workflow("later", &format!("  - id: pass\n    plugin: {}\n", crate::support::component_path("noop").display()))
+}
+
 /// Dead-letters job `job_id` genuinely: a worker serving only `echo` gets it
 /// on `weft.jobs.later` (no `Nats-Msg-Id`, so a later submit of the same id
 /// is not a duplicate). Returns the dead letter's raw message.
@@ -285,7 +291,7 @@ async fn a_genuine_dead_letter_replays_but_a_tampered_copy_of_it_is_refused() {
 
     // Now `later` is served: the genuine letter replays and the job succeeds on its original input.
     let worker =
-        start_worker(&server, &[&workflow("echo", ECHO), &workflow("later", ECHO)], fast_retries("w2")).await;
+        start_worker(&server, &[&workflow("echo", ECHO), &later()], fast_retries("w2")).await;
     let (code, stdout, stderr) = weft_dlq(&server, &["replay", &genuine.sequence.to_string()]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(String::from_utf8_lossy(&stdout).contains("replayed late-1"));
@@ -304,7 +310,7 @@ async fn replaying_the_dead_letter_of_a_job_that_since_succeeded_needs_force() {
     let queue = client(&server).await;
     dead_letter_for_an_unserved_workflow(&server, &queue, "done-1").await;
     let worker =
-        start_worker(&server, &[&workflow("echo", ECHO), &workflow("later", ECHO)], fast_retries("w2")).await;
+        start_worker(&server, &[&workflow("echo", ECHO), &later()], fast_retries("w2")).await;
     queue.submit("later", b"again".to_vec(), Some("done-1".into())).await.unwrap();
     let record = queue.wait("done-1", std::time::Duration::from_secs(60)).await.unwrap();
     assert_eq!(record.state, weft::queue::JobState::Succeeded);
