@@ -5,9 +5,6 @@
 
 use std::time::Duration;
 
-use async_nats::HeaderMap;
-use bytes::Bytes;
-use futures::StreamExt as _;
 use super::dead_letter::{self, DeadLetterEntry, DeadLetterError, DeadLetterProblem};
 use super::message::{JobInput, JobMessage};
 use super::state::{JobRecord, JobState, job_key};
@@ -15,6 +12,9 @@ use super::store::StateStore;
 use super::topology::Topology;
 use super::{QueueError, valid_job_id, valid_workflow_name};
 use crate::new_job_id;
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures::StreamExt as _;
 
 /// Inputs up to this size that are UTF-8 travel inline in the job message;
 /// larger or binary ones go through the object store.
@@ -253,7 +253,10 @@ impl QueueClient {
             return Err(refuse(DeadLetterProblem::Unauthenticated));
         }
         if !valid_workflow_name(&letter.workflow) {
-            return Err(refuse(DeadLetterProblem::NotAJob(format!("`{}` is not a valid workflow name", letter.workflow))));
+            return Err(refuse(DeadLetterProblem::NotAJob(format!(
+                "`{}` is not a valid workflow name",
+                letter.workflow
+            ))));
         }
         if !valid_job_id(&letter.job_id) {
             return Err(refuse(DeadLetterProblem::NotAJob(format!("`{}` is not a valid job id", letter.job_id))));

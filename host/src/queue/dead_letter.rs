@@ -215,7 +215,9 @@ pub enum DeadLetterProblem {
     #[error("its original message cannot run ({0}); submit a corrected job instead")]
     NotAJob(String),
     /// The job succeeded after it was dead-lettered.
-    #[error("the job already succeeded since it was dead-lettered; replaying would run it again: pass --force to do so")]
+    #[error(
+        "the job already succeeded since it was dead-lettered; replaying would run it again: pass --force to do so"
+    )]
     Succeeded,
     /// The job was submitted again and is not finished.
     #[error("the job is {0:?} (submitted again since it was dead-lettered); wait until it finishes, or pass --force")]

@@ -171,7 +171,17 @@ async fn a_message_whose_dead_letter_exceeds_the_max_payload_is_dead_lettered_on
     js.publish("weft.jobs.echo", nuls.clone().into()).await.unwrap().await.unwrap();
     js.publish("weft.jobs.nosuch", escapable.clone().into()).await.unwrap().await.unwrap();
     wait_until_settled(&server, &js).await;
-    let info = js.get_stream("WEFT_JOBS").await.unwrap().get_consumer::<async_nats::jetstream::consumer::pull::Config>("weft-workers").await.unwrap().info().await.unwrap().clone();
+    let info = js
+        .get_stream("WEFT_JOBS")
+        .await
+        .unwrap()
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("weft-workers")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
     assert_eq!((info.num_redelivered, info.num_ack_pending), (0, 0), "{info:?}");
 
     // The worker still serves real jobs.
@@ -293,8 +303,7 @@ async fn a_genuine_dead_letter_replays_but_a_tampered_copy_of_it_is_refused() {
     assert!(stderr.contains("was not written by a Weft worker"), "{stderr}");
 
     // Now `later` is served: the genuine letter replays and the job succeeds on its original input.
-    let worker =
-        start_worker(&server, &[&workflow("echo", ECHO), &later()], fast_retries("w2")).await;
+    let worker = start_worker(&server, &[&workflow("echo", ECHO), &later()], fast_retries("w2")).await;
     let (code, stdout, stderr) = weft_dlq(&server, &["replay", &genuine.sequence.to_string()]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(String::from_utf8_lossy(&stdout).contains("replayed late-1"));
@@ -312,8 +321,7 @@ async fn replaying_the_dead_letter_of_a_job_that_since_succeeded_needs_force() {
     let server = NatsServer::start();
     let queue = client(&server).await;
     dead_letter_for_an_unserved_workflow(&server, &queue, "done-1").await;
-    let worker =
-        start_worker(&server, &[&workflow("echo", ECHO), &later()], fast_retries("w2")).await;
+    let worker = start_worker(&server, &[&workflow("echo", ECHO), &later()], fast_retries("w2")).await;
     queue.submit("later", b"again".to_vec(), Some("done-1".into())).await.unwrap();
     let record = queue.wait("done-1", std::time::Duration::from_secs(60)).await.unwrap();
     assert_eq!(record.state, weft::queue::JobState::Succeeded);
