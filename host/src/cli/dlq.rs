@@ -2,7 +2,10 @@
 
 use std::process::ExitCode;
 
+use std::io::Write as _;
+
 use anyhow::Result;
+use weft::queue::QueueError;
 use weft::text::printable;
 
 use super::EXIT_JOB_FAILED;
@@ -21,12 +24,18 @@ pub(crate) struct DlqArgs {
 enum DlqAction {
     /// List dead letters.
     List,
-    /// Show one dead letter (by job id or stream sequence).
+    /// Show one dead letter (by job id or stream sequence); a large body is
+    /// named by its object, size and SHA-256.
     Show {
         /// Job id or sequence.
         id: String,
+        /// Write the original message body to standard output, byte for
+        /// byte (read back from the object store when it is kept there).
+        #[arg(long)]
+        body: bool,
     },
-    /// Run dead-lettered jobs again.
+    /// Run dead-lettered jobs again. Only entries a worker wrote are
+    /// replayed, only when their message is a valid job.
     Replay {
         /// Job id or sequence.
         #[arg(required_unless_present = "all")]
@@ -34,10 +43,15 @@ enum DlqAction {
         /// Replay every dead letter.
         #[arg(long, conflicts_with = "id")]
         all: bool,
+        /// Replay even a job that succeeded or was submitted again since it
+        /// was dead-lettered (it runs again).
+        #[arg(long)]
+        force: bool,
     },
 }
 
-/// Runs the action; exit status 1 when the dead letter named is not there.
+/// Runs the action; exit status 1 when the dead letter named is not there
+/// or a dead letter is not replayed.
 pub(crate) async fn dlq(args: &DlqArgs) -> Result<ExitCode> {
     let queue = weft::queue::connect(args.nats.config()).await?;
     match &args.action {
@@ -45,8 +59,9 @@ pub(crate) async fn dlq(args: &DlqArgs) -> Result<ExitCode> {
             for entry in queue.dead_letters().await? {
                 // A publisher chose the id, and the reason may quote it.
                 let letter = &entry.letter;
+                let mark = if entry.authenticated { "" } else { "[unauthenticated: not written by a worker] " };
                 println!(
-                    "{:>6}  {:<24} {:<16} {}",
+                    "{:>6}  {:<24} {:<16} {mark}{}",
                     entry.sequence,
                     printable(&letter.job_id),
                     printable(&letter.workflow),
@@ -54,14 +69,20 @@ pub(crate) async fn dlq(args: &DlqArgs) -> Result<ExitCode> {
                 );
             }
         }
-        DlqAction::Show { id } => match queue.find_dead_letter(id).await? {
+        DlqAction::Show { id, body } => match queue.find_dead_letter(id).await? {
+            Some(entry) if *body => {
+                let bytes = queue.dead_letter_body(&entry).await?;
+                let mut stdout = std::io::stdout().lock();
+                stdout.write_all(&bytes)?;
+                stdout.flush()?;
+            }
             Some(entry) => println!("{}", serde_json::to_string_pretty(&entry)?),
             None => {
                 eprintln!("error: no dead letter `{id}`");
                 return Ok(ExitCode::from(EXIT_JOB_FAILED));
             }
         },
-        DlqAction::Replay { id, all } => {
+        DlqAction::Replay { id, all, force } => {
             let entries = if *all {
                 queue.dead_letters().await?
             } else {
@@ -74,9 +95,19 @@ pub(crate) async fn dlq(args: &DlqArgs) -> Result<ExitCode> {
                     }
                 }
             };
+            let mut refused = false;
             for entry in entries {
-                let job_id = queue.replay(&entry).await?;
-                println!("replayed {job_id}");
+                match queue.replay_with(&entry, *force).await {
+                    Ok(job_id) => println!("replayed {job_id}"),
+                    Err(QueueError::DeadLetter(error)) => {
+                        eprintln!("error: {error}");
+                        refused = true;
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            if refused {
+                return Ok(ExitCode::from(EXIT_JOB_FAILED));
             }
         }
     }

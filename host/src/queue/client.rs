@@ -5,17 +5,16 @@
 
 use std::time::Duration;
 
-use async_nats::HeaderMap;
-use bytes::Bytes;
-use futures::StreamExt as _;
-use serde::{Deserialize, Serialize};
-
+use super::dead_letter::{self, DeadLetterEntry, DeadLetterError, DeadLetterProblem};
 use super::message::{JobInput, JobMessage};
 use super::state::{JobRecord, JobState, job_key};
 use super::store::StateStore;
 use super::topology::Topology;
 use super::{QueueError, valid_job_id, valid_workflow_name};
 use crate::new_job_id;
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures::StreamExt as _;
 
 /// Inputs up to this size that are UTF-8 travel inline in the job message;
 /// larger or binary ones go through the object store.
@@ -37,35 +36,6 @@ pub struct SubmitOutcome {
     pub duplicate: bool,
     /// The input went through the object store.
     pub via_object_store: bool,
-}
-
-/// What the dead-letter stream holds for a failed job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeadLetter {
-    /// The job's id (or `unknown` for an unparseable message).
-    pub job_id: String,
-    /// Its workflow (from the subject).
-    pub workflow: String,
-    /// Why it was dead-lettered, in words.
-    pub reason: String,
-    /// The failing step, kind and message, when a step failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<serde_json::Value>,
-    /// Every run of the job.
-    #[serde(default)]
-    pub history: Vec<super::state::JobAttempt>,
-    /// The original message body, as text.
-    pub message: String,
-}
-
-/// One entry of the dead-letter stream.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DeadLetterEntry {
-    /// Its sequence in the dead-letter stream.
-    pub sequence: u64,
-    /// What it holds.
-    #[serde(flatten)]
-    pub letter: DeadLetter,
 }
 
 impl QueueClient {
@@ -193,11 +163,13 @@ impl QueueClient {
         }
     }
 
-    /// Every entry of the dead-letter stream, oldest first.
+    /// Every entry of the dead-letter stream, oldest first, each marked
+    /// whether a worker wrote it (see [`DeadLetterEntry::authenticated`]).
     ///
     /// # Errors
     ///
-    /// [`QueueError::JetStream`] when the stream cannot be read.
+    /// [`QueueError::JetStream`] when the stream or the dead-letter key
+    /// cannot be read.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetterEntry>, QueueError> {
         let mut stream = self.topology().dlq.clone();
         let info = stream.info().await.map_err(|e| QueueError::js("reading the dead-letter stream", e))?;
@@ -206,10 +178,13 @@ impl QueueClient {
         if info.state.messages == 0 {
             return Ok(entries);
         }
+        let key = self.store.dlq_key().await?;
         for sequence in first..=last {
             let Ok(message) = stream.get_raw_message(sequence).await else { continue };
-            match serde_json::from_slice::<DeadLetter>(&message.payload) {
-                Ok(letter) => entries.push(DeadLetterEntry { sequence, letter }),
+            let mac = message.headers.get(dead_letter::MAC_HEADER).map(|v| v.as_str());
+            let authenticated = dead_letter::verify(&key, &message.payload, mac);
+            match serde_json::from_slice(&message.payload) {
+                Ok(letter) => entries.push(DeadLetterEntry { sequence, authenticated, letter }),
                 Err(error) => tracing::warn!(sequence, %error, "unreadable dead letter"),
             }
         }
@@ -231,25 +206,90 @@ impl QueueClient {
             .find(|e| e.letter.job_id == id || Some(e.sequence) == by_sequence))
     }
 
-    /// Runs a dead-lettered job again: resets its record, republishes its
-    /// original message and removes the dead letter.
+    /// The original bytes of a dead-lettered message: inline in the letter,
+    /// or read back from the object store and checked against the size and
+    /// SHA-256 the letter holds.
     ///
     /// # Errors
     ///
-    /// [`QueueError::Invalid`] when the original message cannot be replayed.
-    pub async fn replay(&self, entry: &DeadLetterEntry) -> Result<String, QueueError> {
-        let letter = &entry.letter;
-        if !valid_workflow_name(&letter.workflow) || !valid_job_id(&letter.job_id) {
-            return Err(QueueError::Invalid(format!(
-                "dead letter {} has no usable workflow or job id; it cannot be replayed",
-                entry.sequence
-            )));
+    /// [`QueueError::DeadLetter`] when the body was not kept or the object
+    /// no longer matches; [`QueueError::JetStream`] when it cannot be read.
+    pub async fn dead_letter_body(&self, entry: &DeadLetterEntry) -> Result<Vec<u8>, QueueError> {
+        let Some(body) = &entry.letter.body else { return Ok(entry.letter.message.clone().into_bytes()) };
+        let Some(object) = &body.object else {
+            let problem = DeadLetterProblem::BodyNotKept { size: body.size, sha256: body.sha256.clone() };
+            return Err(DeadLetterError::new(entry, problem).into());
+        };
+        let bytes = self.store.get_object(object).await?;
+        if bytes.len() as u64 != body.size || dead_letter::sha256_hex(&bytes) != body.sha256 {
+            return Err(DeadLetterError::new(entry, DeadLetterProblem::BodyChanged { object: object.clone() }).into());
         }
-        let mut record = self
-            .store
-            .read_record(&letter.job_id)
-            .await?
-            .unwrap_or_else(|| JobRecord::new(&letter.job_id, &letter.workflow));
+        Ok(bytes)
+    }
+
+    /// Runs a dead-lettered job again, unless [`QueueClient::replay_with`]
+    /// refuses it without `force`.
+    ///
+    /// # Errors
+    ///
+    /// As [`QueueClient::replay_with`].
+    pub async fn replay(&self, entry: &DeadLetterEntry) -> Result<String, QueueError> {
+        self.replay_with(entry, false).await
+    }
+
+    /// Runs a dead-lettered job again: resets its record, republishes its
+    /// original message and removes the dead letter (and its stored body).
+    /// Only an entry a worker wrote is replayed, and only when its original
+    /// message is a job the worker would accept (the same checks); a job
+    /// that succeeded or is running again since it was dead-lettered is
+    /// replayed only with `force`.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::DeadLetter`] naming why the entry is not replayed;
+    /// [`QueueError::JetStream`] when the queue cannot be reached.
+    pub async fn replay_with(&self, entry: &DeadLetterEntry, force: bool) -> Result<String, QueueError> {
+        let refuse = |problem| QueueError::from(DeadLetterError::new(entry, problem));
+        let letter = &entry.letter;
+        if !entry.authenticated {
+            return Err(refuse(DeadLetterProblem::Unauthenticated));
+        }
+        if !valid_workflow_name(&letter.workflow) {
+            return Err(refuse(DeadLetterProblem::NotAJob(format!(
+                "`{}` is not a valid workflow name",
+                letter.workflow
+            ))));
+        }
+        if !valid_job_id(&letter.job_id) {
+            return Err(refuse(DeadLetterProblem::NotAJob(format!("`{}` is not a valid job id", letter.job_id))));
+        }
+        let original = self.dead_letter_body(entry).await?;
+        let mut job = JobMessage::parse(&original).map_err(|e| refuse(DeadLetterProblem::NotAJob(e)))?;
+        let body = match &job.job_id {
+            Some(id) if *id != letter.job_id => {
+                return Err(refuse(DeadLetterProblem::NotAJob(format!(
+                    "its job id `{}` is not the letter's",
+                    crate::text::printable(id)
+                ))));
+            }
+            Some(_) => original,
+            // The id came from the message's header: the republished
+            // message carries it in its body, since its header is the
+            // replay's own.
+            None => {
+                job.job_id = Some(letter.job_id.clone());
+                serde_json::to_vec(&job).map_err(|e| QueueError::js("encoding the job", e))?
+            }
+        };
+        let record = self.store.read_record(&letter.job_id).await?;
+        match record.as_ref().map(|r| r.state) {
+            Some(JobState::Succeeded) if !force => return Err(refuse(DeadLetterProblem::Succeeded)),
+            Some(state @ (JobState::Queued | JobState::Running | JobState::Retrying)) if !force => {
+                return Err(refuse(DeadLetterProblem::InProgress(state)));
+            }
+            _ => {}
+        }
+        let mut record = record.unwrap_or_else(|| JobRecord::new(&letter.job_id, &letter.workflow));
         record.state = JobState::Queued;
         record.attempts = 0;
         // A replay starts over under whatever revision its worker has (the
@@ -258,13 +298,17 @@ impl QueueClient {
         record.replays += 1;
         self.store.write_record(&record).await?;
         let msg_id = format!("{}-replay-{}", letter.job_id, record.replays);
-        self.publish_job(&letter.workflow, &letter.job_id, &msg_id, Bytes::from(letter.message.clone().into_bytes()))
-            .await?;
+        self.publish_job(&letter.workflow, &letter.job_id, &msg_id, Bytes::from(body)).await?;
         self.topology()
             .dlq
             .delete_message(entry.sequence)
             .await
             .map_err(|e| QueueError::js("removing the replayed dead letter", e))?;
+        if let Some(object) = letter.body.as_ref().and_then(|b| b.object.as_ref())
+            && let Err(error) = self.topology().objects.delete(object).await
+        {
+            tracing::warn!(%error, object, "cannot remove the replayed dead letter's body");
+        }
         Ok(letter.job_id.clone())
     }
 }

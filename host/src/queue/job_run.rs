@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tracing::Instrument as _;
 
 use super::checkpoints::{self, KvCheckpoints, fits_inline};
-use super::client::DeadLetter;
+use super::dead_letter::DeadLetter;
 use super::record::{Adoption, Claim, Claimant, Failure, Recording, RetryRule, Run};
 use super::state::{JobRecord, StoredOutputs, now_ms, submission_fingerprint};
 use super::store::StateStore;
@@ -101,10 +101,12 @@ pub(crate) enum Outcome<'a> {
         /// How long before it is offered again.
         delay: Duration,
     },
-    /// It can never succeed: the dead letter is stored, then (when the job
+    /// It can never succeed: the dead letter is stored (a large body out of
+    /// line, so it fits whatever the message's size), then (when the job
     /// has a record) its record says dead-lettered and its result event
     /// is published, then the message is acked. A dead letter that cannot
-    /// be stored leaves the message for redelivery.
+    /// be stored (the server is unreachable) leaves the message for
+    /// redelivery, at most the consumer's `max_deliver` times.
     DeadLetter {
         /// What the dead-letter stream gets.
         letter: DeadLetter,
@@ -447,7 +449,8 @@ impl JobRunner {
                         }
                     }
                 };
-                if let Err(error) = self.store.dead_letter(&letter, &msg_id).await {
+                let reason = letter.reason.clone();
+                if let Err(error) = self.store.dead_letter(letter, &message.payload, &msg_id).await {
                     match record {
                         // Not acked: the message is redelivered and rejected again later.
                         None => tracing::error!(%error, "cannot dead-letter; leaving the message for redelivery"),
@@ -461,7 +464,7 @@ impl JobRunner {
                         tracing::warn!(%error, "cannot record the dead-lettered state");
                     }
                     self.store.publish_result(&record.workflow, &record, report, None).await;
-                    tracing::warn!(reason = %letter.reason, "job dead-lettered");
+                    tracing::warn!(%reason, "job dead-lettered");
                 }
                 (Some(&counters.dead_lettered), AckKind::Ack)
             }
@@ -631,7 +634,7 @@ impl JobRunner {
     }
 }
 
-/// A dead letter for `message`.
+/// A dead letter for `message` (its body kept inline only when small).
 fn letter_for(
     message: &jetstream::Message,
     job_id: &str,
@@ -640,14 +643,7 @@ fn letter_for(
     error: Option<serde_json::Value>,
     history: Vec<super::state::JobAttempt>,
 ) -> DeadLetter {
-    DeadLetter {
-        job_id: job_id.to_string(),
-        workflow: workflow.to_string(),
-        reason,
-        error,
-        history,
-        message: String::from_utf8_lossy(&message.payload).into_owned(),
-    }
+    DeadLetter::new(job_id, workflow, reason, error, history, &message.payload)
 }
 
 /// The outputs of `workflow`'s final steps in `outcome`, by step id.

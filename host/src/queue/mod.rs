@@ -4,7 +4,8 @@
 //! (`weft serve`: the pull loop in `worker`, one job's run and the one place
 //! its message is settled in `job_run`, the job record's state machine in
 //! `record`, checkpoints in `checkpoints`, the state store in `store`) and
-//! the client side (`weft submit`, `status`, `dlq`).
+//! the client side (`weft submit`, `status`, `dlq`), with the dead-letter
+//! format (bodies out of line, entries authenticated) in `dead_letter`.
 //!
 //! Architecture invariant: a job message leaves the work queue only after
 //! its outcome is durable elsewhere: a success in the job-state bucket, a
@@ -12,6 +13,7 @@
 
 mod checkpoints;
 mod client;
+mod dead_letter;
 mod job_run;
 mod message;
 mod record;
@@ -20,7 +22,8 @@ mod store;
 mod topology;
 mod worker;
 
-pub use client::{DeadLetterEntry, QueueClient, SubmitOutcome};
+pub use client::{QueueClient, SubmitOutcome};
+pub use dead_letter::{DeadLetter, DeadLetterEntry, DeadLetterError, DeadLetterProblem, StoredBody};
 pub use message::{JobInput, JobMessage};
 pub use state::{JobRecord, JobState};
 pub use topology::{QueueConfig, connect};
@@ -64,6 +67,9 @@ pub enum QueueError {
     /// A job id or workflow name is not usable as a key or subject token.
     #[error("{0}")]
     Invalid(String),
+    /// A dead letter cannot be replayed, or its body cannot be read back.
+    #[error(transparent)]
+    DeadLetter(#[from] DeadLetterError),
     /// Two workflows to serve have the same name: their jobs share one
     /// subject, so one would silently shadow the other.
     #[error(

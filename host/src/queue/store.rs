@@ -12,7 +12,7 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use tokio::io::AsyncReadExt as _;
 
-use super::client::DeadLetter;
+use super::dead_letter::{self, DeadLetter, DlqKey};
 use super::state::{Borrowed, JobRecord, JobState, RecordView, StoredOutputs, job_key};
 use super::topology::Topology;
 use super::{QueueError, valid_workflow_name};
@@ -24,11 +24,61 @@ use crate::scheduler::{JobError, JobReport};
 #[derive(Clone)]
 pub(crate) struct StateStore {
     pub(crate) topology: Arc<Topology>,
+    /// The dead-letter key, read (or created) on first use.
+    dlq_key: Arc<tokio::sync::OnceCell<DlqKey>>,
 }
 
 impl StateStore {
     pub(crate) fn new(topology: Topology) -> Self {
-        StateStore { topology: Arc::new(topology) }
+        StateStore { topology: Arc::new(topology), dlq_key: Arc::default() }
+    }
+
+    /// The key dead letters are authenticated with: created once, at
+    /// random, in the state bucket (whoever comes first, worker or client,
+    /// creates it; the others read it).
+    pub(crate) async fn dlq_key(&self) -> Result<DlqKey, QueueError> {
+        let key = self
+            .dlq_key
+            .get_or_try_init(|| async {
+                let state = &self.topology.state;
+                let bucket = &self.topology.config.state_bucket;
+                let read = || async {
+                    state
+                        .get(dead_letter::KEY_NAME)
+                        .await
+                        .map_err(|e| QueueError::js(format!("reading the dead-letter key from bucket `{bucket}`"), e))
+                };
+                let stored = match read().await? {
+                    Some(stored) => stored,
+                    None => {
+                        let fresh = dead_letter::new_key();
+                        match state.create(dead_letter::KEY_NAME, Bytes::copy_from_slice(&fresh)).await {
+                            Ok(_) => return Ok(fresh),
+                            Err(error)
+                                if error.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists =>
+                            {
+                                read().await?.unwrap_or_default()
+                            }
+                            Err(error) => {
+                                return Err(QueueError::js(
+                                    format!("creating the dead-letter key in bucket `{bucket}`"),
+                                    error,
+                                ));
+                            }
+                        }
+                    }
+                };
+                DlqKey::try_from(stored.as_ref()).map_err(|_| {
+                    QueueError::Invalid(format!(
+                        "the dead-letter key `{}` in bucket `{bucket}` is not 32 bytes; delete it (`nats kv del {bucket} {}`) \
+                         and a new one is made, which leaves existing dead letters unauthenticated",
+                        dead_letter::KEY_NAME,
+                        dead_letter::KEY_NAME
+                    ))
+                })
+            })
+            .await?;
+        Ok(*key)
     }
 
     /// The job's record, if one was written.
@@ -148,12 +198,30 @@ impl StateStore {
         Ok(bytes)
     }
 
-    /// Publishes a dead letter and waits for the stream's ack.
-    pub(crate) async fn dead_letter(&self, letter: &DeadLetter, msg_id: &str) -> Result<(), QueueError> {
+    /// Publishes a dead letter for a message with body `payload` and waits
+    /// for the stream's ack. A body the letter does not hold inline is first
+    /// stored as object `dead-letter.<msg_id>`; when even that fails, the
+    /// letter keeps only its start, size and hash, so the letter can always
+    /// be published. The letter is signed with the dead-letter key.
+    pub(crate) async fn dead_letter(
+        &self,
+        mut letter: DeadLetter,
+        payload: &[u8],
+        msg_id: &str,
+    ) -> Result<(), QueueError> {
+        let key = self.dlq_key().await?;
+        if let Some(body) = letter.body.as_mut() {
+            let name = format!("dead-letter.{msg_id}");
+            match self.put_object(&name, payload).await {
+                Ok(()) => body.object = Some(name),
+                Err(error) => tracing::warn!(%error, "cannot store the dead letter's body; keeping its size and hash"),
+            }
+        }
+        let subject_token = if valid_workflow_name(&letter.workflow) { letter.workflow.as_str() } else { "_invalid" };
+        let body = serde_json::to_vec(&letter).map_err(|e| QueueError::js("encoding the dead letter", e))?;
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", msg_id);
-        let subject_token = if valid_workflow_name(&letter.workflow) { letter.workflow.as_str() } else { "_invalid" };
-        let body = serde_json::to_vec(letter).map_err(|e| QueueError::js("encoding the dead letter", e))?;
+        headers.insert(dead_letter::MAC_HEADER, dead_letter::mac_hex(&key, &body).as_str());
         self.topology
             .js
             .publish_with_headers(self.topology.dlq_subject(subject_token), headers, body.into())
