@@ -55,7 +55,7 @@ async fn a_webhook_is_delivered_once_when_a_worker_dies_after_delivering() {
     let js = async_nats::jetstream::new(queue.nats().clone());
     let kv = js.get_key_value("weft-jobs").await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while kv.get("ckpt.deliver-once.notify").await.unwrap().is_none() {
+    while !crate::queue::has_checkpoint(&kv, "deliver-once", "notify").await {
         assert!(Instant::now() < deadline, "the notify step never finished");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -295,6 +295,9 @@ impl QueueClient {
         // A replay starts over under whatever revision its worker has (the
         // old revision's checkpoints are keyed by it, so none is reused).
         record.revision = None;
+        // The letter's own submission takes the id over: replays are
+        // authenticated, and a finished job is replayed only with `--force`.
+        record.submission = None;
         record.replays += 1;
         self.store.write_record(&record).await?;
         let msg_id = format!("{}-replay-{}", letter.job_id, record.replays);
