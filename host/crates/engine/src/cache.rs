@@ -134,6 +134,9 @@ impl CompileCache {
         let mut hasher = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         hasher.0.update(env!("CARGO_PKG_VERSION").as_bytes());
+        // Entries of the earlier, checksummed format get other names, so an
+        // upgrade recompiles them quietly instead of warning about each.
+        hasher.0.update(TAG_DOMAIN);
         let store = dir.and_then(|dir| match install_key(&dir) {
             Ok(key) => Some((dir, key)),
             Err(error) => {
@@ -340,6 +343,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use super::*;
 
     #[test]
