@@ -65,3 +65,24 @@ async fn a_map_whose_items_return_more_than_the_host_allows_together_fails_with_
     let healthy = run_one(&host, &one_step("noop", ""), vec![Item::text("still here")]).await;
     assert_eq!(healthy.report.status, JobStatus::Succeeded);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_holding_wasi_resources_without_end_is_stopped_with_a_limit_error() {
+    let host = host();
+    // Each pollable is an entry in the host's resource table, outside the
+    // component's linear memory; Wasmtime alone would allow 1,000,000.
+    let outcome = run_one(&host, &one_step("sandbox-probe", "    config: { pollables: 20000 }\n"), vec![]).await;
+    assert_eq!(outcome.report.status, JobStatus::Failed);
+    let failure = outcome.report.error.expect("the job failed").failure;
+    assert_eq!(failure.kind, FailureKind::Limit, "{}", failure.message);
+    assert!(
+        failure.message.contains("held more than 10000 WASI resources (streams, pollables, ...) at once"),
+        "{}",
+        failure.message
+    );
+
+    // Under the bound the same probe works, and the host keeps serving.
+    let within = run_one(&host, &one_step("sandbox-probe", "    config: { pollables: 5000 }\n"), vec![]).await;
+    assert_eq!(within.report.status, JobStatus::Succeeded, "{:?}", within.report.error);
+    assert_eq!(crate::support::texts(&within, "s"), ["held 5000 pollables"]);
+}

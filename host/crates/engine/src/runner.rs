@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{HasSelf, Linker, ResourceTable, ResourceTableError};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -437,6 +437,15 @@ impl Describe<'_> {
                     human_size(wanted),
                     human_size(self.limits.memory),
                     human_size(super::limits::MEMORY_CEILING)
+                ),
+            );
+        }
+        if matches!(error.downcast_ref::<ResourceTableError>(), Some(ResourceTableError::Full)) {
+            return StepFailure::new(
+                FailureKind::Limit,
+                format!(
+                    "step `{step}` held more than {MAX_WASI_RESOURCES} WASI resources (streams, pollables, ...) at \
+                     once, this host's limit, and was stopped (drop each resource once it is no longer needed)"
                 ),
             );
         }
