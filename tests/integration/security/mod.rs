@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use crate::nats::NatsServer;
 use crate::queue::queue_config;
 
+mod compile_cache;
+mod host_memory;
 mod limits;
 mod network;
 mod queue;

@@ -74,6 +74,12 @@ pub struct EngineSettings {
     /// only when the step waits on I/O, so a step that loops forever keeps
     /// its thread forever.
     pub deadline_checks: bool,
+    /// Items one step attempt may return (default
+    /// [`limits::DEFAULT_MAX_OUTPUT_ITEMS`]); more fails the attempt with a
+    /// [`weft_scheduler::FailureKind::Limit`] error. It protects the host's
+    /// memory: every item costs host memory beyond its payload bytes, which
+    /// are all `limits.output` counts.
+    pub max_output_items: usize,
 }
 
 impl Default for EngineSettings {
@@ -85,6 +91,7 @@ impl Default for EngineSettings {
             cache_dir: default_cache_dir(),
             compute_slots: 0,
             deadline_checks: true,
+            max_output_items: limits::DEFAULT_MAX_OUTPUT_ITEMS,
         }
     }
 }
@@ -292,23 +299,34 @@ impl Engine {
 
     fn load_plugin_keyed(&self, name: &str, bytes: &[u8], key: String) -> Result<CompiledPlugin, EngineError> {
         let invalid = |reason: String| EngineError::InvalidComponent { plugin: name.to_string(), reason };
-        let cached = self.cache.verified(&key).and_then(|path| {
+        let cached = self.cache.verified(&key).and_then(|entry| {
             // SAFETY: `Component::deserialize_file` trusts its input to be an
             // artifact produced by `Component::serialize` of a compatible
             // engine, and maps the file, which must not change while mapped.
             // The cache only holds what `store` wrote from `serialize`, keyed
             // by this engine's compatibility hash, and `verified` checked the
-            // SHA-256 written beside it, so a truncated or tampered file never
-            // reaches this call. Entries are written under a temporary name
-            // and renamed into place, never rewritten, so the mapped file does
-            // not change (unless someone edits the cache by hand while a host
-            // runs). Wasmtime additionally checks the artifact's header
-            // against the engine; the 32 checksum bytes after the ELF image
-            // are outside every section it reads.
+            // HMAC written beside it under this install's private key, bound
+            // to this cache key: a truncated, tampered, forged or swapped file
+            // never reaches this call. The path mapped opens the very file
+            // that was checked (`/proc/self/fd/N` on Linux), so renaming
+            // another file into place after the check changes nothing.
+            // Entries are written under a temporary name (mode 0600) and
+            // renamed into place, never rewritten, so the mapped file does not
+            // change (unless its owner edits it while a host runs). Wasmtime
+            // additionally checks the artifact's header against the engine;
+            // the 32 tag bytes after the ELF image are outside every section
+            // it reads.
             #[allow(unsafe_code)]
-            let component = unsafe { Component::deserialize_file(&self.engine, &path) };
+            let component = unsafe { Component::deserialize_file(&self.engine, entry.map_path()) };
             component
-                .inspect_err(|e| tracing::warn!(plugin = name, error = %e, "cached component unusable; recompiling"))
+                .inspect_err(|e| {
+                    tracing::warn!(
+                        plugin = name,
+                        path = %entry.path().display(),
+                        error = %e,
+                        "cached component unusable; recompiling"
+                    )
+                })
                 .ok()
         });
         let from_cache = cached.is_some();

@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{HasSelf, Linker, ResourceTable, ResourceTableError};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::weft::plugin::{email, http, llm, logging, secrets, types};
 use super::bindings::{self, CapableStep};
-use super::limits::{ResolvedLimits, StepLimiter};
+use super::limits::{MAX_WASI_RESOURCES, ResolvedLimits, StepLimiter};
 use super::stdio::TracingOutput;
 use super::{CompiledPlugin, Engine};
 use weft_capabilities::logging::{GuestLog, LogLevel};
@@ -293,13 +293,9 @@ impl Engine {
             deadline,
             services: capabilities.services.clone(),
         };
-        let state = StepState {
-            wasi,
-            table: ResourceTable::new(),
-            limiter: StepLimiter::new(limits.memory),
-            log: log.clone(),
-            scope,
-        };
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_WASI_RESOURCES);
+        let state = StepState { wasi, table, limiter: StepLimiter::new(limits.memory), log: log.clone(), scope };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         if self.settings.fuel_metering {
@@ -356,6 +352,18 @@ impl Engine {
             Err(error) => Err(describe.engine_error(&error, refused_growth)),
             Ok(Err(step_error)) => Err(describe.step_error(step_error)),
             Ok(Ok(items)) => {
+                let max_items = self.settings.max_output_items;
+                if items.len() > max_items {
+                    return Err(StepFailure::new(
+                        FailureKind::Limit,
+                        format!(
+                            "step `{step}` returned {} items, above this host's limit of {max_items} items per \
+                             step attempt (return fewer, larger items, or raise the host's `max_output_items` \
+                             engine setting)",
+                            items.len()
+                        ),
+                    ));
+                }
                 let total: u64 = items.iter().map(|i| payload_size(i) as u64).sum();
                 if total > limits.output {
                     return Err(StepFailure::new(
@@ -424,11 +432,20 @@ impl Describe<'_> {
             return StepFailure::new(
                 FailureKind::MemoryLimit,
                 format!(
-                    "step `{step}` tried to grow its memory to {}, above its limit of {} \
+                    "step `{step}` tried to grow its memory to {} (all its memories together), above its limit of {} \
                      (raise `limits.memory` in the workflow, up to the host ceiling of {})",
                     human_size(wanted),
                     human_size(self.limits.memory),
                     human_size(super::limits::MEMORY_CEILING)
+                ),
+            );
+        }
+        if matches!(error.downcast_ref::<ResourceTableError>(), Some(ResourceTableError::Full)) {
+            return StepFailure::new(
+                FailureKind::Limit,
+                format!(
+                    "step `{step}` held more than {MAX_WASI_RESOURCES} WASI resources (streams, pollables, ...) at \
+                     once, this host's limit, and was stopped (drop each resource once it is no longer needed)"
                 ),
             );
         }

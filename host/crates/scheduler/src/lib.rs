@@ -32,6 +32,17 @@ use weft_workflow::{StepSpec, Workflow};
 /// Timeout for a step attempt whose workflow sets none.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Items one step may produce (one attempt, or a `map` step's items
+/// together) unless the host sets another bound. Every item costs host
+/// memory beyond its payload bytes, which are all `limits.output` counts.
+pub const DEFAULT_MAX_STEP_ITEMS: usize = 100_000;
+
+/// Bytes (payload and metadata) a `map` step's items may return together
+/// unless the host sets another bound: `limits.output` bounds each item's
+/// attempt, and without this a map over many items would hold their product
+/// in host memory. 1 GiB is the most any one step attempt may return.
+pub const DEFAULT_MAX_MAP_OUTPUT: u64 = 1024 * 1024 * 1024;
+
 /// One attempt of one step (or of one item of a `map` step).
 #[derive(Debug, Clone)]
 pub struct StepAttempt {
@@ -78,6 +89,10 @@ pub enum FailureKind {
     StackOverflow,
     /// The component returned more output than the step's limit.
     OutputTooLarge,
+    /// The step's output broke one of the host's own bounds, which protect
+    /// its memory: too many items from one attempt, or a `map` step's items
+    /// together returning too many items or bytes.
+    Limit,
     /// The host could not run the component at all.
     Host,
 }
@@ -127,11 +142,25 @@ impl std::fmt::Display for StepFailure {
 pub struct SchedulerSettings {
     /// Timeout for steps that declare none.
     pub default_timeout: Duration,
+    /// Items a `map` step's items may return together (default
+    /// [`DEFAULT_MAX_STEP_ITEMS`]); more fails the step with
+    /// [`FailureKind::Limit`]. It protects the host's memory, which holds
+    /// every item until the job ends.
+    pub max_step_items: usize,
+    /// Bytes a `map` step's items may return together (default
+    /// [`DEFAULT_MAX_MAP_OUTPUT`]); more fails the step with
+    /// [`FailureKind::Limit`]. It protects the host's memory: each item's
+    /// attempt is bounded by `limits.output`, their sum only by this.
+    pub max_map_output: u64,
 }
 
 impl Default for SchedulerSettings {
     fn default() -> Self {
-        SchedulerSettings { default_timeout: DEFAULT_STEP_TIMEOUT }
+        SchedulerSettings {
+            default_timeout: DEFAULT_STEP_TIMEOUT,
+            max_step_items: DEFAULT_MAX_STEP_ITEMS,
+            max_map_output: DEFAULT_MAX_MAP_OUTPUT,
+        }
     }
 }
 
@@ -292,6 +321,8 @@ impl<R: StepRunner> Scheduler<R> {
                         step: step.clone(),
                         timeout: step.timeout.unwrap_or(self.settings.default_timeout),
                         deadline,
+                        max_map_items: self.settings.max_step_items,
+                        max_map_output: self.settings.max_map_output,
                     };
                     let span = tracing::info_span!(
                         "step",
@@ -417,6 +448,10 @@ struct StepExecution<R> {
     step: Arc<StepSpec>,
     timeout: Duration,
     deadline: Deadline,
+    /// [`SchedulerSettings::max_step_items`].
+    max_map_items: usize,
+    /// [`SchedulerSettings::max_map_output`].
+    max_map_output: u64,
 }
 
 impl<R: StepRunner> StepExecution<R> {
@@ -440,11 +475,24 @@ impl<R: StepRunner> StepExecution<R> {
                     })
                     .buffered(concurrency);
                 let mut collected = Vec::new();
+                let mut collected_bytes: u64 = 0;
+                let mut finished_items: usize = 0;
                 let mut failed = None;
                 while let Some((result, records)) = per_item.next().await {
                     attempts.extend(records);
                     match result {
-                        Ok(items) => collected.extend(items),
+                        Ok(items) => {
+                            finished_items += 1;
+                            collected_bytes += items.iter().map(|item| item.size_bytes() as u64).sum::<u64>();
+                            collected.extend(items);
+                            // Checked as each item's output arrives, so the
+                            // host never holds much more than the bound; the
+                            // items still running are cancelled by the break.
+                            if let Some(err) = self.map_limit_broken(collected.len(), collected_bytes, finished_items) {
+                                failed = Some(err);
+                                break;
+                            }
+                        }
                         Err(err) => {
                             failed = Some(err);
                             break;
@@ -469,6 +517,37 @@ impl<R: StepRunner> StepExecution<R> {
             error: result.as_ref().err().cloned(),
         };
         (result.map(Arc::new), report)
+    }
+
+    /// The failure of a `map` step whose items returned `items` items and
+    /// `bytes` bytes together after `finished` of them, if that is over the
+    /// host's bounds.
+    fn map_limit_broken(&self, items: usize, bytes: u64, finished: usize) -> Option<StepFailure> {
+        let step = &self.step.id;
+        if items > self.max_map_items {
+            return Some(StepFailure::new(
+                FailureKind::Limit,
+                format!(
+                    "map step `{step}` returned {items} items from its first {finished} input items, above this \
+                     host's limit of {} items per step (return fewer items per input item, split the input \
+                     across jobs, or raise the host's `max_step_items` scheduler setting)",
+                    self.max_map_items
+                ),
+            ));
+        }
+        if bytes > self.max_map_output {
+            return Some(StepFailure::new(
+                FailureKind::Limit,
+                format!(
+                    "map step `{step}` returned {} of output from its first {finished} input items, above this \
+                     host's limit of {} for a map step's output together (return less per input item, split \
+                     the input across jobs, or raise the host's `max_map_output` scheduler setting)",
+                    weft_workflow::human_size(bytes),
+                    weft_workflow::human_size(self.max_map_output)
+                ),
+            ));
+        }
+        None
     }
 
     /// Runs one unit of work (the whole step, or one item of a map step)

@@ -423,3 +423,70 @@ async fn a_resumed_job_skips_checkpointed_steps_and_checkpoints_the_rest() {
     assert_eq!(outcome.outputs["join"][0], Item::text("L"));
     assert_eq!(*sink.0.lock().unwrap(), vec![("right".to_string(), 1), ("join".to_string(), 2)]);
 }
+
+const MAP_STEP: &str = "
+name: t
+version: '1'
+steps:
+  - id: each
+    plugin: p
+    map: { concurrency: 2 }
+";
+
+async fn run_with_settings(
+    yaml: &str,
+    runner: FakeRunner,
+    input: Vec<Item>,
+    settings: SchedulerSettings,
+) -> JobOutcome {
+    let workflow = parse("test.yaml", yaml).expect("test workflow parses");
+    let scheduler = Scheduler::new(Arc::new(runner), settings).with_jitter(Arc::new(HalfJitter));
+    scheduler.run_job(&workflow, "job-1", input).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_map_step_whose_items_return_too_many_bytes_together_fails_with_a_limit_error() {
+    // Each item's 1000 bytes are well within any per-attempt limit; 20 of them are not.
+    let runner = FakeRunner::new().script("each", |_| ok_after(ms(1), vec![Item::text("x".repeat(1000))]));
+    let settings = SchedulerSettings { max_map_output: 10_000, ..SchedulerSettings::default() };
+    let input: Vec<Item> = (0..20).map(|i| Item::text(format!("in-{i}"))).collect();
+    let outcome = run_with_settings(MAP_STEP, runner, input, settings).await;
+    assert_eq!(outcome.report.status, JobStatus::Failed);
+    let failure = &outcome.report.error.as_ref().expect("the job failed").failure;
+    assert_eq!(failure.kind, FailureKind::Limit);
+    assert!(!failure.kind.is_retryable());
+    assert!(
+        failure.message.contains("map step `each` returned 10.7 KiB")
+            && failure.message.contains("from its first 11 input items")
+            && failure.message.contains("`max_map_output`"),
+        "{}",
+        failure.message
+    );
+    assert!(outcome.report.steps[0].attempts.len() < 20, "the items after the breach are not run");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_map_step_whose_items_return_too_many_items_together_fails_with_a_limit_error() {
+    let runner = FakeRunner::new().script("each", |_| ok_after(ms(1), vec![Item::text(""); 40]));
+    let settings = SchedulerSettings { max_step_items: 100, ..SchedulerSettings::default() };
+    let input: Vec<Item> = (0..10).map(|i| Item::text(format!("in-{i}"))).collect();
+    let outcome = run_with_settings(MAP_STEP, runner, input, settings).await;
+    let failure = &outcome.report.error.as_ref().expect("the job failed").failure;
+    assert_eq!(failure.kind, FailureKind::Limit);
+    assert!(
+        failure.message.contains("returned 120 items from its first 3 input items")
+            && failure.message.contains("limit of 100 items per step"),
+        "{}",
+        failure.message
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_map_step_within_the_hosts_bounds_is_unaffected() {
+    let runner = FakeRunner::new().script("each", |_| ok_after(ms(1), vec![Item::text("x".repeat(1000))]));
+    let settings = SchedulerSettings { max_map_output: 20_000, max_step_items: 20, ..SchedulerSettings::default() };
+    let input: Vec<Item> = (0..20).map(|i| Item::text(format!("in-{i}"))).collect();
+    let outcome = run_with_settings(MAP_STEP, runner, input, settings).await;
+    assert_eq!(outcome.report.status, JobStatus::Succeeded, "{:?}", outcome.report.error);
+    assert_eq!(outcome.outputs["each"].len(), 20);
+}

@@ -1,6 +1,8 @@
 //! Test component: probes what the sandbox lets a step reach and reports it.
 //!
 //! Config: `{"path": "/etc/passwd", "env_var": "HOME"}` (the defaults).
+//! With `"pollables": N` it instead holds N WASI pollables at once (a
+//! resource each in the host's table) and returns one item saying so.
 //! Returns ONE text item (payload: a one-line summary) whose metadata has
 //! `file`, `dir`, `env`, `env_count` and `net`, each `allowed: <what was
 //! read, first 32 bytes>` or `denied: <error>`. It also prints
@@ -14,6 +16,11 @@
 
 wit_bindgen::generate!({ path: "../../../wit", world: "step" });
 
+/// WASI's monotonic clock, only to create pollables.
+mod clock {
+    wit_bindgen::generate!({ path: "wit-clock", world: "clock", generate_all });
+}
+
 use std::fmt::Display;
 
 use weft::plugin::logging::{Level, log};
@@ -24,11 +31,12 @@ use weft::plugin::types::Payload;
 struct Config {
     path: String,
     env_var: String,
+    pollables: u32,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { path: "/etc/passwd".into(), env_var: "HOME".into() }
+        Self { path: "/etc/passwd".into(), env_var: "HOME".into(), pollables: 0 }
     }
 }
 
@@ -54,6 +62,15 @@ impl Guest for SandboxProbe {
     fn run(_ctx: Context, _input: Vec<Item>, config: String) -> Result<Vec<Item>, StepError> {
         let cfg: Config = serde_json::from_str(&config)
             .map_err(|e| StepError::Fatal(format!("invalid sandbox-probe config: {e}")))?;
+        if cfg.pollables > 0 {
+            let held: Vec<_> = (0..cfg.pollables)
+                .map(|_| clock::wasi::clocks::monotonic_clock::subscribe_duration(1_000_000_000))
+                .collect();
+            return Ok(vec![Item {
+                payload: Payload::Text(format!("held {} pollables", held.len())),
+                metadata: vec![],
+            }]);
+        }
 
         println!("probe stdout line");
         eprintln!("probe stderr line");
