@@ -10,6 +10,7 @@ use anyhow::Result;
 use weft::capabilities::{CapabilityConfig, EmailConfig, HttpSettings, LlmConfig, SecretStore};
 use weft::engine::EngineSettings;
 use weft::queue::QueueConfig;
+use weft::scheduler::SchedulerSettings;
 
 /// Where compiled components are kept.
 #[derive(clap::Args)]
@@ -33,6 +34,34 @@ impl CacheArgs {
             settings.cache_dir = Some(dir.clone());
         }
         settings
+    }
+}
+
+/// Host ceilings on what steps return, beside each sandbox's memory limit:
+/// a step past them fails with a `limit` error.
+#[derive(clap::Args, Clone)]
+pub(crate) struct OutputLimitArgs {
+    /// Items one step may return: one attempt, or a `map` step's items together.
+    #[arg(long, value_name = "N", default_value_t = weft::scheduler::DEFAULT_MAX_STEP_ITEMS)]
+    max_step_items: usize,
+    /// Bytes a `map` step's items may return together (`256MiB`, `1GiB`).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = weft::workflow::parse_size)]
+    max_map_output: u64,
+}
+
+impl OutputLimitArgs {
+    /// `engine` with these ceilings.
+    pub(crate) fn engine(&self, engine: EngineSettings) -> EngineSettings {
+        EngineSettings { max_output_items: self.max_step_items, ..engine }
+    }
+
+    /// The scheduler's settings with these ceilings.
+    pub(crate) fn scheduler(&self) -> SchedulerSettings {
+        SchedulerSettings {
+            max_step_items: self.max_step_items,
+            max_map_output: self.max_map_output,
+            ..SchedulerSettings::default()
+        }
     }
 }
 

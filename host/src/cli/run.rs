@@ -11,7 +11,7 @@ use clap::ValueEnum;
 use weft::scheduler::{JobOutcome, JobStatus, StepStatus};
 use weft::{HostBuilder, HostError, Item, new_job_id};
 
-use super::args::{CacheArgs, CapabilityArgs};
+use super::args::{CacheArgs, CapabilityArgs, OutputLimitArgs};
 use super::{EXIT_INVALID, EXIT_JOB_FAILED, read_input};
 
 /// `weft run`'s arguments.
@@ -36,6 +36,8 @@ pub(crate) struct RunArgs {
     fuel: bool,
     #[command(flatten)]
     capabilities: CapabilityArgs,
+    #[command(flatten)]
+    limits: OutputLimitArgs,
 }
 
 /// How the input reaches the first steps.
@@ -52,8 +54,12 @@ enum InputKind {
 /// Runs the job; exit status 0 when it succeeded, 1 when it failed, 2 when
 /// the workflow is invalid.
 pub(crate) async fn run(cache: &CacheArgs, args: &RunArgs) -> Result<ExitCode> {
-    let settings = cache.engine_settings(args.fuel);
-    let host = HostBuilder::new().engine_settings(settings).capabilities(args.capabilities.config()?).build()?;
+    let settings = args.limits.engine(cache.engine_settings(args.fuel));
+    let host = HostBuilder::new()
+        .engine_settings(settings)
+        .scheduler_settings(args.limits.scheduler())
+        .capabilities(args.capabilities.config()?)
+        .build()?;
     let bytes = read_input(&args.input)?;
     let item = make_input_item(bytes, args.input_as, &args.input)?;
     let source = weft::discovery::find_workflow(Path::new(&args.workflow))?;

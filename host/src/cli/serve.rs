@@ -12,7 +12,7 @@ use weft::discovery;
 use weft::queue::{QueueConfig, Worker, WorkerConfig};
 
 use super::EXIT_INVALID;
-use super::args::{CacheArgs, CapabilityArgs, NatsArgs};
+use super::args::{CacheArgs, CapabilityArgs, NatsArgs, OutputLimitArgs};
 
 /// `weft serve`'s arguments.
 #[derive(clap::Args)]
@@ -60,6 +60,8 @@ pub(crate) struct ServeArgs {
     revision_grace: Duration,
     #[command(flatten)]
     capabilities: CapabilityArgs,
+    #[command(flatten)]
+    limits: OutputLimitArgs,
 }
 
 /// Loads the workflows and serves them until a signal; exit status 2 when
@@ -67,7 +69,11 @@ pub(crate) struct ServeArgs {
 pub(crate) async fn serve(cache: &CacheArgs, args: &ServeArgs) -> Result<ExitCode> {
     let settings =
         weft::engine::EngineSettings { compute_slots: args.compute_slots, ..cache.engine_settings(args.fuel) };
-    let host = HostBuilder::new().engine_settings(settings).capabilities(args.capabilities.config()?).build()?;
+    let host = HostBuilder::new()
+        .engine_settings(args.limits.engine(settings))
+        .scheduler_settings(args.limits.scheduler())
+        .capabilities(args.capabilities.config()?)
+        .build()?;
     let worker = WorkerConfig {
         concurrency: args.concurrency,
         max_job_attempts: args.max_job_attempts,

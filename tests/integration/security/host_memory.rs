@@ -86,3 +86,29 @@ async fn a_step_holding_wasi_resources_without_end_is_stopped_with_a_limit_error
     assert_eq!(within.report.status, JobStatus::Succeeded, "{:?}", within.report.error);
     assert_eq!(crate::support::texts(&within, "s"), ["held 5000 pollables"]);
 }
+
+#[test]
+fn the_item_cap_is_set_by_the_operator_on_the_command_line() {
+    use crate::support::weft_cmd;
+
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "name: many\nversion: '1'\nsteps:\n  - id: s\n    plugin: {}\n    config: {{ count: 11, item_bytes: 0 }}\n",
+        component_path("huge-output").display()
+    );
+    std::fs::write(dir.path().join("many.yaml"), yaml).unwrap();
+    std::fs::write(dir.path().join("in.txt"), "x").unwrap();
+    let run = |extra: &[&str]| {
+        weft_cmd(dir.path()).args(["run", "many.yaml", "--input", "in.txt"]).args(extra).output().unwrap()
+    };
+    let capped = run(&["--max-step-items", "10"]);
+    let stderr = String::from_utf8_lossy(&capped.stderr);
+    assert_eq!(capped.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("returned 11 items, above this host's limit of 10 items")
+            && stderr.contains("--max-step-items"),
+        "{stderr}"
+    );
+    let default = run(&[]);
+    assert_eq!(default.status.code(), Some(0), "{}", String::from_utf8_lossy(&default.stderr));
+}

@@ -358,8 +358,8 @@ impl Engine {
                         FailureKind::Limit,
                         format!(
                             "step `{step}` returned {} items, above this host's limit of {max_items} items per \
-                             step attempt (return fewer, larger items, or raise the host's `max_output_items` \
-                             engine setting)",
+                             step attempt (return fewer, larger items, or raise the host's limit: \
+                             `--max-step-items` of `weft run`/`serve`, `max_output_items` when embedding)",
                             items.len()
                         ),
                     ));

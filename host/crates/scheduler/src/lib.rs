@@ -530,7 +530,8 @@ impl<R: StepRunner> StepExecution<R> {
                 format!(
                     "map step `{step}` returned {items} items from its first {finished} input items, above this \
                      host's limit of {} items per step (return fewer items per input item, split the input \
-                     across jobs, or raise the host's `max_step_items` scheduler setting)",
+                     across jobs, or raise the host's limit: `--max-step-items` of `weft run`/`serve`, `max_step_items` when \
+                     embedding)",
                     self.max_map_items
                 ),
             ));
@@ -541,7 +542,8 @@ impl<R: StepRunner> StepExecution<R> {
                 format!(
                     "map step `{step}` returned {} of output from its first {finished} input items, above this \
                      host's limit of {} for a map step's output together (return less per input item, split \
-                     the input across jobs, or raise the host's `max_map_output` scheduler setting)",
+                     the input across jobs, or raise the host's limit: `--max-map-output` of `weft run`/`serve`, `max_map_output` \
+                     when embedding)",
                     weft_workflow::human_size(bytes),
                     weft_workflow::human_size(self.max_map_output)
                 ),
