@@ -408,7 +408,7 @@ impl Host {
         let runner = Arc::new(WasmStepRunner::new(self.engine.clone(), plugins, configs, capabilities));
         let revision = {
             use sha2::Digest as _;
-            sha2::Sha256::digest(text.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+            weft_core::hex(&sha2::Sha256::digest(text.as_bytes())[..8])
         };
         Ok(LoadedWorkflow { workflow: Arc::new(workflow), runner, warnings: checked.warnings, secrets, revision })
     }

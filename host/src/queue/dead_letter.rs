@@ -17,6 +17,7 @@
 use hmac::{Hmac, Mac as _};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+use weft_core::hex;
 
 use super::state::{JobAttempt, JobState};
 
@@ -156,10 +157,6 @@ fn cap_value(value: serde_json::Value) -> serde_json::Value {
 /// The SHA-256 of `bytes`, hex.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The dead-letter key, 32 random bytes.

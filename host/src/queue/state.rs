@@ -99,7 +99,7 @@ pub(crate) fn submission_fingerprint(workflow: &str, job: &JobMessage) -> String
     hasher.update(b"\0");
     // Writing into a hasher cannot fail; the parts were parsed from JSON.
     let _ = serde_json::to_writer(&mut hasher, &(&job.input, &job.metadata));
-    hasher.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
+    weft_core::hex(&hasher.finalize()[..16])
 }
 
 impl JobRecord {

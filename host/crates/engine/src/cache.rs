@@ -337,9 +337,7 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, fs::File)> {
     Ok((path, file))
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use weft_core::hex;
 
 #[cfg(test)]
 mod tests {
