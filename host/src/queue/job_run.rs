@@ -39,20 +39,6 @@ fn same_job(body_id: &str, header_id: &str) -> bool {
 /// How soon a job left to a worker with another revision is offered again.
 const REVISION_RETRY: Duration = Duration::from_secs(2);
 
-/// The fingerprint and revision a record holds, owned, so the record can be
-/// replaced by the one an adoption returns.
-fn mine(record: &JobRecord) -> OwnedClaimant {
-    OwnedClaimant(record.submission.clone().unwrap_or_default(), record.revision.clone().unwrap_or_default())
-}
-
-struct OwnedClaimant(String, String);
-
-impl OwnedClaimant {
-    fn claimant(&self) -> Claimant<'_> {
-        Claimant { submission: &self.0, revision: &self.1 }
-    }
-}
-
 /// How long ago the server received `message` (zero when unknown).
 fn message_age(message: &jetstream::Message) -> Duration {
     let Ok(info) = message.info() else { return Duration::ZERO };
@@ -318,7 +304,7 @@ impl JobRunner {
                 tracing::warn!("cannot claim the job's state; leaving the job for redelivery");
                 return self.settle(message, Outcome::Unsettled).await;
             }
-            Recording::TakeOver => match self.adopt(message, job_id, workflow_name, mine(&record).claimant()).await {
+            Recording::TakeOver => match self.adopt(message, job_id, workflow_name, record.claimant()).await {
                 Ok(earlier) => {
                     record = earlier;
                     false
@@ -391,7 +377,7 @@ impl JobRunner {
                 // A record existed: this was not the job's first delivery
                 // after all (the server restarted, or the job id was
                 // submitted again after the dedupe window).
-                record = match self.adopt(message, job_id, workflow_name, mine(&record).claimant()).await {
+                record = match self.adopt(message, job_id, workflow_name, record.claimant()).await {
                     Ok(earlier) => earlier,
                     Err(outcome) => return self.settle(message, outcome).await,
                 };
@@ -524,21 +510,20 @@ impl JobRunner {
                 return Err(Outcome::StateUnreadable);
             }
         };
-        let found_record = found.clone();
         match JobRecord::take_over(found, job_id, workflow, claimant) {
             Adoption::TakeOver(record) => Ok(record),
             Adoption::Foreign => {
                 // Dead-lettered like a message that is not a usable job:
                 // the other submission's record is left as it is.
                 let reason = format!(
-                    "job id `{job_id}` is already taken by another submission (other input, workflow or workflow \
-                     version); this message was not run and that job was left as it is. Submit it under a new \
-                     job id"
+                    "job id `{job_id}` is already taken by another submission (other input or workflow); this \
+                     message was not run and that job was left as it is. Submit it under a new job id"
                 );
                 let letter = letter_for(message, job_id, workflow, reason, None, Vec::new());
                 Err(Outcome::DeadLetter { letter, record: None })
             }
-            Adoption::OtherRevision(started_under) => {
+            Adoption::OtherRevision(record) => {
+                let started_under = record.revision.as_deref().unwrap_or_default();
                 let waited = message_age(message);
                 let grace = self.config.revision_grace;
                 if waited < grace {
@@ -552,7 +537,6 @@ impl JobRunner {
                     crate::workflow::format_duration(grace),
                     claimant.revision
                 );
-                let record = found_record.unwrap_or_else(|| JobRecord::new(job_id, workflow));
                 let letter = letter_for(message, job_id, workflow, reason, None, record.history.clone());
                 Err(Outcome::DeadLetter { letter, record: Some((record, None)) })
             }

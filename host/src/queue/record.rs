@@ -99,8 +99,9 @@ pub(crate) enum Adoption {
     /// dropped as its duplicate.
     Foreign,
     /// The job is unfinished but started under another revision of its
-    /// workflow (this one): a worker with that revision must resume it.
-    OtherRevision(String),
+    /// workflow (the record's `revision`, returned as found): a worker with
+    /// that revision must resume it.
+    OtherRevision(JobRecord),
 }
 
 /// What a delivery claims a job as: its submission's fingerprint and the
@@ -170,6 +171,15 @@ pub(crate) struct RetryRule<'a> {
 impl JobRecord {
     /// Absent → running, attempt 1: the record that claims a job for its
     /// first run (written before the run, or held back with a deferred claim).
+    /// What this record claims its job as (empty where a record from before
+    /// fingerprints and revisions has none).
+    pub(crate) fn claimant(&self) -> Claimant<'_> {
+        Claimant {
+            submission: self.submission.as_deref().unwrap_or_default(),
+            revision: self.revision.as_deref().unwrap_or_default(),
+        }
+    }
+
     pub(crate) fn first_run(job_id: &str, workflow: &str, claimant: Claimant<'_>) -> Self {
         JobRecord {
             state: JobState::Running,
@@ -199,16 +209,14 @@ impl JobRecord {
         {
             return Adoption::Foreign;
         }
-        record.submission = Some(claimant.submission.to_string());
         if record.state.is_terminal() {
             return Adoption::Duplicate(record.state);
         }
-        match &record.revision {
-            Some(started_under) if started_under != claimant.revision => {
-                return Adoption::OtherRevision(started_under.clone());
-            }
-            _ => record.revision = Some(claimant.revision.to_string()),
+        if record.revision.as_deref().is_some_and(|started_under| started_under != claimant.revision) {
+            return Adoption::OtherRevision(record);
         }
+        record.submission = Some(claimant.submission.to_string());
+        record.revision = Some(claimant.revision.to_string());
         record.attempts += 1;
         record.state = JobState::Running;
         Adoption::TakeOver(record)
@@ -383,7 +391,10 @@ mod tests {
     fn an_unfinished_job_started_under_another_revision_is_left_to_a_worker_with_it() {
         let found = JobRecord { state: JobState::Retrying, ..JobRecord::first_run("j", "w", MINE) };
         let upgraded = Claimant { revision: "r2", ..MINE };
-        assert_eq!(JobRecord::take_over(Some(found.clone()), "j", "w", upgraded), Adoption::OtherRevision("r1".into()));
+        assert_eq!(
+            JobRecord::take_over(Some(found.clone()), "j", "w", upgraded),
+            Adoption::OtherRevision(found.clone())
+        );
         let finished = JobRecord { state: JobState::Succeeded, ..found };
         assert_eq!(JobRecord::take_over(Some(finished), "j", "w", upgraded), Adoption::Duplicate(JobState::Succeeded));
     }

@@ -552,6 +552,20 @@ impl<R: StepRunner> StepExecution<R> {
         None
     }
 
+    /// Ends a retryable failure that is not retried after all (`err` says
+    /// why): the attempt's record holds `err`, which is returned.
+    fn not_retried(
+        &self,
+        mut record: AttemptRecord,
+        records: &mut Vec<AttemptRecord>,
+        err: StepFailure,
+    ) -> StepFailure {
+        tracing::warn!(step = %self.step.id, attempt = record.attempt, error = %err.message, "step failed");
+        record.error = Some(err.clone());
+        records.push(record);
+        err
+    }
+
     /// Runs one unit of work (the whole step, or one item of a map step)
     /// until it succeeds, fails for good, or uses up its attempts.
     async fn run_with_retries(
@@ -617,10 +631,7 @@ impl<R: StepRunner> StepExecution<R> {
                             weft_workflow::format_duration(policy.max_retry_after)
                         ),
                     );
-                    tracing::warn!(step = %self.step.id, attempt, error = %err.message, "step failed");
-                    record.error = Some(err.clone());
-                    records.push(record);
-                    return Err(err);
+                    return Err(self.not_retried(record, records, err));
                 }
                 Err(err) if err.kind.is_retryable() && attempt < max_attempts => {
                     let delay = backoff_delay(policy, attempt, err.retry_after, self.jitter.as_ref());
@@ -636,10 +647,7 @@ impl<R: StepRunner> StepExecution<R> {
                                 weft_workflow::format_duration(self.deadline.budget)
                             ),
                         );
-                        tracing::warn!(step = %self.step.id, attempt, error = %err.message, "step failed");
-                        record.error = Some(err.clone());
-                        records.push(record);
-                        return Err(err);
+                        return Err(self.not_retried(record, records, err));
                     }
                     tracing::warn!(step = %self.step.id, attempt, kind = ?err.kind, retry_in = ?delay, error = %err.message, "attempt failed; retrying");
                     record.retry_in = Some(delay);
