@@ -57,7 +57,8 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Submit a job to NATS; prints its id, or its result with --wait.
     Submit(cli::submit::SubmitArgs),
-    /// Show a job's state, attempts and result.
+    /// Show a job's state, attempts and result, or (without a job id) the
+    /// queue depth of every workflow.
     Status(cli::status::StatusArgs),
     /// Inspect and replay dead-lettered jobs.
     Dlq(cli::dlq::DlqArgs),

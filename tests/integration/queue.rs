@@ -248,7 +248,6 @@ async fn malformed_messages_are_dead_lettered_and_the_worker_keeps_serving() {
     let js = async_nats::jetstream::new(queue.nats().clone());
     let worker = start_worker(&server, &[&workflow("echo", ECHO)], fast_retries("w1")).await;
     js.publish("weft.jobs.echo", "this is not json".into()).await.unwrap().await.unwrap();
-    js.publish("weft.jobs.nosuch", r#"{"job_id":"lost-1","input":{"text":"x"}}"#.into()).await.unwrap().await.unwrap();
     js.publish("weft.jobs.echo", r#"{"job_id":"no-input"}"#.into()).await.unwrap().await.unwrap();
     let ok = queue.submit("echo", b"fine".to_vec(), Some("good-1".into())).await.unwrap();
     assert_eq!(wait_for(&queue, &ok.job_id).await.state, JobState::Succeeded);
@@ -256,19 +255,18 @@ async fn malformed_messages_are_dead_lettered_and_the_worker_keeps_serving() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let letters = loop {
         let letters = queue.dead_letters().await.unwrap();
-        if letters.len() >= 3 || Instant::now() > deadline {
+        if letters.len() >= 2 || Instant::now() > deadline {
             break letters;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let reasons: Vec<&str> = letters.iter().map(|l| l.letter.reason.as_str()).collect();
-    assert_eq!(letters.len(), 3, "{reasons:?}");
+    assert_eq!(letters.len(), 2, "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("not valid job JSON")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("unknown workflow `nosuch`") && r.contains("echo")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("missing field `input`")), "{reasons:?}");
     assert!(letters.iter().any(|l| l.letter.message == "this is not json"), "the original body is kept");
     let summary = worker.stop().await;
-    assert_eq!((summary.succeeded, summary.dead_lettered), (1, 3));
+    assert_eq!((summary.succeeded, summary.dead_lettered), (1, 2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

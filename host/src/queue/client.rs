@@ -43,7 +43,7 @@ impl QueueClient {
         QueueClient { store: StateStore::new(topology) }
     }
 
-    fn topology(&self) -> &Topology {
+    pub(super) fn topology(&self) -> &Topology {
         &self.store.topology
     }
 

@@ -1,5 +1,5 @@
 //! NATS JetStream: the only module that touches async-nats. It owns the
-//! topology (job stream, shared durable pull consumer, dead-letter stream,
+//! topology (job stream, a durable pull consumer per workflow, dead-letter stream,
 //! job-state KV bucket, object store), the job message format, the worker
 //! (`weft serve`: the pull loop in `worker`, one job's run and the one place
 //! its message is settled in `job_run`, the job record's state machine in
@@ -14,6 +14,7 @@
 mod checkpoints;
 mod client;
 mod dead_letter;
+mod depth;
 mod job_run;
 mod message;
 mod record;
@@ -24,6 +25,7 @@ mod worker;
 
 pub use client::{QueueClient, SubmitOutcome};
 pub use dead_letter::{DeadLetter, DeadLetterEntry, DeadLetterError, DeadLetterProblem, StoredBody};
+pub use depth::{ConsumerDepth, WorkflowQueue};
 pub use message::{JobInput, JobMessage};
 pub use state::{JobRecord, JobState};
 pub use topology::{QueueConfig, connect};
@@ -63,6 +65,23 @@ pub enum QueueError {
         action: String,
         /// The server's or client's error.
         reason: String,
+    },
+    /// Another consumer on the job stream would take jobs of a workflow this
+    /// worker serves (a work-queue stream gives each job to one consumer).
+    #[error(
+        "consumer `{consumer}` on stream `{stream}` (filter {filter}) would also take jobs of workflow `{workflow}`; \
+         a work-queue stream gives each job to one consumer only, so delete it (`nats consumer rm {stream} {consumer}`) \
+         or give Weft its own subject prefix"
+    )]
+    OverlappingConsumer {
+        /// The job stream.
+        stream: String,
+        /// The other consumer.
+        consumer: String,
+        /// Its filter subjects.
+        filter: String,
+        /// A workflow whose jobs it would take.
+        workflow: String,
     },
     /// A job id or workflow name is not usable as a key or subject token.
     #[error("{0}")]

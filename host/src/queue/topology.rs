@@ -1,8 +1,13 @@
 //! Connecting to NATS and creating (or checking) the topology: the job
-//! stream, the shared durable consumer, the dead-letter stream, the
+//! stream, one durable consumer per workflow, the dead-letter stream, the
 //! job-state bucket and the object store. Idempotent: every host runs it at
 //! start-up, and an existing object with incompatible settings is an error
 //! naming the setting, never a silent reuse.
+//!
+//! Routing: a job for workflow `w` is published on `<prefix>.w` and only the
+//! consumer `<consumer_prefix>-w`, filtered on that subject, delivers it, so
+//! a worker receives only jobs of workflows it serves. A workflow nobody
+//! serves has no consumer (or an idle one) and its jobs wait in the stream.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,8 +27,12 @@ pub struct QueueConfig {
     pub jobs_stream: String,
     /// Subject prefix of jobs: a job for workflow `w` goes to `<prefix>.w`.
     pub jobs_subject_prefix: String,
-    /// The durable pull consumer every host shares.
-    pub consumer: String,
+    /// Names the durable pull consumers: the one of workflow `w` is
+    /// `<consumer_prefix>-w`, shared by every host serving `w`. (Weft before
+    /// routing by workflow had one consumer named exactly this, over every
+    /// workflow; a worker deletes it at start, see
+    /// `Topology::check_consumers`.)
+    pub consumer_prefix: String,
     /// Dead-letter stream.
     pub dlq_stream: String,
     /// Subject prefix of dead letters.
@@ -64,7 +73,7 @@ impl Default for QueueConfig {
             url: std::env::var("NATS_URL").unwrap_or_else(|_| DEFAULT_NATS_URL.to_string()),
             jobs_stream: "WEFT_JOBS".into(),
             jobs_subject_prefix: "weft.jobs".into(),
-            consumer: "weft-workers".into(),
+            consumer_prefix: "weft-workers".into(),
             dlq_stream: "WEFT_DLQ".into(),
             dlq_subject_prefix: "weft.dlq".into(),
             results_subject_prefix: "weft.results".into(),
@@ -108,22 +117,33 @@ impl Topology {
         format!("{}.{workflow}", self.config.results_subject_prefix)
     }
 
-    /// The shared durable consumer, created if missing and checked if present.
-    pub(crate) async fn consumer(&self) -> Result<consumer::Consumer<consumer::pull::Config>, QueueError> {
+    /// The name of workflow `workflow`'s consumer.
+    pub(crate) fn consumer_name(&self, workflow: &str) -> String {
+        format!("{}-{workflow}", self.config.consumer_prefix)
+    }
+
+    /// The durable consumer of `workflow`'s jobs, created if missing and
+    /// checked if present. Call [`Topology::check_consumers`] first: the
+    /// server refuses a consumer whose filter overlaps another's on a
+    /// work-queue stream, in words that do not say which one.
+    pub(crate) async fn workflow_consumer(
+        &self,
+        workflow: &str,
+    ) -> Result<consumer::Consumer<consumer::pull::Config>, QueueError> {
+        let name = self.consumer_name(workflow);
         let wanted = consumer::pull::Config {
-            durable_name: Some(self.config.consumer.clone()),
+            durable_name: Some(name.clone()),
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: self.config.ack_wait,
             max_deliver: self.config.max_deliver,
-            filter_subject: format!("{}.>", self.config.jobs_subject_prefix),
+            filter_subject: self.job_subject(workflow),
             max_ack_pending: 10_000,
             ..Default::default()
         };
-        match self.jobs.get_consumer::<consumer::pull::Config>(&self.config.consumer).await {
+        match self.jobs.get_consumer::<consumer::pull::Config>(&name).await {
             Ok(mut existing) => {
                 let info = existing.info().await.map_err(|e| QueueError::js("reading the consumer", e))?;
                 let have = &info.config;
-                let name = self.config.consumer.clone();
                 let mismatch = |setting, found: String, wanted: String| {
                     Err(QueueError::Incompatible { what: "consumer", name: name.clone(), setting, found, wanted })
                 };
@@ -137,8 +157,14 @@ impl Topology {
                 if have.ack_wait != wanted.ack_wait {
                     return mismatch("ack_wait", format!("{:?}", have.ack_wait), format!("{:?}", wanted.ack_wait));
                 }
-                if have.filter_subject != wanted.filter_subject {
-                    return mismatch("filter_subject", have.filter_subject.clone(), wanted.filter_subject.clone());
+                if have.filter_subject != wanted.filter_subject || !have.filter_subjects.is_empty() {
+                    let found = [have.filter_subject.clone()]
+                        .into_iter()
+                        .chain(have.filter_subjects.iter().cloned())
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    return mismatch("filter_subject", found, wanted.filter_subject.clone());
                 }
                 if have.max_deliver != wanted.max_deliver {
                     return mismatch("max_deliver", have.max_deliver.to_string(), wanted.max_deliver.to_string());
@@ -149,9 +175,74 @@ impl Topology {
                 .jobs
                 .create_consumer(wanted)
                 .await
-                .map_err(|e| QueueError::js(format!("creating consumer `{}`", self.config.consumer), e)),
+                .map_err(|e| QueueError::js(format!("creating consumer `{name}`"), e)),
         }
     }
+
+    /// Makes room for the consumers of `workflows`: a work-queue stream gives
+    /// each message to one consumer only and refuses overlapping filters.
+    /// The shared consumer of Weft before routing (named exactly
+    /// `consumer_prefix`, over every workflow) is deleted, with a warning:
+    /// workers of that version stop receiving jobs, and the unacked jobs it
+    /// held are delivered again through the workflows' consumers. Any other
+    /// consumer that would take these workflows' jobs is an error naming it.
+    pub(crate) async fn check_consumers(&self, workflows: &[&str]) -> Result<(), QueueError> {
+        use futures::TryStreamExt as _;
+        let infos: Vec<consumer::Info> =
+            self.jobs.consumers().try_collect().await.map_err(|e| {
+                QueueError::js(format!("listing the consumers of stream `{}`", self.config.jobs_stream), e)
+            })?;
+        let legacy_filter = format!("{}.>", self.config.jobs_subject_prefix);
+        for info in infos {
+            let filters: Vec<&str> = [info.config.filter_subject.as_str()]
+                .into_iter()
+                .chain(info.config.filter_subjects.iter().map(String::as_str))
+                .filter(|s| !s.is_empty())
+                .collect();
+            let takes = |workflow: &str| {
+                let subject = self.job_subject(workflow);
+                filters.is_empty() || filters.iter().any(|filter| subject_matches(filter, &subject))
+            };
+            let Some(taken) = workflows.iter().find(|w| takes(w) && info.name != self.consumer_name(w)) else {
+                continue;
+            };
+            if info.name == self.config.consumer_prefix && filters == [legacy_filter.as_str()] {
+                tracing::warn!(
+                    consumer = %info.name,
+                    "deleting the consumer shared by every workflow (Weft before routing by workflow): workers \
+                     of that version stop receiving jobs; its unacked jobs are delivered again to this version"
+                );
+                self.jobs
+                    .delete_consumer(&info.name)
+                    .await
+                    .map_err(|e| QueueError::js(format!("deleting the shared consumer `{}`", info.name), e))?;
+                continue;
+            }
+            return Err(QueueError::OverlappingConsumer {
+                stream: self.config.jobs_stream.clone(),
+                consumer: info.name.clone(),
+                filter: if filters.is_empty() { "(every subject)".into() } else { filters.join(",") },
+                workflow: taken.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Whether NATS subject `subject` (no wildcards) matches `filter` (`*` is
+/// one token, a final `>` one or more).
+fn subject_matches(filter: &str, subject: &str) -> bool {
+    let mut tokens = subject.split('.');
+    for part in filter.split('.') {
+        match (part, tokens.next()) {
+            (">", Some(_)) => return true,
+            (_, None) => return false,
+            ("*", Some(_)) => {}
+            (literal, Some(token)) if literal == token => {}
+            _ => return false,
+        }
+    }
+    tokens.next().is_none()
 }
 
 /// Connects and makes sure the topology exists with compatible settings.
@@ -365,5 +456,28 @@ async fn ensure_stream(js: &jetstream::Context, wanted: stream::Config) -> Resul
             .create_stream(wanted.clone())
             .await
             .map_err(|e| QueueError::js(format!("creating stream `{}`", wanted.name), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject_matches;
+
+    #[test]
+    fn a_filter_matches_subjects_token_by_token() {
+        for (filter, subject, matches) in [
+            ("weft.jobs.>", "weft.jobs.a", true),
+            ("weft.jobs.>", "weft.jobs", false),
+            ("weft.jobs.*", "weft.jobs.a", true),
+            ("weft.*.a", "weft.jobs.a", true),
+            ("weft.jobs.a", "weft.jobs.a", true),
+            ("weft.jobs.a", "weft.jobs.ab", false),
+            ("weft.jobs.a", "weft.jobs.a.b", false),
+            ("weft.jobs.*", "weft.jobs.a.b", false),
+            ("weft.>", "weft.jobs.a.b", true),
+            ("other.>", "weft.jobs.a", false),
+        ] {
+            assert_eq!(subject_matches(filter, subject), matches, "{filter} vs {subject}");
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! The worker loop behind `weft serve`: pull jobs in batches from the shared
-//! consumer, hand each to its own task (at most `concurrency` at once; what
+//! The worker loop behind `weft serve`: pull jobs in batches from the
+//! consumer of each workflow it serves, hand each to its own task (at most
+//! `concurrency` at once over all workflows; what
 //! a job's task does is `job_run`'s), and drain on shutdown: stop pulling,
 //! wait for in-flight jobs, hand back those still running, flush the last
 //! acks. It never settles a message itself.
@@ -9,8 +10,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream;
+use async_nats::jetstream::consumer::PullConsumer;
 use futures::StreamExt as _;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::QueueError;
@@ -145,7 +148,14 @@ impl Worker {
     ///
     /// [`QueueError`] when the consumer cannot be created or checked.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<WorkerSummary, QueueError> {
-        let consumer = self.store.topology.consumer().await?;
+        let topology = &self.store.topology;
+        let mut served: Vec<&str> = self.workflows.keys().map(String::as_str).collect();
+        served.sort_unstable();
+        topology.check_consumers(&served).await?;
+        let mut consumers = Vec::with_capacity(served.len());
+        for workflow in served {
+            consumers.push((workflow.to_string(), topology.workflow_consumer(workflow).await?));
+        }
         let (hand_back, hand_back_rx) = watch::channel(false);
         let Worker { host, workflows, store, config, jitter } = self;
         let runner = Arc::new(JobRunner {
@@ -158,65 +168,44 @@ impl Worker {
             hand_back: hand_back_rx,
         });
         let config = &runner.config;
-        let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        let concurrency = config.concurrency.max(1);
+        let permits = Arc::new(Semaphore::new(concurrency));
+        // Each consumer pulls a share of the slots, so that what the client
+        // holds before a slot frees (its ack wait running) stays about
+        // `concurrency` messages however many workflows are served.
+        let batch = concurrency.div_ceil(consumers.len().max(1));
+        let (delivered_tx, mut delivered) = mpsc::channel(consumers.len().max(1));
+        let mut pullers = JoinSet::new();
+        for (workflow, consumer) in consumers {
+            pullers.spawn(pull(workflow, consumer, batch, Arc::clone(&permits), delivered_tx.clone()));
+        }
+        drop(delivered_tx);
         let mut tasks = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
         tracing::info!(workflows = ?runner.workflows.keys().collect::<Vec<_>>(), concurrency = config.concurrency, "worker started");
 
-        'pull: loop {
-            let mut messages = match consumer
-                .stream()
-                .max_messages_per_batch(config.concurrency.max(1))
-                .heartbeat(Duration::from_secs(5))
-                .expires(Duration::from_secs(30))
-                .messages()
-                .await
-            {
-                Ok(messages) => messages,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot pull from the job consumer; retrying in 1s");
-                    tokio::select! {
-                        _ = &mut shutdown => break 'pull,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'pull,
-                    }
-                }
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let (message, permit): (jetstream::Message, OwnedSemaphorePermit) = tokio::select! {
+                _ = &mut shutdown => break,
+                next = delivered.recv() => match next {
+                    Some(delivery) => delivery,
+                    None => break,
+                },
             };
-            loop {
-                while tasks.try_join_next().is_some() {}
-                let permit = tokio::select! {
-                    _ = &mut shutdown => break 'pull,
-                    permit = permits.clone().acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => break 'pull,
-                    },
-                };
-                let next = tokio::select! {
-                    _ = &mut shutdown => break 'pull,
-                    next = messages.next() => next,
-                };
-                match next {
-                    Some(Ok(message)) => {
-                        // Boxed: a task's future is copied whole when it is
-                        // spawned and when its output is stored, and a job's
-                        // future (every await of its handling) is large.
-                        let handle = Box::pin(Arc::clone(&runner).handle(message));
-                        tasks.spawn(async move {
-                            handle.await;
-                            drop(permit);
-                        });
-                    }
-                    Some(Err(error)) => {
-                        tracing::warn!(%error, "error while pulling jobs; pulling again");
-                        drop(permit);
-                        tokio::select! {
-                            _ = &mut shutdown => break 'pull,
-                            _ = tokio::time::sleep(Duration::from_millis(500)) => continue 'pull,
-                        }
-                    }
-                    None => continue 'pull,
-                }
-            }
+            // Boxed: a task's future is copied whole when it is spawned and
+            // when its output is stored, and a job's future (every await of
+            // its handling) is large.
+            let handle = Box::pin(Arc::clone(&runner).handle(message));
+            tasks.spawn(async move {
+                handle.await;
+                drop(permit);
+            });
         }
+        // Stop pulling. Messages pulled but not started are left unacked:
+        // the server delivers them again after the ack wait.
+        pullers.shutdown().await;
+        drop(delivered);
 
         tracing::info!(in_flight = tasks.len(), grace = ?config.drain_grace, "draining");
         let drained =
@@ -239,5 +228,52 @@ impl Worker {
         let summary = runner.counters.summary();
         tracing::info!(?summary, "worker stopped");
         Ok(summary)
+    }
+}
+
+/// Pulls one workflow's consumer for as long as the worker runs: each
+/// message is handed over with a compute slot taken for it, so the worker's
+/// concurrency bounds jobs of every workflow together, and a workflow without
+/// jobs holds no slot. A failed pull is retried; this task ends when the
+/// worker stops taking deliveries.
+async fn pull(
+    workflow: String,
+    consumer: PullConsumer,
+    batch: usize,
+    permits: Arc<Semaphore>,
+    delivered: mpsc::Sender<(jetstream::Message, OwnedSemaphorePermit)>,
+) {
+    loop {
+        let mut messages = match consumer
+            .stream()
+            .max_messages_per_batch(batch)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+        {
+            Ok(messages) => messages,
+            Err(error) => {
+                tracing::warn!(%workflow, %error, "cannot pull from the workflow's consumer; retrying in 1s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        loop {
+            match messages.next().await {
+                Some(Ok(message)) => {
+                    let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { return };
+                    if delivered.send((message, permit)).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%workflow, %error, "error while pulling jobs; pulling again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    break;
+                }
+                None => break,
+            }
+        }
     }
 }

@@ -17,23 +17,21 @@ mod queue;
 mod submissions;
 mod workflow_files;
 
-/// Waits until the jobs consumer has nothing pending and nothing unacked:
-/// every message ended acked, dead-lettered or terminated.
+/// Waits until every workflow's consumer has nothing pending and nothing
+/// unacked: every message ended acked, dead-lettered or terminated. (Jobs
+/// of workflows nobody serves have no consumer and wait.)
 pub(crate) async fn wait_until_settled(server: &NatsServer, js: &async_nats::jetstream::Context) {
+    use futures::TryStreamExt as _;
     let config = queue_config(server);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        // The worker creates the consumer when it starts pulling.
-        let consumer: Result<async_nats::jetstream::consumer::PullConsumer, _> =
-            js.get_stream(&config.jobs_stream).await.unwrap().get_consumer(&config.consumer).await;
-        let info = match consumer {
-            Ok(mut consumer) => Some(consumer.info().await.unwrap().clone()),
-            Err(_) => None,
-        };
-        if info.as_ref().is_some_and(|info| info.num_pending == 0 && info.num_ack_pending == 0) {
+        // The worker creates the consumers when it starts pulling.
+        let infos: Vec<async_nats::jetstream::consumer::Info> =
+            js.get_stream(&config.jobs_stream).await.unwrap().consumers().try_collect().await.unwrap();
+        if !infos.is_empty() && infos.iter().all(|info| info.num_pending == 0 && info.num_ack_pending == 0) {
             return;
         }
-        assert!(Instant::now() < deadline, "messages left unsettled: {info:?}");
+        assert!(Instant::now() < deadline, "messages left unsettled: {infos:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

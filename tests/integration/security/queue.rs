@@ -163,19 +163,21 @@ async fn a_message_whose_dead_letter_exceeds_the_max_payload_is_dead_lettered_on
     let worker = start_worker(&server, &[&workflow("echo", ECHO)], fast_retries("w1")).await;
     // 300 KB of NUL bytes: `\u0000` six times over as escaped text.
     let nuls = vec![0u8; 300 * 1024];
-    // 900 KB of a valid job for a workflow nobody serves, its text all
-    // escaped quotes: each `\"` is escaped again in a text copy.
+    // 900 KB of a job naming another job's input (never run), its metadata
+    // all escaped quotes: each `\"` is escaped again in a text copy.
     let quotes = "\\\"".repeat(450 * 1024);
-    let escapable = format!(r#"{{"job_id":"esc-1","input":{{"text":"{quotes}"}}}}"#).into_bytes();
+    let escapable =
+        format!(r#"{{"job_id":"esc-1","input":{{"object":"input.other"}},"metadata":{{"note":"{quotes}"}}}}"#)
+            .into_bytes();
     assert!(escapable.len() > 900 * 1024 && escapable.len() < 1024 * 1024);
     js.publish("weft.jobs.echo", nuls.clone().into()).await.unwrap().await.unwrap();
-    js.publish("weft.jobs.nosuch", escapable.clone().into()).await.unwrap().await.unwrap();
+    js.publish("weft.jobs.echo", escapable.clone().into()).await.unwrap().await.unwrap();
     wait_until_settled(&server, &js).await;
     let info = js
         .get_stream("WEFT_JOBS")
         .await
         .unwrap()
-        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("weft-workers")
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("weft-workers-echo")
         .await
         .unwrap()
         .info()
@@ -262,25 +264,31 @@ async fn a_dead_letter_planted_on_the_dlq_subject_is_listed_unauthenticated_and_
 
 /// Workflow `later`: its one step passes its input through.
 fn later() -> String {
-    workflow("later", &format!("  - id: pass\n    plugin: {}\n", crate::support::component_path("noop").display()))
+    later_with("noop")
 }
 
-/// Dead-letters job `job_id` genuinely: a worker serving only `echo` gets it
-/// on `weft.jobs.later` (no `Nats-Msg-Id`, so a later submit of the same id
-/// is not a duplicate). Returns the dead letter's raw message.
-async fn dead_letter_for_an_unserved_workflow(
+/// Workflow `later` whose one step is test component `component`.
+fn later_with(component: &str) -> String {
+    workflow("later", &format!("  - id: pass\n    plugin: {}\n", crate::support::component_path(component).display()))
+}
+
+/// Dead-letters job `job_id` genuinely: a worker serving a revision of
+/// `later` whose step traps (never retried) gets it (no `Nats-Msg-Id`, so a
+/// later submit of the same id is not a duplicate). Returns the dead
+/// letter's raw message.
+async fn dead_letter_from_a_trapping_workflow(
     server: &NatsServer,
     queue: &weft::queue::QueueClient,
     job_id: &str,
 ) -> async_nats::jetstream::message::StreamMessage {
     let js = async_nats::jetstream::new(queue.nats().clone());
-    let worker = start_worker(server, &[&workflow("echo", ECHO)], fast_retries("w1")).await;
+    let worker = start_worker(server, &[&later_with("trap")], fast_retries("w1")).await;
     let body = serde_json::json!({ "job_id": job_id, "input": { "text": "hello" } }).to_string();
     js.publish("weft.jobs.later", body.into()).await.unwrap().await.unwrap();
     wait_until_settled(server, &js).await;
     assert_eq!(worker.stop().await.dead_lettered, 1);
     let entry = queue.find_dead_letter(job_id).await.unwrap().expect("dead-lettered");
-    assert!(entry.authenticated && entry.letter.reason.contains("unknown workflow `later`"), "{entry:?}");
+    assert!(entry.authenticated && entry.letter.reason.contains("boom"), "{entry:?}");
     js.get_stream("WEFT_DLQ").await.unwrap().get_raw_message(entry.sequence).await.unwrap()
 }
 
@@ -289,7 +297,7 @@ async fn a_genuine_dead_letter_replays_but_a_tampered_copy_of_it_is_refused() {
     let server = NatsServer::start();
     let queue = client(&server).await;
     let js = async_nats::jetstream::new(queue.nats().clone());
-    let genuine = dead_letter_for_an_unserved_workflow(&server, &queue, "late-1").await;
+    let genuine = dead_letter_from_a_trapping_workflow(&server, &queue, "late-1").await;
     // The same letter with its MAC header (another message id, or the
     // server drops it as a duplicate) and another body.
     let text = String::from_utf8(genuine.payload.to_vec()).unwrap().replace("hello", "evil!");
@@ -320,7 +328,11 @@ async fn a_genuine_dead_letter_replays_but_a_tampered_copy_of_it_is_refused() {
 async fn replaying_the_dead_letter_of_a_job_that_since_succeeded_needs_force() {
     let server = NatsServer::start();
     let queue = client(&server).await;
-    dead_letter_for_an_unserved_workflow(&server, &queue, "done-1").await;
+    dead_letter_from_a_trapping_workflow(&server, &queue, "done-1").await;
+    // The job's record ages out before its dead letter (the default
+    // retention keeps dead letters longer): the id is free again.
+    let js = async_nats::jetstream::new(queue.nats().clone());
+    js.get_key_value("weft-jobs").await.unwrap().purge("job.done-1").await.unwrap();
     let worker = start_worker(&server, &[&workflow("echo", ECHO), &later()], fast_retries("w2")).await;
     queue.submit("later", b"again".to_vec(), Some("done-1".into())).await.unwrap();
     let record = queue.wait("done-1", std::time::Duration::from_secs(60)).await.unwrap();
