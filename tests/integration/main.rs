@@ -11,6 +11,7 @@ mod authoring;
 mod cache;
 mod capabilities;
 mod cli;
+mod cluster;
 mod compute_slots;
 mod delivery;
 mod fleet;

@@ -130,11 +130,17 @@ impl NatsServer {
     /// `kill -9`s the server, then starts it again on the same port and store.
     pub fn kill_and_restart(&mut self) {
         self.kill();
+        self.restart();
+    }
+
+    /// Starts a killed server again on the same ports, store and configuration.
+    pub fn restart(&mut self) {
         self.spawn();
         assert!(self.ready(), "nats-server did not come back within 15s on port {}", self.port);
     }
 
-    fn kill(&mut self) {
+    /// `kill -9`s the server (SIGKILL: no shutdown, no flush).
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -145,5 +151,36 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A JetStream cluster of real nats-servers on loopback, node `i` named
+/// `n<i>`, each with its own ports and store, routes to every other.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes, one after the other (each waits for its own
+    /// health check; the cluster elects its leaders afterwards).
+    pub fn start(size: usize) -> Self {
+        let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let routes: Vec<String> = route_ports.iter().map(|port| format!("nats-route://127.0.0.1:{port}")).collect();
+        let nodes = route_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                NatsServer::start_with_config(Some(&format!(
+                    "server_name: n{i}\ncluster {{\n  name: weft-test\n  listen: 127.0.0.1:{port}\n  routes: [{}]\n}}\n",
+                    routes.join(", ")
+                )))
+            })
+            .collect();
+        NatsCluster { nodes }
+    }
+
+    /// Every node's client URL, comma separated.
+    pub fn urls(&self) -> String {
+        self.nodes.iter().map(NatsServer::url).collect::<Vec<_>>().join(",")
     }
 }

@@ -159,6 +159,11 @@ pub(crate) struct NatsArgs {
     /// Require TLS.
     #[arg(long, global = true)]
     nats_require_tls: bool,
+    /// Copies of Weft's streams, bucket and object store in a JetStream
+    /// cluster: 3 survives the loss of one server. Applied when they are
+    /// created, and raised on existing ones.
+    #[arg(long, global = true, env = "WEFT_NATS_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    replicas: u8,
 }
 
 impl NatsArgs {
@@ -172,6 +177,7 @@ impl NatsArgs {
             nkey_seed: self.nats_nkey.clone(),
             tls_ca: self.nats_tls_ca.clone(),
             require_tls: self.nats_require_tls,
+            replicas: usize::from(self.replicas),
             ..QueueConfig::default()
         }
     }

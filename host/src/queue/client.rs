@@ -20,6 +20,10 @@ use futures::StreamExt as _;
 /// larger or binary ones go through the object store.
 pub const INLINE_INPUT_LIMIT: usize = 256 * 1024;
 
+/// How often [`QueueClient::wait`] reads the job's record even when its
+/// watch reports nothing.
+const WAIT_REREAD: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A connection to the queue for clients: submit jobs, read their state,
 /// manage dead letters.
 #[derive(Clone)]
@@ -150,15 +154,20 @@ impl QueueClient {
             {
                 return Ok(record);
             }
-            match tokio::time::timeout_at(deadline, watch.next()).await {
-                Err(_) => {
+            // The record is read again at least every second: in a cluster a
+            // watch can miss an update (its server restarted, or a replica
+            // served a read before it caught up), and a missed update must
+            // not turn into a wait until the deadline.
+            let next_read = (tokio::time::Instant::now() + WAIT_REREAD).min(deadline);
+            match tokio::time::timeout_at(next_read, watch.next()).await {
+                Err(_) if tokio::time::Instant::now() >= deadline => {
                     return Err(QueueError::js(
                         format!("waiting for job {job_id}"),
                         format!("not finished after {timeout:?}"),
                     ));
                 }
+                Err(_) | Ok(Some(_)) => {}
                 Ok(None) => return Err(QueueError::js("watching job state", "the watch ended")),
-                Ok(Some(_)) => {}
             }
         }
     }

@@ -62,6 +62,10 @@ pub struct QueueConfig {
     pub tls_ca: Option<PathBuf>,
     /// Require TLS.
     pub require_tls: bool,
+    /// Copies of every stream, bucket and object store in a JetStream
+    /// cluster (1, 3 or 5; at most the cluster's size). Three survive the
+    /// loss of one server without losing a job or a record.
+    pub replicas: usize,
 }
 
 /// The default server URL when neither `--nats` nor `NATS_URL` is given.
@@ -88,6 +92,7 @@ impl Default for QueueConfig {
             nkey_seed: None,
             tls_ca: None,
             require_tls: false,
+            replicas: 1,
         }
     }
 }
@@ -267,6 +272,7 @@ pub(crate) async fn open(config: QueueConfig) -> Result<Topology, QueueError> {
             retention: stream::RetentionPolicy::WorkQueue,
             storage: stream::StorageType::File,
             duplicate_window: config.duplicate_window,
+            num_replicas: config.replicas,
             ..Default::default()
         },
     )
@@ -279,6 +285,7 @@ pub(crate) async fn open(config: QueueConfig) -> Result<Topology, QueueError> {
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
             duplicate_window: config.duplicate_window,
+            num_replicas: config.replicas,
             ..Default::default()
         },
     )
@@ -290,6 +297,7 @@ pub(crate) async fn open(config: QueueConfig) -> Result<Topology, QueueError> {
                 bucket: config.state_bucket.clone(),
                 history: 1,
                 storage: stream::StorageType::File,
+                num_replicas: config.replicas,
                 ..Default::default()
             })
             .await
@@ -301,12 +309,46 @@ pub(crate) async fn open(config: QueueConfig) -> Result<Topology, QueueError> {
             .create_object_store(object_store::Config {
                 bucket: config.object_bucket.clone(),
                 storage: stream::StorageType::File,
+                num_replicas: config.replicas,
                 ..Default::default()
             })
             .await
             .map_err(|e| QueueError::js(format!("creating object store `{}`", config.object_bucket), e))?,
     };
+    for name in [
+        config.jobs_stream.clone(),
+        config.dlq_stream.clone(),
+        format!("KV_{}", config.state_bucket),
+        format!("OBJ_{}", config.object_bucket),
+    ] {
+        ensure_replicas(&js, &name, config.replicas).await?;
+    }
     Ok(Topology { config, client, js, jobs, dlq, state, objects })
+}
+
+/// Raises the replica count of an existing stream (a bucket or object store
+/// is one underneath) to `replicas`: a deployment moved from one server to
+/// a cluster gets its existing streams copied, not just the new ones. A
+/// stream with more replicas than asked is left as it is.
+async fn ensure_replicas(js: &jetstream::Context, name: &str, replicas: usize) -> Result<(), QueueError> {
+    if replicas <= 1 {
+        return Ok(());
+    }
+    let mut stream = js.get_stream(name).await.map_err(|e| QueueError::js(format!("reading stream `{name}`"), e))?;
+    let info = stream.info().await.map_err(|e| QueueError::js(format!("reading stream `{name}`"), e))?;
+    if info.config.num_replicas >= replicas {
+        return Ok(());
+    }
+    let from = info.config.num_replicas;
+    let config = stream::Config { num_replicas: replicas, ..info.config.clone() };
+    js.update_stream(config).await.map_err(|e| {
+        QueueError::js(
+            format!("raising stream `{name}` from {from} to {replicas} replicas (are there {replicas} servers?)"),
+            e,
+        )
+    })?;
+    tracing::info!(stream = name, from, to = replicas, "raised the stream's replicas");
+    Ok(())
 }
 
 /// How long the first connection may take while the server is unreachable
@@ -349,7 +391,10 @@ async fn connect_client(config: &QueueConfig) -> Result<async_nats::Client, Queu
         if config.require_tls {
             options = options.require_tls(true);
         }
-        let error = match options.connect(config.url.as_str()).await {
+        // A cluster's URLs, comma separated: the client picks one and fails
+        // over to the others (and to those the servers announce).
+        let urls: Vec<&str> = config.url.split(',').map(str::trim).filter(|url| !url.is_empty()).collect();
+        let error = match options.connect(urls.as_slice()).await {
             Ok(client) => return Ok(client),
             Err(error) => error,
         };

@@ -61,6 +61,10 @@ pub struct WorkerConfig {
     pub revision_grace: Duration,
 }
 
+/// How long a worker keeps trying to set up its consumers while JetStream
+/// does not answer (a cluster electing a leader, a server restarting).
+const CONSUMER_SETUP_WINDOW: Duration = Duration::from_secs(60);
+
 /// [`WorkerConfig::max_input_bytes`] unless configured.
 pub const DEFAULT_MAX_INPUT_BYTES: u64 = 64 << 20;
 
@@ -140,6 +144,35 @@ impl Worker {
         Ok(Worker { host, workflows, store: StateStore::new(topology), config, jitter: Box::new(RandomJitter) })
     }
 
+    /// The consumer of every served workflow, sorted by workflow. A request
+    /// that times out or finds no leader (a cluster electing one, a server
+    /// restarting) is retried for [`CONSUMER_SETUP_WINDOW`]; settings that
+    /// conflict are an error at once.
+    async fn bind_consumers(&self) -> Result<Vec<(String, PullConsumer)>, QueueError> {
+        let topology = &self.store.topology;
+        let mut served: Vec<&str> = self.workflows.keys().map(String::as_str).collect();
+        served.sort_unstable();
+        let deadline = tokio::time::Instant::now() + CONSUMER_SETUP_WINDOW;
+        loop {
+            let attempt = async {
+                topology.check_consumers(&served).await?;
+                let mut consumers = Vec::with_capacity(served.len());
+                for workflow in &served {
+                    consumers.push((workflow.to_string(), topology.workflow_consumer(workflow).await?));
+                }
+                Ok::<_, QueueError>(consumers)
+            };
+            match attempt.await {
+                Ok(consumers) => return Ok(consumers),
+                Err(error @ QueueError::JetStream { .. }) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(%error, "cannot set up the workflows' consumers yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     /// Pulls and runs jobs until `shutdown` resolves, then drains: stops
     /// pulling, waits up to the grace period for in-flight jobs and hands
     /// back (naks) those still running.
@@ -148,14 +181,7 @@ impl Worker {
     ///
     /// [`QueueError`] when the consumer cannot be created or checked.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<WorkerSummary, QueueError> {
-        let topology = &self.store.topology;
-        let mut served: Vec<&str> = self.workflows.keys().map(String::as_str).collect();
-        served.sort_unstable();
-        topology.check_consumers(&served).await?;
-        let mut consumers = Vec::with_capacity(served.len());
-        for workflow in served {
-            consumers.push((workflow.to_string(), topology.workflow_consumer(workflow).await?));
-        }
+        let consumers = self.bind_consumers().await?;
         let (hand_back, hand_back_rx) = watch::channel(false);
         let Worker { host, workflows, store, config, jitter } = self;
         let runner = Arc::new(JobRunner {

@@ -1,0 +1,117 @@
+//! Weft on a 3-node JetStream cluster (real nats-server processes on
+//! loopback): its streams, bucket and object store replicated three times,
+//! and a steady load that survives the SIGKILL of the job stream's leader
+//! and its restart with every job finished once and none dead-lettered.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weft::queue::{JobState, QueueClient, QueueConfig, Worker, WorkerSummary};
+
+use crate::nats::NatsCluster;
+use crate::queue::{ECHO, fast_retries, workflow};
+use crate::support::{component_path, host, load};
+
+/// Connects once the cluster has elected a leader and can create
+/// replicated streams (at most 60 s).
+async fn connect_when_ready(config: &QueueConfig) -> QueueClient {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match weft::queue::connect(config.clone()).await {
+            Ok(queue) => return queue,
+            Err(error) => assert!(Instant::now() < deadline, "the cluster never became usable: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A worker on the cluster; dropping the sender stops it.
+async fn start_worker(
+    config: &QueueConfig,
+    workflow: &str,
+    name: &str,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<WorkerSummary>) {
+    let host = Arc::new(host());
+    let loaded = vec![load(&host, workflow)];
+    let worker = Worker::connect(host, loaded, config.clone(), fast_retries(name)).await.expect("worker connects");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        worker
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("worker runs")
+    });
+    (stop, handle)
+}
+
+/// Submits job `id`, again while the cluster fails over (the same id: the
+/// server drops a repeat within its duplicate window), for at most 60 s.
+async fn submit_until_stored(queue: &QueueClient, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match queue.submit("steady", id.as_bytes().to_vec(), Some(id.to_string())).await {
+            Ok(_) => return,
+            Err(error) => assert!(Instant::now() < deadline, "job {id} could not be submitted: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_cluster_loses_no_job_when_the_stream_leader_is_killed_mid_load() {
+    const JOBS: usize = 90;
+    let mut cluster = NatsCluster::start(3);
+    let config =
+        QueueConfig { url: cluster.urls(), replicas: 3, ack_wait: Duration::from_secs(2), ..QueueConfig::default() };
+    let queue = connect_when_ready(&config).await;
+    let js = async_nats::jetstream::new(queue.nats().clone());
+    for stream in ["WEFT_JOBS", "WEFT_DLQ", "KV_weft-jobs", "OBJ_weft-objects"] {
+        let info = js.get_stream(stream).await.unwrap().get_info().await.unwrap();
+        assert_eq!(info.config.num_replicas, 3, "{stream}");
+    }
+    // Each job echoes, then sleeps 200 ms: jobs are in flight when the node dies.
+    let sleep = component_path("sleep");
+    let steps =
+        format!("{ECHO}  - id: nap\n    plugin: {}\n    needs: [echo]\n    config: {{ ms: 200 }}\n", sleep.display());
+    let steady = workflow("steady", &steps);
+    let workers = [start_worker(&config, &steady, "w1").await, start_worker(&config, &steady, "w2").await];
+
+    let leader = js.get_stream("WEFT_JOBS").await.unwrap().get_info().await.unwrap().cluster.unwrap().leader;
+    let leader = leader.and_then(|name| name.strip_prefix('n').and_then(|i| i.parse::<usize>().ok())).unwrap();
+    for i in 0..JOBS {
+        if i == JOBS / 3 {
+            tokio::task::block_in_place(|| cluster.nodes[leader].kill());
+        }
+        if i == 2 * JOBS / 3 {
+            tokio::task::block_in_place(|| cluster.nodes[leader].restart());
+        }
+        submit_until_stored(&queue, &format!("steady-{i}")).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    for i in 0..JOBS {
+        let id = format!("steady-{i}");
+        let record = match queue.wait(&id, Duration::from_secs(120)).await {
+            Ok(record) => record,
+            Err(error) => {
+                let record = queue.status(&id).await;
+                let depths = queue.queue_depths().await;
+                panic!("{id}: {error}; its record now: {record:?}; the queue: {depths:?}")
+            }
+        };
+        assert_eq!(record.state, JobState::Succeeded, "{record:?}");
+    }
+    let mut summaries = Vec::new();
+    for (stop, handle) in workers {
+        let _ = stop.send(());
+        summaries.push(tokio::time::timeout(Duration::from_secs(60), handle).await.unwrap().unwrap());
+    }
+    let succeeded: u64 = summaries.iter().map(|s| s.succeeded).sum();
+    let dead: u64 = summaries.iter().map(|s| s.dead_lettered).sum();
+    assert_eq!(dead, 0, "{summaries:?}");
+    assert!(succeeded >= JOBS as u64, "{summaries:?}");
+    assert!(queue.dead_letters().await.unwrap().is_empty());
+    let left = js.get_stream("WEFT_JOBS").await.unwrap().get_info().await.unwrap().state.messages;
+    assert_eq!(left, 0, "every job left the work queue");
+}
