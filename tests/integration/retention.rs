@@ -261,7 +261,8 @@ async fn under_a_soak_storage_stays_within_a_bound_set_by_the_configuration() {
         record_max_bytes: Some(record_cap),
         dead_letter_max_age: age,
         dead_letter_max_bytes: Some(letter_cap),
-        object_max_age: age,
+        // Longer, so an input object never expires before its job runs.
+        object_max_age: 3 * age,
         object_max_bytes: Some(object_cap),
         ..queue_config(&server)
     };
@@ -285,8 +286,13 @@ async fn under_a_soak_storage_stays_within_a_bound_set_by_the_configuration() {
     let slack = Duration::from_millis(1500);
     let concurrency = 4;
     let bound = |at: Instant, rounds_ended: &[Instant]| {
-        let live = rounds_ended.iter().filter(|ended| at.duration_since(**ended) < age + slack).count() as u64;
-        (live * PER_ROUND as u64 + concurrency * 3, live * 2 * OBJECT as u64, live * FAILING as u64)
+        let live =
+            |age: Duration| rounds_ended.iter().filter(|ended| at.duration_since(**ended) < age + slack).count() as u64;
+        (
+            live(config.record_max_age) * PER_ROUND as u64 + concurrency * 3,
+            live(config.object_max_age) * 2 * OBJECT as u64,
+            live(config.dead_letter_max_age) * FAILING as u64,
+        )
     };
 
     // Rounds until the soak has lasted several maximum ages (at least a few

@@ -197,3 +197,28 @@ async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flags' defaults are written as text for `--help`: they must be
+    /// the library's named defaults.
+    #[test]
+    fn the_retention_flags_default_to_the_librarys_defaults() {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            retention: RetentionArgs,
+        }
+        let config = <Flags as clap::Parser>::parse_from(["weft"]).retention.apply(QueueConfig::default());
+        let defaults = QueueConfig::default();
+        assert_eq!(config.record_max_age, weft::queue::DEFAULT_RECORD_MAX_AGE);
+        assert_eq!(config.object_max_age, weft::queue::DEFAULT_OBJECT_MAX_AGE);
+        assert_eq!(config.dead_letter_max_age, weft::queue::DEFAULT_DEAD_LETTER_MAX_AGE);
+        assert_eq!(
+            (config.record_max_bytes, config.object_max_bytes, config.dead_letter_max_bytes),
+            (defaults.record_max_bytes, defaults.object_max_bytes, defaults.dead_letter_max_bytes)
+        );
+    }
+}
