@@ -54,7 +54,7 @@ enum Command {
         action: cli::plugin::PluginAction,
     },
     /// Pull jobs from NATS JetStream and run them (one of many workers).
-    Serve(cli::serve::ServeArgs),
+    Serve(Box<cli::serve::ServeArgs>),
     /// Submit a job to NATS; prints its id, or its result with --wait.
     Submit(cli::submit::SubmitArgs),
     /// Show a job's state, attempts and result, or (without a job id) the

@@ -67,7 +67,7 @@ async fn a_three_node_cluster_loses_no_job_when_the_stream_leader_is_killed_mid_
         QueueConfig { url: cluster.urls(), replicas: 3, ack_wait: Duration::from_secs(2), ..QueueConfig::default() };
     let queue = connect_when_ready(&config).await;
     let js = async_nats::jetstream::new(queue.nats().clone());
-    for stream in ["WEFT_JOBS", "WEFT_DLQ", "KV_weft-jobs", "OBJ_weft-objects"] {
+    for stream in ["WEFT_JOBS", "WEFT_DLQ", "KV_weft-jobs", "KV_weft-keys", "OBJ_weft-objects"] {
         let info = js.get_stream(stream).await.unwrap().get_info().await.unwrap();
         assert_eq!(info.config.num_replicas, 3, "{stream}");
     }

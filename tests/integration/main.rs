@@ -21,6 +21,7 @@ mod notify;
 mod pdf;
 mod polyglot;
 mod queue;
+mod retention;
 mod retries;
 mod sandbox;
 mod security;

@@ -35,9 +35,14 @@ impl RunningWorker {
 }
 
 pub(crate) async fn start_worker(server: &NatsServer, workflows: &[&str], config: WorkerConfig) -> RunningWorker {
+    start_worker_with(queue_config(server), workflows, config).await
+}
+
+/// [`start_worker`] with a queue configuration of the test's own.
+pub(crate) async fn start_worker_with(queue: QueueConfig, workflows: &[&str], config: WorkerConfig) -> RunningWorker {
     let host = Arc::new(host());
     let loaded = workflows.iter().map(|yaml| load(&host, yaml)).collect();
-    let worker = Worker::connect(host, loaded, queue_config(server), config).await.expect("worker connects");
+    let worker = Worker::connect(host, loaded, queue, config).await.expect("worker connects");
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         worker
@@ -184,21 +189,13 @@ async fn a_duplicate_of_a_finished_job_leaves_its_stored_outputs_alone() {
     let server = NatsServer::start();
     let queue = client(&server).await;
     let pass = workflow("pass", &format!("  - id: pass\n    plugin: {}\n", component_path("noop").display()));
-    let worker = start_worker(&server, &[&pass], fast_retries("w1")).await;
     // Too large for the state bucket: input and outputs go to the object store.
     let submitted = queue.submit("pass", vec![b'x'; 700_000], Some("big-1".into())).await.unwrap();
     assert!(submitted.via_object_store);
-    let record = wait_for(&queue, "big-1").await;
-    assert_eq!(record.state, JobState::Succeeded, "{record:?}");
-    assert_eq!(record.outputs, Some(serde_json::json!({ "object": "output.big-1" })));
     let js = async_nats::jetstream::new(queue.nats().clone());
     let objects = js.get_object_store("weft-objects").await.unwrap();
-    let stored = objects.info("output.big-1").await.unwrap();
-
-    // The same job after the dedupe window, with the same large input: a
-    // pure workflow runs it before it claims, but it claims before it
-    // stores outputs under the job's name, so it finds the finished record
-    // and the finished job's outputs are never replaced.
+    // The input's name, read before the job runs (it is removed once the
+    // job has succeeded).
     let mut names = objects.list().await.unwrap();
     let mut input = None;
     while let Some(info) = names.next().await {
@@ -208,6 +205,15 @@ async fn a_duplicate_of_a_finished_job_leaves_its_stored_outputs_alone() {
         }
     }
     let input = input.expect("submit stored the input as input.big-1.<random suffix>");
+    let worker = start_worker(&server, &[&pass], fast_retries("w1")).await;
+    let record = wait_for(&queue, "big-1").await;
+    assert_eq!(record.state, JobState::Succeeded, "{record:?}");
+    assert_eq!(record.outputs, Some(serde_json::json!({ "object": "output.big-1" })));
+    let stored = objects.info("output.big-1").await.unwrap();
+
+    // The same job after the dedupe window, naming the same input object:
+    // it finds the finished record and the finished job's outputs are
+    // never replaced (whether or not its input is still there).
     republish_after_the_window(&queue, "pass", "big-1", serde_json::json!({ "object": input })).await;
     let summary = worker.stop().await;
     assert_eq!((summary.succeeded, summary.duplicates), (1, 1));
@@ -586,8 +592,12 @@ async fn checkpoints_held_back_are_written_before_a_retry_so_the_retry_resumes()
     assert_eq!(steps[0]["status"], "resumed", "the last run resumed from the checkpoint written before the retry");
     let js = async_nats::jetstream::new(queue.nats().clone());
     let kv = js.get_key_value("weft-jobs").await.unwrap();
-    assert!(has_checkpoint(&kv, "held-1", "first").await);
-    assert!(!has_checkpoint(&kv, "held-1", "second").await, "a failed step has no checkpoint");
+    // Dead-lettered for good: its checkpoints are removed (a replay starts over).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while has_checkpoint(&kv, "held-1", "first").await {
+        assert!(Instant::now() < deadline, "the dead-lettered job's checkpoints are removed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     worker.stop().await;
 }
 
@@ -614,19 +624,27 @@ async fn a_step_with_grants_is_checkpointed_at_once_despite_the_delay() {
     let server = NatsServer::start();
     let receiver = crate::servers::HttpServer::always(200).await;
     let queue = client(&server).await;
-    let yaml = tell_workflow(&receiver, "  - id: after\n    plugin: echo-config\n    needs: [notify]\n");
+    // `after` sleeps, so the checkpoint can be seen while the job runs (a
+    // finished job's checkpoints are removed).
+    let after = format!("  - id: after\n    plugin: {}\n    needs: [notify]\n", component_path("sleep").display());
+    let yaml = tell_workflow(&receiver, &after);
     let config = WorkerConfig { checkpoint_delay: Duration::from_secs(60), ..fast_retries("w1") };
     let worker = start_worker(&server, &[&yaml], config).await;
     queue.submit("tell", b"news".to_vec(), Some("tell-1".into())).await.unwrap();
+    let js = async_nats::jetstream::new(queue.nats().clone());
+    let kv = js.get_key_value("weft-jobs").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !has_checkpoint(&kv, "tell-1", "notify").await {
+        let state = queue.status("tell-1").await.unwrap().map(|record| record.state);
+        assert!(
+            Instant::now() < deadline && !state.is_some_and(JobState::is_terminal),
+            "a step that may have had effects outside is checkpointed before the next step, whatever the delay"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let record = wait_for(&queue, "tell-1").await;
     assert_eq!(record.state, JobState::Succeeded, "{record:?}");
     assert_eq!(receiver.requests().len(), 1);
-    let js = async_nats::jetstream::new(queue.nats().clone());
-    let kv = js.get_key_value("weft-jobs").await.unwrap();
-    assert!(
-        has_checkpoint(&kv, "tell-1", "notify").await,
-        "a step that may have had effects outside is checkpointed before the next step, whatever the delay"
-    );
     worker.stop().await;
 }
 

@@ -59,9 +59,56 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = weft::workflow::parse_duration)]
     revision_grace: Duration,
     #[command(flatten)]
+    retention: RetentionArgs,
+    #[command(flatten)]
     capabilities: CapabilityArgs,
     #[command(flatten)]
     limits: OutputLimitArgs,
+}
+
+/// How long (and how much) the queue keeps; `weft serve` sets these on the
+/// server's streams and buckets, changing existing ones in place.
+#[derive(clap::Args)]
+struct RetentionArgs {
+    /// How long a job record or checkpoint is kept after its last change
+    /// (`0s`: forever). A job id is remembered this long: the same id
+    /// submitted after its record expired runs again.
+    #[arg(long, value_name = "DURATION", default_value = "168h", value_parser = weft::workflow::parse_duration)]
+    record_max_age: Duration,
+    /// Size cap of the job-state bucket (`512MiB`, `8GiB`); past it the
+    /// oldest records go first [default: none].
+    #[arg(long, value_name = "SIZE", value_parser = weft::workflow::parse_size)]
+    record_max_bytes: Option<u64>,
+    /// How long a large input, output, checkpoint or dead-letter body is
+    /// kept in the object store (`0s`: forever); at least
+    /// --dead-letter-max-age and --record-max-age.
+    #[arg(long, value_name = "DURATION", default_value = "720h", value_parser = weft::workflow::parse_duration)]
+    object_max_age: Duration,
+    /// Size cap of the object store; past it the oldest objects go first
+    /// [default: none].
+    #[arg(long, value_name = "SIZE", value_parser = weft::workflow::parse_size)]
+    object_max_bytes: Option<u64>,
+    /// How long a dead letter is kept for inspection and replay (`0s`: forever).
+    #[arg(long, value_name = "DURATION", default_value = "720h", value_parser = weft::workflow::parse_duration)]
+    dead_letter_max_age: Duration,
+    /// Size cap of the dead-letter stream; past it the oldest letters go
+    /// first [default: none].
+    #[arg(long, value_name = "SIZE", value_parser = weft::workflow::parse_size)]
+    dead_letter_max_bytes: Option<u64>,
+}
+
+impl RetentionArgs {
+    fn apply(&self, config: QueueConfig) -> QueueConfig {
+        QueueConfig {
+            record_max_age: self.record_max_age,
+            record_max_bytes: self.record_max_bytes,
+            object_max_age: self.object_max_age,
+            object_max_bytes: self.object_max_bytes,
+            dead_letter_max_age: self.dead_letter_max_age,
+            dead_letter_max_bytes: self.dead_letter_max_bytes,
+            ..config
+        }
+    }
 }
 
 /// Loads the workflows and serves them until a signal; exit status 2 when
@@ -82,7 +129,8 @@ pub(crate) async fn serve(cache: &CacheArgs, args: &ServeArgs) -> Result<ExitCod
         revision_grace: args.revision_grace,
         ..WorkerConfig::default()
     };
-    let queue = QueueConfig { ack_wait: Duration::from_secs(args.ack_wait_secs), ..args.nats.config() };
+    let queue =
+        args.retention.apply(QueueConfig { ack_wait: Duration::from_secs(args.ack_wait_secs), ..args.nats.config() });
 
     let host = Arc::new(host);
     let sources = match &args.workflows {
@@ -147,5 +195,30 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flags' defaults are written as text for `--help`: they must be
+    /// the library's named defaults.
+    #[test]
+    fn the_retention_flags_default_to_the_librarys_defaults() {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            retention: RetentionArgs,
+        }
+        let config = <Flags as clap::Parser>::parse_from(["weft"]).retention.apply(QueueConfig::default());
+        let defaults = QueueConfig::default();
+        assert_eq!(config.record_max_age, weft::queue::DEFAULT_RECORD_MAX_AGE);
+        assert_eq!(config.object_max_age, weft::queue::DEFAULT_OBJECT_MAX_AGE);
+        assert_eq!(config.dead_letter_max_age, weft::queue::DEFAULT_DEAD_LETTER_MAX_AGE);
+        assert_eq!(
+            (config.record_max_bytes, config.object_max_bytes, config.dead_letter_max_bytes),
+            (defaults.record_max_bytes, defaults.object_max_bytes, defaults.dead_letter_max_bytes)
+        );
     }
 }

@@ -1,8 +1,9 @@
-//! Step checkpoints of queued jobs: saved under `ckpt.<job>.<step>` in the
-//! job-state bucket (large ones in the object store), written behind, and
-//! read back when a redelivered job resumes. The deferred claim is held back
-//! with the checkpoints and written before the first of them (the decision
-//! is [`Claim`]'s; this module only performs it at the right moment).
+//! Step checkpoints of queued jobs: saved under `ckpt.<job>.<revision>.<step>`
+//! in the job-state bucket (large ones in the object store), written behind,
+//! read back when a redelivered job resumes, and removed once the job has
+//! finished for good (they may hold unmasked text). The deferred claim is
+//! held back with the checkpoints and written before the first of them (the
+//! decision is [`Claim`]'s; this module only performs it at the right moment).
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -60,31 +61,41 @@ enum StoredCheckpointRef<'a> {
     Object(&'a str),
 }
 
+/// What a redelivered run found of its earlier runs' checkpoints.
+#[derive(Default)]
+pub(crate) struct Resumed {
+    /// Outputs of the steps an earlier run finished, by step id.
+    pub(crate) completed: BTreeMap<String, Arc<Vec<Item>>>,
+    /// The objects holding the large ones among them.
+    pub(crate) objects: Vec<String>,
+}
+
 /// Outputs of the steps a previous run of this job finished, read
 /// concurrently (one KV read per step, all in flight at once).
-pub(crate) async fn load(
-    store: &StateStore,
-    job_id: &str,
-    workflow: &LoadedWorkflow,
-) -> BTreeMap<String, Arc<Vec<Item>>> {
+pub(crate) async fn load(store: &StateStore, job_id: &str, workflow: &LoadedWorkflow) -> Resumed {
     let reads = workflow.workflow().steps.iter().map(|step| async move {
         let Ok(Some(bytes)) = store.get_state(checkpoint_key(job_id, workflow.revision(), &step.id)).await else {
             return None;
         };
-        let items = match serde_json::from_slice::<StoredCheckpoint>(&bytes) {
-            Ok(StoredCheckpoint::Items(items)) => Some(items),
+        let (items, object) = match serde_json::from_slice::<StoredCheckpoint>(&bytes) {
+            Ok(StoredCheckpoint::Items(items)) => (Some(items), None),
             Ok(StoredCheckpoint::Object(name)) => match store.get_object(&name).await {
-                Ok(bytes) => serde_json::from_slice(&bytes).ok(),
-                Err(_) => None,
+                Ok(bytes) => (serde_json::from_slice(&bytes).ok(), Some(name)),
+                Err(_) => (None, Some(name)),
             },
-            Err(_) => None,
+            Err(_) => (None, None),
         };
         if items.is_none() {
             tracing::warn!(step = %step.id, "unreadable checkpoint; the step will run again");
         }
-        items.map(|items| (step.id.clone(), Arc::new(items)))
+        Some((items.map(|items| (step.id.clone(), Arc::new(items))), object))
     });
-    futures::future::join_all(reads).await.into_iter().flatten().collect()
+    let mut resumed = Resumed::default();
+    for (items, object) in futures::future::join_all(reads).await.into_iter().flatten() {
+        resumed.completed.extend(items);
+        resumed.objects.extend(object);
+    }
+    resumed
 }
 
 /// Saves step outputs under `ckpt.<job>.<step>`, write-behind: during the
@@ -125,6 +136,14 @@ struct CheckpointState {
     /// Writes sent whose acks nobody has awaited yet.
     unacked: Vec<(String, async_nats::jetstream::context::PublishAckFuture)>,
     claim: Claim,
+    /// The job may have checkpoints in the bucket: this run sent one, or
+    /// it is a redelivery (an earlier run may have). Only then does
+    /// [`KvCheckpoints::remove_all`] cost a request.
+    maybe_stored: bool,
+    /// Checkpoint objects this run wrote or read back.
+    objects: Vec<String>,
+    /// The job has finished for good: nothing more is written.
+    finished: bool,
 }
 
 impl KvCheckpoints {
@@ -138,7 +157,15 @@ impl KvCheckpoints {
         delay: Duration,
         claim: Claim,
     ) -> Self {
-        let state = CheckpointState { eager: delay.is_zero(), pending: Vec::new(), unacked: Vec::new(), claim };
+        let state = CheckpointState {
+            eager: delay.is_zero(),
+            pending: Vec::new(),
+            unacked: Vec::new(),
+            claim,
+            maybe_stored: false,
+            objects: Vec::new(),
+            finished: false,
+        };
         let immediate =
             workflow.workflow().steps.iter().filter(|step| !step.grants.is_empty()).map(|s| s.id.clone()).collect();
         KvCheckpoints {
@@ -151,6 +178,49 @@ impl KvCheckpoints {
             immediate,
             state: std::sync::Mutex::new(state),
             flushing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Notes that this run is a redelivery that found `resumed`: the
+    /// earlier runs' checkpoints are removed with this run's.
+    pub(crate) fn resumed_from(&self, objects: Vec<String>) {
+        let mut state = self.lock();
+        state.maybe_stored = true;
+        state.objects.extend(objects);
+    }
+
+    /// Removes the job's checkpoints (and their objects) once its outcome
+    /// is durable and it will never run again (it succeeded, or it was
+    /// dead-lettered: a replay starts over), since they may hold unmasked
+    /// text. Costs nothing when the job never stored one, which is most
+    /// short jobs (their checkpoints are held back, then dropped); else one
+    /// purge request for every key of the job, under any revision, plus
+    /// one deletion per checkpoint object. Nothing is written after it. A
+    /// failure only leaves them to the bucket's maximum age.
+    pub(crate) async fn remove_all(&self) {
+        let (maybe_stored, objects) = {
+            let mut state = self.lock();
+            state.finished = true;
+            state.pending.clear();
+            (state.maybe_stored, std::mem::take(&mut state.objects))
+        };
+        let mut objects = objects;
+        objects.sort_unstable();
+        objects.dedup();
+        if !maybe_stored {
+            return;
+        }
+        // A flush under way finishes first, and every write sent is stored
+        // before the purge, so none lands after it.
+        let _no_flush = self.flushing.lock().await;
+        self.wait_stored().await;
+        if let Err(error) = self.store.purge_checkpoints(&self.job_id).await {
+            tracing::warn!(%error, "cannot remove the job's checkpoints; the bucket's maximum age will");
+        }
+        for name in objects {
+            if let Err(error) = self.store.delete_object(&name).await {
+                tracing::warn!(%error, "cannot remove a checkpoint object; the store's maximum age will");
+            }
         }
     }
 
@@ -181,8 +251,11 @@ impl KvCheckpoints {
     /// Writes a deferred claim. After a conflict nothing more is written:
     /// the job's earlier run owns the checkpoints.
     async fn write_claim(&self) {
-        let claim = self.lock().claim;
-        if claim != Claim::Deferred {
+        let (claim, finished) = {
+            let state = self.lock();
+            (state.claim, state.finished)
+        };
+        if claim != Claim::Deferred || finished {
             return;
         }
         let first_run = JobRecord::first_run(
@@ -208,7 +281,7 @@ impl KvCheckpoints {
         self.write_claim().await;
         let pending = {
             let mut state = self.lock();
-            if state.claim == Claim::Conflict {
+            if state.claim == Claim::Conflict || state.finished {
                 return;
             }
             state.eager = true;
@@ -248,7 +321,9 @@ impl KvCheckpoints {
                 tracing::warn!(step = step_id, %error, "cannot store a checkpoint");
                 return;
             }
-            serde_json::to_vec(&StoredCheckpointRef::Object(&name))
+            let stored = serde_json::to_vec(&StoredCheckpointRef::Object(&name));
+            self.lock().objects.push(name);
+            stored
         };
         let Ok(stored) = stored else { return };
         match self
@@ -256,7 +331,11 @@ impl KvCheckpoints {
             .put_state_pipelined(&checkpoint_key(&self.job_id, &self.revision, step_id), stored.into())
             .await
         {
-            Ok(ack) => self.lock().unacked.push((step_id.to_string(), ack)),
+            Ok(ack) => {
+                let mut state = self.lock();
+                state.maybe_stored = true;
+                state.unacked.push((step_id.to_string(), ack));
+            }
             Err(error) => tracing::warn!(step = step_id, %error, "cannot store a checkpoint"),
         }
     }

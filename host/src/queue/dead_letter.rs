@@ -39,8 +39,8 @@ const HISTORY_LIMIT: usize = 32;
 /// The header carrying a letter's MAC, as hex.
 pub(crate) const MAC_HEADER: &str = "Weft-Dlq-Mac";
 
-/// The key in the state bucket under which the dead-letter key is kept
-/// (job records are `job.<id>`, checkpoints `ckpt.<id>.<step>`).
+/// The key under which the dead-letter key is kept in the keys bucket
+/// (older versions kept it in the state bucket, under the same name).
 pub(crate) const KEY_NAME: &str = "dlq-key";
 
 /// Domain separation: this key signs dead letters and nothing else.

@@ -15,7 +15,7 @@ use async_nats::jetstream::{self, AckKind};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
-use super::checkpoints::{self, KvCheckpoints, fits_inline};
+use super::checkpoints::{self, KvCheckpoints, Resumed, fits_inline};
 use super::dead_letter::DeadLetter;
 use super::record::{Adoption, Claim, Claimant, Failure, Recording, RetryRule, Run};
 use super::state::{JobRecord, StoredOutputs, now_ms, submission_fingerprint};
@@ -107,6 +107,17 @@ pub(crate) enum Outcome<'a> {
     /// Its claim or outcome could not be written: not settled at all, so
     /// the server redelivers it after the ack wait.
     Unsettled,
+}
+
+/// How a job ended for good: its outcome is durable (record or dead
+/// letter) and its message settled, so it never runs again unless replayed,
+/// and a replay starts over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Its record says succeeded.
+    Succeeded,
+    /// It is in the dead-letter stream.
+    DeadLettered,
 }
 
 /// Counts of how deliveries were settled.
@@ -231,7 +242,10 @@ impl JobRunner {
                     claim = Claim::Held;
                     claimed
                 }
-                Err(outcome) => return self.settle(message, outcome).await,
+                Err(outcome) => {
+                    self.settle(message, outcome).await;
+                    return;
+                }
             }
         } else {
             (JobRecord::first_run(job_id, workflow_name, claimant), false)
@@ -246,15 +260,22 @@ impl JobRunner {
             Err(reason) => {
                 let reason = format!("the job's input is unusable: {reason}");
                 let letter = letter_for(message, job_id, workflow_name, reason, None, record.history.clone());
-                return self.settle(message, Outcome::DeadLetter { letter, record: Some((record, None)) }).await;
+                self.settle(message, Outcome::DeadLetter { letter, record: Some((record, None)) }).await;
+                return;
             }
+        };
+        // The input object goes once the job has succeeded (a dead-lettered
+        // job's stays: replaying it reads it).
+        let input_object = match &job.input {
+            JobInput::Object(name) => Some(name.clone()),
+            _ => None,
         };
         // The message's parsed copy (a base64 input is a third larger than
         // the bytes) is not needed while the job runs.
         drop(job);
 
-        let completed =
-            if redelivered { checkpoints::load(&self.store, job_id, workflow).await } else { BTreeMap::new() };
+        let resumed =
+            if redelivered { checkpoints::load(&self.store, job_id, workflow).await } else { Resumed::default() };
         let checkpoints = Arc::new(KvCheckpoints::new(
             self.store.clone(),
             job_id,
@@ -263,13 +284,27 @@ impl JobRunner {
             self.config.checkpoint_delay,
             claim,
         ));
-        let outcome = self.execute(message, workflow, job_id, input, completed, &checkpoints).await;
-        self.finish(message, workflow, job_id, record, &run, outcome, &checkpoints).await;
+        if redelivered {
+            checkpoints.resumed_from(resumed.objects);
+        }
+        let outcome = self.execute(message, workflow, job_id, input, resumed.completed, &checkpoints).await;
+        let ended = self.finish(message, workflow, job_id, record, &run, outcome, &checkpoints).await;
+        // Only after the job's outcome is durable and its message settled:
+        // nothing of this is on the job's way to its ack.
+        if let Some(ended) = ended {
+            checkpoints.remove_all().await;
+            if let (Ended::Succeeded, Some(name)) = (ended, input_object)
+                && let Err(error) = self.store.delete_object(&name).await
+            {
+                tracing::warn!(%error, "cannot remove the succeeded job's input object; the store's maximum age will");
+            }
+        }
     }
 
     /// Records how the run ended, as the claim at its end allows (see
     /// [`Claim::at_end`]), then settles the message. `outcome` is `None`
-    /// when the job was stopped to be handed back.
+    /// when the job was stopped to be handed back. How the job ended for
+    /// good, if it did.
     #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
@@ -280,7 +315,7 @@ impl JobRunner {
         run: &Run<'_>,
         outcome: Option<JobOutcome>,
         checkpoints: &KvCheckpoints,
-    ) {
+    ) -> Option<Ended> {
         let workflow_name = workflow.workflow().name.as_str();
         let succeeded = outcome.as_ref().is_some_and(|o| o.report.status == JobStatus::Succeeded);
         if !succeeded {
@@ -340,11 +375,11 @@ impl JobRunner {
                 let _ = self.store.write_record_view(&record.view(Some(report), None)).await;
                 let attempt = record.attempts;
                 tracing::warn!(attempt, retry_in = ?delay, "job failed retryably; handing it back with a delay");
-                self.settle(message, Outcome::Retry { delay }).await;
+                self.settle(message, Outcome::Retry { delay }).await
             }
             Failure::DeadLetter { reason, error } => {
                 let letter = letter_for(message, job_id, workflow_name, reason, error, record.history.clone());
-                self.settle(message, Outcome::DeadLetter { letter, record: Some((record, Some(report))) }).await;
+                self.settle(message, Outcome::DeadLetter { letter, record: Some((record, Some(report))) }).await
             }
         }
     }
@@ -364,7 +399,7 @@ impl JobRunner {
         outputs: Option<StoredOutputs<'_>>,
         deferred: Option<Claim>,
         checkpoints: &KvCheckpoints,
-    ) {
+    ) -> Option<Ended> {
         record.succeed(run);
         let view = record.view(Some(report), outputs.as_ref());
         let written = match deferred {
@@ -394,7 +429,7 @@ impl JobRunner {
             return self.settle(message, Outcome::Unsettled).await;
         }
         let outputs = outputs.as_ref();
-        self.settle(message, Outcome::Succeeded { workflow: workflow_name, record: &record, report, outputs }).await;
+        self.settle(message, Outcome::Succeeded { workflow: workflow_name, record: &record, report, outputs }).await
     }
 
     /// Settles the message as `outcome` says: the only place a message is
@@ -404,20 +439,21 @@ impl JobRunner {
     /// duplicate, never a second run, and waiting for the confirmation would
     /// only add a round trip per job (no CPU saving was measurable either
     /// way, bench/results/queue.md). The worker flushes the connection before
-    /// it stops, so a drained worker's acks reach the server.
-    async fn settle(&self, message: &jetstream::Message, outcome: Outcome<'_>) {
+    /// it stops, so a drained worker's acks reach the server. Returns how
+    /// the job ended for good, when it did (its leftovers may then go).
+    async fn settle(&self, message: &jetstream::Message, outcome: Outcome<'_>) -> Option<Ended> {
         let counters = &self.counters;
-        let (counter, kind) = match outcome {
+        let (counter, kind, ended) = match outcome {
             Outcome::Succeeded { workflow, record, report, outputs } => {
                 self.store.publish_result(workflow, record, Some(report), outputs).await;
-                (Some(&counters.succeeded), AckKind::Ack)
+                (Some(&counters.succeeded), AckKind::Ack, Some(Ended::Succeeded))
             }
-            Outcome::Retry { delay } => (Some(&counters.retried), AckKind::Nak(Some(delay))),
-            Outcome::HandedBack => (Some(&counters.handed_back), AckKind::Nak(None)),
-            Outcome::Elsewhere { delay } => (Some(&counters.handed_back), AckKind::Nak(Some(delay))),
-            Outcome::Duplicate => (Some(&counters.duplicates), AckKind::Ack),
-            Outcome::StateUnreadable => (None, AckKind::Nak(Some(Duration::from_secs(1)))),
-            Outcome::Unsettled => return,
+            Outcome::Retry { delay } => (Some(&counters.retried), AckKind::Nak(Some(delay)), None),
+            Outcome::HandedBack => (Some(&counters.handed_back), AckKind::Nak(None), None),
+            Outcome::Elsewhere { delay } => (Some(&counters.handed_back), AckKind::Nak(Some(delay)), None),
+            Outcome::Duplicate => (Some(&counters.duplicates), AckKind::Ack, None),
+            Outcome::StateUnreadable => (None, AckKind::Nak(Some(Duration::from_secs(1))), None),
+            Outcome::Unsettled => return None,
             Outcome::DeadLetter { letter, record } => {
                 // The dead letter first, then the state, then the ack, so a
                 // crash in between repeats work but loses nothing.
@@ -442,8 +478,12 @@ impl JobRunner {
                         None => tracing::error!(%error, "cannot dead-letter; leaving the message for redelivery"),
                         Some(_) => tracing::error!(%error, "cannot dead-letter the job; leaving it for redelivery"),
                     }
-                    return;
+                    return None;
                 }
+                // Only a job with its own record ended here: a message
+                // refused before it had one (or whose id another
+                // submission holds) leaves that id's state alone.
+                let ended = record.is_some().then_some(Ended::DeadLettered);
                 if let Some((mut record, report)) = record {
                     record.dead_lettered();
                     if let Err(error) = self.store.write_record_view(&record.view(report, None)).await {
@@ -452,7 +492,7 @@ impl JobRunner {
                     self.store.publish_result(&record.workflow, &record, report, None).await;
                     tracing::warn!(%reason, "job dead-lettered");
                 }
-                (Some(&counters.dead_lettered), AckKind::Ack)
+                (Some(&counters.dead_lettered), AckKind::Ack, ended)
             }
         };
         if let Some(counter) = counter {
@@ -461,6 +501,7 @@ impl JobRunner {
         if let Err(error) = message.ack_with(kind).await {
             tracing::warn!(%error, "cannot acknowledge the job message; it may be redelivered");
         }
+        ended
     }
 
     /// Claims the job before it runs: a conditional write records a first

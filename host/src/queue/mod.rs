@@ -6,6 +6,9 @@
 //! `record`, checkpoints in `checkpoints`, the state store in `store`) and
 //! the client side (`weft submit`, `status`, `dlq`), with the dead-letter
 //! format (bodies out of line, entries authenticated) in `dead_letter`.
+//! Nothing is kept forever: records, checkpoints, objects and dead letters
+//! have maximum ages (`topology`), and a finished job's checkpoints are
+//! removed as soon as its outcome is durable (`checkpoints`).
 //!
 //! Architecture invariant: a job message leaves the work queue only after
 //! its outcome is durable elsewhere: a success in the job-state bucket, a
@@ -28,7 +31,10 @@ pub use dead_letter::{DeadLetter, DeadLetterEntry, DeadLetterError, DeadLetterPr
 pub use depth::{ConsumerDepth, WorkflowQueue};
 pub use message::{JobInput, JobMessage};
 pub use state::{JobRecord, JobState};
-pub use topology::{QueueConfig, connect};
+pub use topology::{
+    DEFAULT_DEAD_LETTER_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_OBJECT_MAX_AGE, DEFAULT_RECORD_MAX_AGE, QueueConfig,
+    connect,
+};
 pub use worker::{DEFAULT_CHECKPOINT_DELAY, DEFAULT_MAX_INPUT_BYTES, Worker, WorkerConfig, WorkerSummary};
 
 /// Why a queue operation failed.

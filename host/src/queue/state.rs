@@ -195,6 +195,12 @@ pub(crate) fn checkpoint_key(job_id: &str, revision: &str, step: &str) -> String
     format!("ckpt.{job_id}.{revision}.{step}")
 }
 
+/// What every checkpoint key of a job starts with ([`checkpoint_key`]; job
+/// ids hold no `.`, so no other job's keys do).
+pub(crate) fn checkpoint_prefix(job_id: &str) -> String {
+    format!("ckpt.{job_id}.")
+}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::io::AsyncReadExt as _;
 
 use super::dead_letter::{self, DeadLetter, DlqKey};
-use super::state::{Borrowed, JobRecord, JobState, RecordView, StoredOutputs, job_key};
+use super::state::{Borrowed, JobRecord, JobState, RecordView, StoredOutputs, checkpoint_prefix, job_key};
 use super::topology::Topology;
 use super::{QueueError, valid_workflow_name};
 use crate::scheduler::{JobError, JobReport};
@@ -34,14 +34,15 @@ impl StateStore {
     }
 
     /// The key dead letters are authenticated with: created once, at
-    /// random, in the state bucket (whoever comes first, worker or client,
-    /// creates it; the others read it).
+    /// random, in the keys bucket, which no retention limit touches
+    /// (whoever comes first, worker or client, creates it; the others read
+    /// it).
     pub(crate) async fn dlq_key(&self) -> Result<DlqKey, QueueError> {
         let key = self
             .dlq_key
             .get_or_try_init(|| async {
-                let state = &self.topology.state;
-                let bucket = &self.topology.config.state_bucket;
+                let state = &self.topology.keys;
+                let bucket = &self.topology.config.keys_bucket;
                 let read = || async {
                     state
                         .get(dead_letter::KEY_NAME)
@@ -139,6 +140,27 @@ impl StateStore {
         value: Bytes,
     ) -> Result<async_nats::jetstream::context::PublishAckFuture, QueueError> {
         self.topology.js.publish(self.state_subject(key), value).await.map_err(|e| QueueError::js("writing state", e))
+    }
+
+    /// Removes every checkpoint of `job_id`, under any revision of its
+    /// workflow, in one request: a purge of the bucket's stream by subject,
+    /// which leaves no delete marker behind (a KV delete or purge would
+    /// leave one per key until the bucket's maximum age).
+    pub(crate) async fn purge_checkpoints(&self, job_id: &str) -> Result<(), QueueError> {
+        let state = &self.topology.state;
+        state
+            .stream
+            .purge()
+            .filter(format!("{}{}>", state.prefix, checkpoint_prefix(job_id)))
+            .await
+            .map_err(|e| QueueError::js("removing the job's checkpoints", e))?;
+        Ok(())
+    }
+
+    /// Removes an object from the object store (a small marker saying it
+    /// was deleted stays until the store's maximum age).
+    pub(crate) async fn delete_object(&self, name: &str) -> Result<(), QueueError> {
+        self.topology.objects.delete(name).await.map_err(|e| QueueError::js(format!("removing object `{name}`"), e))
     }
 
     /// A value in the job-state bucket (a checkpoint), if there is one.

@@ -1,8 +1,11 @@
 //! Connecting to NATS and creating (or checking) the topology: the job
 //! stream, one durable consumer per workflow, the dead-letter stream, the
-//! job-state bucket and the object store. Idempotent: every host runs it at
-//! start-up, and an existing object with incompatible settings is an error
-//! naming the setting, never a silent reuse.
+//! job-state bucket, the keys bucket and the object store, with their
+//! retention limits (maximum age and size) and replicas. Idempotent: every
+//! host runs it at start-up, and an existing object with incompatible
+//! settings is an error naming the setting, never a silent reuse; only
+//! retention limits and replicas are changed in place, and only by workers
+//! (replicas are only ever raised).
 //!
 //! Routing: a job for workflow `w` is published on `<prefix>.w` and only the
 //! consumer `<consumer_prefix>-w`, filtered on that subject, delivers it, so
@@ -43,6 +46,38 @@ pub struct QueueConfig {
     pub state_bucket: String,
     /// Object store bucket for large inputs, outputs and checkpoints.
     pub object_bucket: String,
+    /// Bucket of long-lived keys that no retention limit touches (the
+    /// dead-letter key). Kept apart from `state_bucket`, whose entries
+    /// expire, so that expiry never drops the key and with it the proof
+    /// that existing dead letters are genuine.
+    pub keys_bucket: String,
+    /// How long a job record or checkpoint is kept after it was last
+    /// written (the state bucket's maximum age; zero keeps them forever).
+    /// Protects the server's disk from one record per job ever run, and
+    /// bounds how long unmasked step outputs in checkpoints a job never
+    /// finished can linger. A job id is remembered this long: a job
+    /// resubmitted after its record expired runs again.
+    pub record_max_age: Duration,
+    /// The state bucket's size cap in bytes (`None`: no cap); past it the
+    /// oldest records and checkpoints are dropped first.
+    pub record_max_bytes: Option<u64>,
+    /// How long an object (a large input, output, checkpoint or dead-letter
+    /// body) is kept after it was written (zero keeps them forever). It
+    /// must cover `dead_letter_max_age`, since replaying a dead letter
+    /// needs its body and input, and `record_max_age`, since a record may
+    /// point to its outputs here.
+    pub object_max_age: Duration,
+    /// The object store's size cap in bytes (`None`: no cap); past it the
+    /// oldest objects are dropped first (an object partly dropped reads as
+    /// an error).
+    pub object_max_bytes: Option<u64>,
+    /// How long a dead letter is kept (the dead-letter stream's maximum
+    /// age; zero keeps them forever): how long an operator has to inspect
+    /// and replay a failed job.
+    pub dead_letter_max_age: Duration,
+    /// The dead-letter stream's size cap in bytes (`None`: no cap); past
+    /// it the oldest letters are dropped first.
+    pub dead_letter_max_bytes: Option<u64>,
     /// How long the server waits for an ack before redelivering. Workers
     /// send in-progress acks well within it while a job runs.
     pub ack_wait: Duration,
@@ -71,6 +106,26 @@ pub struct QueueConfig {
 /// The default server URL when neither `--nats` nor `NATS_URL` is given.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
+/// Default [`QueueConfig::record_max_age`]: a week, time to look a job up
+/// after the weekend.
+pub const DEFAULT_RECORD_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Default [`QueueConfig::object_max_age`]: as long as dead letters, whose
+/// bodies and inputs live here.
+pub const DEFAULT_OBJECT_MAX_AGE: Duration = DEFAULT_DEAD_LETTER_MAX_AGE;
+
+/// Default [`QueueConfig::dead_letter_max_age`]: thirty days to inspect and
+/// replay a failed job.
+pub const DEFAULT_DEAD_LETTER_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Default size caps of the state bucket, the object store and the
+/// dead-letter stream: none, so the ages alone bound them. JetStream
+/// reserves a stream's whole `max_bytes` on the server when the stream is
+/// created, and refuses a stream whose cap exceeds the disk it has, so a
+/// built-in cap would either be too small for a busy deployment or stop a
+/// small server from starting; set one to fit the server's disk.
+pub const DEFAULT_MAX_BYTES: Option<u64> = None;
+
 impl Default for QueueConfig {
     fn default() -> Self {
         QueueConfig {
@@ -83,6 +138,13 @@ impl Default for QueueConfig {
             results_subject_prefix: "weft.results".into(),
             state_bucket: "weft-jobs".into(),
             object_bucket: "weft-objects".into(),
+            keys_bucket: "weft-keys".into(),
+            record_max_age: DEFAULT_RECORD_MAX_AGE,
+            record_max_bytes: DEFAULT_MAX_BYTES,
+            object_max_age: DEFAULT_OBJECT_MAX_AGE,
+            object_max_bytes: DEFAULT_MAX_BYTES,
+            dead_letter_max_age: DEFAULT_DEAD_LETTER_MAX_AGE,
+            dead_letter_max_bytes: DEFAULT_MAX_BYTES,
             ack_wait: Duration::from_secs(30),
             max_deliver: 100,
             duplicate_window: Duration::from_secs(120),
@@ -106,6 +168,7 @@ pub(crate) struct Topology {
     pub(crate) jobs: stream::Stream,
     pub(crate) dlq: stream::Stream,
     pub(crate) state: kv::Store,
+    pub(crate) keys: kv::Store,
     pub(crate) objects: object_store::ObjectStore,
 }
 
@@ -251,20 +314,94 @@ fn subject_matches(filter: &str, subject: &str) -> bool {
 }
 
 /// Connects and makes sure the topology exists with compatible settings.
+/// A client creates what is missing with `config`'s retention limits but
+/// leaves those of existing streams as the workers set them.
 ///
 /// # Errors
 ///
 /// [`QueueError::Connect`] when the server cannot be reached,
-/// [`QueueError::Incompatible`] when an existing stream does not fit.
+/// [`QueueError::Incompatible`] when an existing stream does not fit,
+/// [`QueueError::Invalid`] when the retention limits contradict each other.
 pub async fn connect(config: QueueConfig) -> Result<super::QueueClient, QueueError> {
-    Ok(super::QueueClient::new(open(config).await?))
+    Ok(super::QueueClient::new(open(config, Limits::KeepExisting).await?))
 }
 
-pub(crate) async fn open(config: QueueConfig) -> Result<Topology, QueueError> {
+/// Whether [`open`] changes the retention limits (maximum age and size) of
+/// streams and buckets that already exist to the configured ones. Workers
+/// do: `weft serve`'s flags are where an operator sets them, and a
+/// restarted fleet picks up a new age without deleting anything. Clients
+/// (`weft submit`, `status`, `dlq`) do not, so a client run with default
+/// settings never undoes the workers'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Limits {
+    /// Bring existing streams to the configured limits.
+    Apply,
+    /// Use the configured limits only for what is created.
+    KeepExisting,
+}
+
+/// The retention limits of one stream or bucket, as JetStream takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Retention {
+    /// Zero: no maximum age.
+    max_age: Duration,
+    /// -1: no size cap.
+    max_bytes: i64,
+    /// The `weft serve` flag that sets the size cap.
+    bytes_flag: &'static str,
+}
+
+impl Retention {
+    fn new(max_age: Duration, max_bytes: Option<u64>, bytes_flag: &'static str) -> Self {
+        let max_bytes = max_bytes.map_or(-1, |bytes| i64::try_from(bytes).unwrap_or(i64::MAX));
+        Retention { max_age, max_bytes, bytes_flag }
+    }
+
+    /// The error for a failed create or update of a stream with these
+    /// limits: a size cap the server cannot reserve says which flag to lower.
+    fn error(&self, action: String, error: impl std::fmt::Display) -> QueueError {
+        let reason = error.to_string();
+        if self.max_bytes > 0 && reason.contains("insufficient storage resources") {
+            return QueueError::Invalid(format!(
+                "{action}: the server cannot reserve {} for it ({reason}); lower {} or give the server's \
+                 JetStream more storage (max_file_store)",
+                crate::workflow::human_size(self.max_bytes.unsigned_abs()),
+                self.bytes_flag
+            ));
+        }
+        QueueError::js(action, reason)
+    }
+}
+
+/// Checks that the configured ages fit together: objects (dead-letter
+/// bodies, inputs, large outputs) must outlive what points to them.
+fn check_retention(config: &QueueConfig) -> Result<(), QueueError> {
+    let outlives = |longer: Duration, shorter: Duration| longer.is_zero() || (!shorter.is_zero() && longer >= shorter);
+    let show =
+        |age: Duration| if age.is_zero() { "forever".to_string() } else { crate::workflow::format_duration(age) };
+    for (other, flag, what) in [
+        (config.dead_letter_max_age, "--dead-letter-max-age", "a dead letter's body and its job's input"),
+        (config.record_max_age, "--record-max-age", "a job record's large outputs"),
+    ] {
+        if !outlives(config.object_max_age, other) {
+            return Err(QueueError::Invalid(format!(
+                "objects are kept for {} (--object-max-age) but {flag} is {}: {what} would expire before what \
+                 needs it; raise --object-max-age to at least {}",
+                show(config.object_max_age),
+                show(other),
+                show(other)
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn open(config: QueueConfig, limits: Limits) -> Result<Topology, QueueError> {
+    check_retention(&config)?;
     let client = connect_client(&config).await?;
     let js = jetstream::new(client.clone());
 
-    let jobs = ensure_stream(
+    let (jobs, _) = ensure_stream(
         &js,
         stream::Config {
             name: config.jobs_stream.clone(),
@@ -277,53 +414,187 @@ pub(crate) async fn open(config: QueueConfig) -> Result<Topology, QueueError> {
         },
     )
     .await?;
-    let dlq = ensure_stream(
+    let dead_letters =
+        Retention::new(config.dead_letter_max_age, config.dead_letter_max_bytes, "--dead-letter-max-bytes");
+    let (mut dlq, created) = ensure_stream(
         &js,
         stream::Config {
             name: config.dlq_stream.clone(),
             subjects: vec![format!("{}.>", config.dlq_subject_prefix)],
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
-            duplicate_window: config.duplicate_window,
+            duplicate_window: duplicate_window_within(config.duplicate_window, dead_letters.max_age),
+            max_age: dead_letters.max_age,
+            max_bytes: dead_letters.max_bytes,
+            discard: stream::DiscardPolicy::Old,
             num_replicas: config.replicas,
             ..Default::default()
         },
     )
-    .await?;
-    let state = match js.get_key_value(&config.state_bucket).await {
+    .await
+    .map_err(|error| match error {
+        QueueError::JetStream { action, reason } => dead_letters.error(action, reason),
+        other => other,
+    })?;
+    if limits == Limits::Apply && !created {
+        let info = dlq.info().await.map_err(|e| QueueError::js("reading stream info", e))?.clone();
+        if let Some(updated) = apply_retention(&js, &info, dead_letters).await? {
+            dlq = updated;
+        }
+    }
+
+    // The keys bucket first, and the dead-letter key copied into it, before
+    // the state bucket (where older versions kept the key) gets a maximum age.
+    let keys = match js.get_key_value(&config.keys_bucket).await {
         Ok(store) => store,
         Err(_) => js
             .create_key_value(kv::Config {
-                bucket: config.state_bucket.clone(),
+                bucket: config.keys_bucket.clone(),
                 history: 1,
                 storage: stream::StorageType::File,
                 num_replicas: config.replicas,
                 ..Default::default()
             })
             .await
-            .map_err(|e| QueueError::js(format!("creating bucket `{}`", config.state_bucket), e))?,
+            .map_err(|e| QueueError::js(format!("creating bucket `{}`", config.keys_bucket), e))?,
     };
-    let objects = match js.get_object_store(&config.object_bucket).await {
-        Ok(store) => store,
-        Err(_) => js
-            .create_object_store(object_store::Config {
-                bucket: config.object_bucket.clone(),
-                storage: stream::StorageType::File,
-                num_replicas: config.replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| QueueError::js(format!("creating object store `{}`", config.object_bucket), e))?,
+    let records = Retention::new(config.record_max_age, config.record_max_bytes, "--record-max-bytes");
+    let (state, created) = match js.get_key_value(&config.state_bucket).await {
+        Ok(store) => (store, false),
+        Err(_) => {
+            let created = js
+                .create_key_value(kv::Config {
+                    bucket: config.state_bucket.clone(),
+                    history: 1,
+                    storage: stream::StorageType::File,
+                    max_age: records.max_age,
+                    max_bytes: records.max_bytes,
+                    num_replicas: config.replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| records.error(format!("creating bucket `{}`", config.state_bucket), e))?;
+            (created, true)
+        }
     };
+    move_dead_letter_key(&config, &state, &keys).await?;
+    if limits == Limits::Apply || created {
+        apply_retention(&js, state.stream.cached_info(), records).await?;
+    }
+
+    let stored = Retention::new(config.object_max_age, config.object_max_bytes, "--object-max-bytes");
+    let (objects, created) = match js.get_object_store(&config.object_bucket).await {
+        Ok(store) => (store, false),
+        Err(_) => {
+            let created = js
+                .create_object_store(object_store::Config {
+                    bucket: config.object_bucket.clone(),
+                    storage: stream::StorageType::File,
+                    max_age: stored.max_age,
+                    max_bytes: stored.max_bytes,
+                    num_replicas: config.replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| stored.error(format!("creating object store `{}`", config.object_bucket), e))?;
+            (created, true)
+        }
+    };
+    if limits == Limits::Apply || created {
+        let name = format!("OBJ_{}", config.object_bucket);
+        let mut stream =
+            js.get_stream(&name).await.map_err(|e| QueueError::js(format!("reading stream `{name}`"), e))?;
+        let info = stream.info().await.map_err(|e| QueueError::js("reading stream info", e))?.clone();
+        apply_retention(&js, &info, stored).await?;
+    }
     for name in [
         config.jobs_stream.clone(),
         config.dlq_stream.clone(),
         format!("KV_{}", config.state_bucket),
+        format!("KV_{}", config.keys_bucket),
         format!("OBJ_{}", config.object_bucket),
     ] {
         ensure_replicas(&js, &name, config.replicas).await?;
     }
-    Ok(Topology { config, client, js, jobs, dlq, state, objects })
+    Ok(Topology { config, client, js, jobs, dlq, state, keys, objects })
+}
+
+/// A stream's dedupe window, which JetStream requires to be no longer than
+/// its maximum age.
+fn duplicate_window_within(window: Duration, max_age: Duration) -> Duration {
+    if max_age.is_zero() { window } else { window.min(max_age) }
+}
+
+/// Brings a stream's maximum age and size to `wanted`, with discard-old
+/// semantics (past a limit the oldest entries go, and writes never fail
+/// for it), when they differ: `update_stream` on the existing stream, so
+/// nothing stored is lost but what the new limits expire. The updated
+/// stream when it changed.
+async fn apply_retention(
+    js: &jetstream::Context,
+    info: &stream::Info,
+    wanted: Retention,
+) -> Result<Option<stream::Stream>, QueueError> {
+    let have = &info.config;
+    if have.max_age == wanted.max_age
+        && have.max_bytes == wanted.max_bytes
+        && have.discard == stream::DiscardPolicy::Old
+    {
+        return Ok(None);
+    }
+    let mut config = have.clone();
+    config.max_age = wanted.max_age;
+    config.max_bytes = wanted.max_bytes;
+    config.discard = stream::DiscardPolicy::Old;
+    config.duplicate_window = duplicate_window_within(config.duplicate_window, wanted.max_age);
+    tracing::info!(
+        stream = %config.name,
+        max_age = ?wanted.max_age,
+        max_bytes = wanted.max_bytes,
+        "setting the stream's retention limits"
+    );
+    js.update_stream(&config)
+        .await
+        .map_err(|e| wanted.error(format!("setting the retention limits of stream `{}`", config.name), e))?;
+    let stream = js
+        .get_stream(&config.name)
+        .await
+        .map_err(|e| QueueError::js(format!("reading stream `{}`", config.name), e))?;
+    Ok(Some(stream))
+}
+
+/// Makes sure the keys bucket holds the dead-letter key: a deployment
+/// started by an older Weft keeps it in the state bucket, where it would
+/// now expire with the records, so it is copied over (whoever copies first
+/// wins; the value is the same). The state bucket's copy is written again
+/// too, which restarts its age: workers of the older version, still
+/// running during a rolling upgrade, keep finding it there for another
+/// `record_max_age` instead of making a new key. One read per start once
+/// the key is in the keys bucket.
+async fn move_dead_letter_key(config: &QueueConfig, state: &kv::Store, keys: &kv::Store) -> Result<(), QueueError> {
+    let name = super::dead_letter::KEY_NAME;
+    let read = |store: &kv::Store, bucket: &str| {
+        let store = store.clone();
+        let action = format!("reading the dead-letter key from bucket `{bucket}`");
+        async move { store.get(name).await.map_err(|e| QueueError::js(action, e)) }
+    };
+    if read(keys, &config.keys_bucket).await?.is_some() {
+        return Ok(());
+    }
+    let Some(legacy) = read(state, &config.state_bucket).await? else { return Ok(()) };
+    match keys.create(name, legacy.clone()).await {
+        Ok(_) => {
+            tracing::info!(from = %config.state_bucket, to = %config.keys_bucket, "copied the dead-letter key");
+            if let Err(error) = state.put(name, legacy).await {
+                tracing::warn!(%error, "cannot refresh the dead-letter key's old copy for older workers");
+            }
+            Ok(())
+        }
+        Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => Ok(()),
+        Err(error) => {
+            Err(QueueError::js(format!("copying the dead-letter key to bucket `{}`", config.keys_bucket), error))
+        }
+    }
 }
 
 /// Raises the replica count of an existing stream (a bucket or object store
@@ -472,7 +743,10 @@ fn is_tls_failure(error: &async_nats::ConnectError) -> bool {
     false
 }
 
-async fn ensure_stream(js: &jetstream::Context, wanted: stream::Config) -> Result<stream::Stream, QueueError> {
+/// The stream `wanted` names, created if missing (then `true`), checked if
+/// present: its retention policy and subjects cannot change under running
+/// hosts, so a difference is an error. Its limits are [`apply_retention`]'s.
+async fn ensure_stream(js: &jetstream::Context, wanted: stream::Config) -> Result<(stream::Stream, bool), QueueError> {
     match js.get_stream(&wanted.name).await {
         Ok(mut existing) => {
             let info = existing.info().await.map_err(|e| QueueError::js("reading stream info", e))?;
@@ -495,11 +769,12 @@ async fn ensure_stream(js: &jetstream::Context, wanted: stream::Config) -> Resul
                     wanted: wanted.subjects.join(","),
                 });
             }
-            Ok(existing)
+            Ok((existing, false))
         }
         Err(_) => js
             .create_stream(wanted.clone())
             .await
+            .map(|created| (created, true))
             .map_err(|e| QueueError::js(format!("creating stream `{}`", wanted.name), e)),
     }
 }

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use super::QueueError;
 use super::job_run::{Counters, JobRunner};
 use super::store::StateStore;
-use super::topology::{QueueConfig, open};
+use super::topology::{Limits, QueueConfig, open};
 use crate::scheduler::{JitterSource, RandomJitter};
 use crate::workflow::{Jitter, RetryPolicy};
 use crate::{Host, LoadedWorkflow};
@@ -139,7 +139,7 @@ impl Worker {
             }
             by_name.insert(name, workflow);
         }
-        let topology = open(queue).await?;
+        let topology = open(queue, Limits::Apply).await?;
         let workflows = by_name;
         Ok(Worker { host, workflows, store: StateStore::new(topology), config, jitter: Box::new(RandomJitter) })
     }

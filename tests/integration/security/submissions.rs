@@ -34,12 +34,10 @@ async fn a_job_cannot_read_another_jobs_input_or_outputs_through_an_object_refer
     let server = NatsServer::start();
     let queue = client(&server).await;
     let js = async_nats::jetstream::new(queue.nats().clone());
-    let worker = start_worker(&server, &[&workflow("echo", ECHO)], fast_retries("w1")).await;
     // The victim's input is not UTF-8, so it goes through the object store.
     let secret = b"\xffvictim's medical record".to_vec();
     let victim = queue.submit("echo", secret.clone(), Some("victim-2".into())).await.unwrap();
     assert!(victim.via_object_store);
-    assert_eq!(queue.wait("victim-2", Duration::from_secs(60)).await.unwrap().state, JobState::Succeeded);
     let objects = js.get_object_store("weft-objects").await.unwrap();
     let mut names = objects.list().await.unwrap();
     let mut stored = Vec::new();
@@ -47,6 +45,11 @@ async fn a_job_cannot_read_another_jobs_input_or_outputs_through_an_object_refer
         stored.push(info.unwrap().name);
     }
     let victim_input = stored.iter().find(|n| n.starts_with("input.victim-2.")).expect("a random suffix").clone();
+    let worker = start_worker(&server, &[&workflow("echo", ECHO)], fast_retries("w1")).await;
+    assert_eq!(queue.wait("victim-2", Duration::from_secs(60)).await.unwrap().state, JobState::Succeeded);
+    // A succeeded job's input is removed: put it back, as it is while the
+    // victim waits to run or after it was dead-lettered.
+    objects.put(victim_input.as_str(), &mut secret.as_slice()).await.unwrap();
 
     // Before the fix `input.victim-2` ran as atk-1's input and its result
     // showed the victim's data. Even the exact name is not the attacker's.
