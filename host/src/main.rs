@@ -59,6 +59,8 @@ enum Command {
     Submit(cli::submit::SubmitArgs),
     /// Show a job's state, attempts and result.
     Status(cli::status::StatusArgs),
+    /// Cancel a job: a queued one never runs, a running one is stopped.
+    Cancel(cli::cancel::CancelArgs),
     /// Inspect and replay dead-lettered jobs.
     Dlq(cli::dlq::DlqArgs),
 }
@@ -117,6 +119,7 @@ async fn dispatch(parsed: Cli) -> Result<ExitCode> {
         Command::Serve(args) => cli::serve::serve(cache, args).await,
         Command::Submit(args) => cli::submit::submit(args).await,
         Command::Status(args) => cli::status::status(args).await,
+        Command::Cancel(args) => cli::cancel::cancel(args).await,
         Command::Dlq(args) => cli::dlq::dlq(args).await,
     }
 }

@@ -1,5 +1,6 @@
-//! The client side (`weft submit`, `status`, `dlq`): submit jobs, read
-//! their state, wait for results, and list, show and replay dead letters.
+//! The client side (`weft submit`, `status`, `cancel`, `dlq`): submit jobs,
+//! read their state, wait for results, cancel jobs, and list, show and
+//! replay dead letters.
 //! It reads and writes job state through the worker's [`StateStore`], so
 //! the storage code exists once.
 
@@ -7,7 +8,9 @@ use std::time::Duration;
 
 use super::dead_letter::{self, DeadLetterEntry, DeadLetterError, DeadLetterProblem};
 use super::message::{JobInput, JobMessage};
-use super::state::{JobRecord, JobState, job_key};
+use super::cancel::{MAX_CANCEL_REASON_BYTES, MAX_CANCELLED_BY_BYTES};
+use super::record::Cancelling;
+use super::state::{Cancellation, JobRecord, JobState, cancel_key, job_key, now_ms};
 use super::store::StateStore;
 use super::topology::Topology;
 use super::{QueueError, valid_job_id, valid_workflow_name};
@@ -37,6 +40,61 @@ pub struct SubmitOutcome {
     /// The input went through the object store.
     pub via_object_store: bool,
 }
+
+/// What [`QueueClient::cancel`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// No worker held the job (queued, or waiting to be retried): its
+    /// record now says cancelled, and it never runs (again).
+    Cancelled(JobRecord),
+    /// A worker is running the job: the request is stored, and the worker
+    /// stops the running attempt at once and records the job cancelled
+    /// ([`QueueClient::wait`] sees it). A job that finishes first keeps its
+    /// outcome.
+    Requested,
+}
+
+/// Why [`QueueClient::cancel`] did not cancel a job.
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    /// Neither a record nor a queued message has this job id.
+    #[error(
+        "no job `{job_id}` is known: it has no record and no message in the job stream (searched its newest \
+         {searched} messages); check the id"
+    )]
+    Unknown {
+        /// The id asked for.
+        job_id: String,
+        /// How many of the job stream's newest messages were searched.
+        searched: u64,
+    },
+    /// The job had already finished; nothing was changed.
+    #[error("job `{job_id}` already finished: it is {}{}", state.name(), by.as_ref().map(|by| format!(" (by {by})")).unwrap_or_default())]
+    Finished {
+        /// The id asked for.
+        job_id: String,
+        /// How it finished.
+        state: JobState,
+        /// Who cancelled it, when it was cancelled.
+        by: Option<String>,
+    },
+    /// The request itself is unusable (a bad job id, a reason too long).
+    #[error("{0}")]
+    Invalid(String),
+    /// The queue could not be read or written.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// How many of the job stream's newest messages [`QueueClient::cancel`]
+/// searches for a job that has no record yet (one read each: the job
+/// stream cannot be searched by id), so a large backlog cannot make a
+/// cancel take unbounded time.
+pub const MAX_CANCEL_SEARCH: u64 = 100_000;
+
+/// How often a cancel is tried again when a worker wrote the job's record
+/// between its read and its conditional write.
+const CANCEL_TRIES: usize = 5;
 
 impl QueueClient {
     pub(crate) fn new(topology: Topology) -> Self {
@@ -161,6 +219,134 @@ impl QueueClient {
                 Ok(Some(_)) => {}
             }
         }
+    }
+
+    /// Cancels a job, on behalf of `by` and for `reason`: a job no worker
+    /// holds (queued, retrying) is recorded cancelled and never runs; a
+    /// running one is stopped by its worker, which then records it
+    /// cancelled. Either way the request is also stored as `cancel.<id>` in
+    /// the state bucket, which every worker watches, so even a delivery
+    /// that does not read the record first (a pure workflow's deferred
+    /// claim) drops the job.
+    ///
+    /// # Errors
+    ///
+    /// [`CancelError::Finished`] when the job already finished (naming its
+    /// state); [`CancelError::Unknown`] when the id is neither recorded nor
+    /// queued; [`CancelError::Invalid`] for a bad id or an over-long `by`
+    /// or `reason`; [`CancelError::Queue`] when the queue cannot be reached.
+    pub async fn cancel(&self, job_id: &str, by: &str, reason: Option<&str>) -> Result<CancelOutcome, CancelError> {
+        if !valid_job_id(job_id) {
+            return Err(CancelError::Invalid(format!(
+                "`{job_id}` is not a valid job id (1-128 of letters, digits, `-`, `_`)"
+            )));
+        }
+        if by.is_empty() || by.len() > MAX_CANCELLED_BY_BYTES {
+            return Err(CancelError::Invalid(format!(
+                "who cancels must be named in 1-{MAX_CANCELLED_BY_BYTES} bytes (it is {})",
+                by.len()
+            )));
+        }
+        if let Some(reason) = reason.filter(|r| r.len() > MAX_CANCEL_REASON_BYTES) {
+            return Err(CancelError::Invalid(format!(
+                "the reason is {} bytes; at most {MAX_CANCEL_REASON_BYTES} are kept, so shorten it",
+                reason.len()
+            )));
+        }
+        let cancellation = Cancellation { by: by.to_string(), reason: reason.map(str::to_string), at_ms: now_ms() };
+        let state = &self.topology().state;
+        let mut requested = false;
+        for _ in 0..CANCEL_TRIES {
+            let entry = state.entry(job_key(job_id)).await.map_err(|e| QueueError::js("reading job state", e))?;
+            let found = match entry.filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put) {
+                Some(entry) => Some((
+                    serde_json::from_slice::<JobRecord>(&entry.value)
+                        .map_err(|e| QueueError::js("decoding job state", e))?,
+                    entry.revision,
+                )),
+                None => None,
+            };
+            let (cancelling, revision) = match found {
+                Some((record, revision)) => (record.cancel_request(cancellation.clone()), Some(revision)),
+                None => match self.find_queued(job_id).await? {
+                    Some(workflow) => (
+                        Cancelling::Write(JobRecord::cancelled_unclaimed(job_id, &workflow, cancellation.clone())),
+                        None,
+                    ),
+                    None => return Err(CancelError::Unknown { job_id: job_id.to_string(), searched: MAX_CANCEL_SEARCH }),
+                },
+            };
+            if let Cancelling::Finished(finished) = cancelling {
+                let record = self.store.read_record(job_id).await?;
+                let by = record.and_then(|r| r.cancellation).map(|c| c.by);
+                return Err(CancelError::Finished { job_id: job_id.to_string(), state: finished, by });
+            }
+            // The request first: a worker that delivers the job without
+            // reading its record (or is running it) still sees it.
+            if !requested {
+                let request = serde_json::to_vec(&cancellation).map_err(|e| QueueError::js("encoding the request", e))?;
+                state
+                    .put(cancel_key(job_id), request.into())
+                    .await
+                    .map_err(|e| QueueError::js("storing the cancel request", e))?;
+                requested = true;
+            }
+            let record = match cancelling {
+                Cancelling::Write(record) => record,
+                _ => return Ok(CancelOutcome::Requested),
+            };
+            let bytes = serde_json::to_vec(&record).map_err(|e| QueueError::js("encoding job state", e))?;
+            // Conditional: only over the record that was read (or none), so
+            // a worker that claimed the job meanwhile is not overwritten.
+            use async_nats::jetstream::kv::{CreateErrorKind, UpdateErrorKind};
+            let written = match revision {
+                Some(revision) => match state.update(job_key(job_id), bytes.into(), revision).await {
+                    Ok(_) => true,
+                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => false,
+                    Err(e) => return Err(QueueError::js("writing job state", e).into()),
+                },
+                None => match state.create(job_key(job_id), bytes.into()).await {
+                    Ok(_) => true,
+                    Err(e) if e.kind() == CreateErrorKind::AlreadyExists => false,
+                    Err(e) => return Err(QueueError::js("writing job state", e).into()),
+                },
+            };
+            if written {
+                self.store.publish_result(&record.workflow, &record, None, None).await;
+                return Ok(CancelOutcome::Cancelled(record));
+            }
+        }
+        Err(QueueError::js(
+            format!("cancelling job {job_id}"),
+            format!("its record kept changing ({CANCEL_TRIES} tries); run the command again"),
+        )
+        .into())
+    }
+
+    /// The workflow of a job that is in the job stream (its message not yet
+    /// acked) among its newest [`MAX_CANCEL_SEARCH`] messages, matched by
+    /// its `Nats-Msg-Id` or, without one, the job id in its body.
+    async fn find_queued(&self, job_id: &str) -> Result<Option<String>, QueueError> {
+        let mut jobs = self.topology().jobs.clone();
+        let info = jobs.info().await.map_err(|e| QueueError::js("reading the job stream", e))?;
+        let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+        if info.state.messages == 0 {
+            return Ok(None);
+        }
+        let prefix = format!("{}.", self.topology().config.jobs_subject_prefix);
+        let oldest = first.max(last.saturating_sub(MAX_CANCEL_SEARCH - 1));
+        for sequence in (oldest..=last).rev() {
+            // Acked (removed) messages leave gaps.
+            let Ok(message) = jobs.get_raw_message(sequence).await else { continue };
+            let named = match message.headers.get("Nats-Msg-Id") {
+                Some(id) => id.as_str() == job_id,
+                None => JobMessage::parse(&message.payload).is_ok_and(|job| job.job_id.as_deref() == Some(job_id)),
+            };
+            if named && let Some(workflow) = message.subject.strip_prefix(&prefix) {
+                return Ok(Some(workflow.to_string()));
+            }
+        }
+        Ok(None)
     }
 
     /// Every entry of the dead-letter stream, oldest first, each marked

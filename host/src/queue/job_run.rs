@@ -15,10 +15,11 @@ use async_nats::jetstream::{self, AckKind};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
+use super::cancel::CancelRequests;
 use super::checkpoints::{self, KvCheckpoints, fits_inline};
 use super::dead_letter::DeadLetter;
-use super::record::{Adoption, Claim, Claimant, Failure, Recording, RetryRule, Run};
-use super::state::{JobRecord, StoredOutputs, now_ms, submission_fingerprint};
+use super::record::{Adoption, Cancelling, Claim, Claimant, Failure, Recording, RetryRule, Run};
+use super::state::{Cancellation, JobRecord, JobState, StoredOutputs, cancel_key, now_ms, submission_fingerprint};
 use super::store::StateStore;
 use super::worker::{WorkerConfig, WorkerSummary};
 use super::{JobInput, JobMessage, valid_job_id};
@@ -102,6 +103,13 @@ pub(crate) enum Outcome<'a> {
     },
     /// A duplicate of a finished job: acked without running.
     Duplicate,
+    /// A cancelled job, stopped before it ran or while it ran: its record
+    /// says cancelled, its cancel request (no longer needed) is removed,
+    /// then the message is acked.
+    Cancelled {
+        /// The job's id (its cancel request's key).
+        job_id: String,
+    },
     /// Its record cannot be read now: nak'ed, redelivered in a second.
     StateUnreadable,
     /// Its claim or outcome could not be written: not settled at all, so
@@ -117,6 +125,7 @@ pub(crate) struct Counters {
     dead_lettered: AtomicU64,
     duplicates: AtomicU64,
     handed_back: AtomicU64,
+    cancelled: AtomicU64,
 }
 
 impl Counters {
@@ -127,6 +136,7 @@ impl Counters {
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             duplicates: self.duplicates.load(Ordering::Relaxed),
             handed_back: self.handed_back.load(Ordering::Relaxed),
+            cancelled: self.cancelled.load(Ordering::Relaxed),
         }
     }
 }
@@ -141,6 +151,18 @@ pub(crate) struct JobRunner {
     pub(crate) counters: Counters,
     /// Becomes true when the drain's grace period is over.
     pub(crate) hand_back: watch::Receiver<bool>,
+    /// The cancel requests this worker knows of (one KV watch).
+    pub(crate) cancels: Arc<CancelRequests>,
+}
+
+/// How a job's run ended (see [`JobRunner::execute`]).
+enum Ended {
+    /// It ran to its end (succeeded or failed).
+    Finished(JobOutcome),
+    /// It was stopped to be handed back at shutdown.
+    HandBack,
+    /// It was stopped because it was cancelled.
+    Cancelled(Cancellation),
 }
 
 impl JobRunner {
@@ -210,6 +232,11 @@ impl JobRunner {
     /// Claims, runs and records a usable job, then settles its message.
     async fn run(&self, message: &jetstream::Message, job: JobMessage, job_id: &str, workflow: &LoadedWorkflow) {
         let workflow_name = workflow.workflow().name.as_str();
+        // A cancelled job never starts (an in-memory look-up: the worker
+        // watches the requests).
+        if let Some(request) = self.cancels.get(job_id) {
+            return self.stop(message, job_id, workflow_name, request, None).await;
+        }
         let first_delivery = message.info().is_ok_and(|info| info.delivered <= 1);
         let pure = workflow.workflow().steps.iter().all(|step| step.grants.is_empty());
         let mut claim = Claim::at_delivery(first_delivery, pure, self.config.checkpoint_delay);
@@ -263,7 +290,14 @@ impl JobRunner {
             self.config.checkpoint_delay,
             claim,
         ));
-        let outcome = self.execute(message, workflow, job_id, input, completed, &checkpoints).await;
+        let outcome = match self.execute(message, workflow, job_id, input, completed, &checkpoints).await {
+            Ended::Finished(outcome) => Some(outcome),
+            Ended::HandBack => None,
+            Ended::Cancelled(request) => {
+                tracing::info!(by = %request.by, "job cancelled while it ran; stopped it");
+                return self.stop(message, job_id, workflow_name, request, Some(&run)).await;
+            }
+        };
         self.finish(message, workflow, job_id, record, &run, outcome, &checkpoints).await;
     }
 
@@ -416,6 +450,14 @@ impl JobRunner {
             Outcome::HandedBack => (Some(&counters.handed_back), AckKind::Nak(None)),
             Outcome::Elsewhere { delay } => (Some(&counters.handed_back), AckKind::Nak(Some(delay))),
             Outcome::Duplicate => (Some(&counters.duplicates), AckKind::Ack),
+            Outcome::Cancelled { job_id } => {
+                if self.cancels.get(&job_id).is_some()
+                    && let Err(error) = self.store.topology.state.delete(cancel_key(&job_id)).await
+                {
+                    tracing::warn!(%error, "cannot remove the job's cancel request");
+                }
+                (Some(&counters.cancelled), AckKind::Ack)
+            }
             Outcome::StateUnreadable => (None, AckKind::Nak(Some(Duration::from_secs(1)))),
             Outcome::Unsettled => return,
             Outcome::DeadLetter { letter, record } => {
@@ -540,6 +582,10 @@ impl JobRunner {
                 let letter = letter_for(message, job_id, workflow, reason, None, record.history.clone());
                 Err(Outcome::DeadLetter { letter, record: Some((record, None)) })
             }
+            Adoption::Duplicate(JobState::Cancelled) => {
+                tracing::info!("job cancelled; dropping its delivery");
+                Err(Outcome::Cancelled { job_id: job_id.to_string() })
+            }
             Adoption::Duplicate(state) => {
                 tracing::info!(?state, "job already finished; dropping the duplicate");
                 Err(Outcome::Duplicate)
@@ -547,8 +593,63 @@ impl JobRunner {
         }
     }
 
-    /// Runs the job beside its companion; `None` when it was stopped to be
-    /// handed back at shutdown.
+    /// Records a cancelled job as cancelled and settles its message:
+    /// `run` is `None` when it was stopped at delivery (it never started),
+    /// else the run it was stopped in. Reads the record first (this path
+    /// only), since a deferred claim has not written it and the client may
+    /// have.
+    async fn stop(
+        &self,
+        message: &jetstream::Message,
+        job_id: &str,
+        workflow: &str,
+        request: Cancellation,
+        run: Option<&Run<'_>>,
+    ) {
+        // Two tries: a create that finds a record (the client's, or a
+        // held-back claim's flush) reads it again.
+        for _ in 0..2 {
+            let found = match self.store.read_record(job_id).await {
+                Ok(found) => found,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the cancelled job's state; will retry the job later");
+                    return self.settle(message, Outcome::StateUnreadable).await;
+                }
+            };
+            let existed = found.is_some();
+            let record = match JobRecord::stop_cancelled(found, job_id, workflow, request.clone(), run) {
+                Cancelling::Write(record) => record,
+                Cancelling::Finished(JobState::Cancelled) => {
+                    return self.settle(message, Outcome::Cancelled { job_id: job_id.to_string() }).await;
+                }
+                Cancelling::Finished(_) | Cancelling::LeftToWorker => {
+                    tracing::info!("job already finished; dropping the cancelled delivery as a duplicate");
+                    return self.settle(message, Outcome::Duplicate).await;
+                }
+            };
+            let view = record.view(None, None);
+            let written = if existed {
+                self.store.write_record_view(&view).await.map(|()| true)
+            } else {
+                self.store.create_record(&view).await
+            };
+            match written {
+                Ok(true) => {
+                    self.store.publish_result(workflow, &record, None, None).await;
+                    return self.settle(message, Outcome::Cancelled { job_id: job_id.to_string() }).await;
+                }
+                Ok(false) => continue,
+                Err(error) => {
+                    tracing::error!(%error, "cannot record the job as cancelled; leaving it for redelivery");
+                    return self.settle(message, Outcome::Unsettled).await;
+                }
+            }
+        }
+        self.settle(message, Outcome::Unsettled).await;
+    }
+
+    /// Runs the job beside its companion until it finishes, is handed back
+    /// at shutdown, or is cancelled (dropping the run stops its attempt).
     async fn execute(
         &self,
         message: &jetstream::Message,
@@ -557,7 +658,7 @@ impl JobRunner {
         input: Item,
         completed: BTreeMap<String, Arc<Vec<Item>>>,
         checkpoints: &Arc<KvCheckpoints>,
-    ) -> Option<JobOutcome> {
+    ) -> Ended {
         let mut hand_back = self.hand_back.clone();
         let sink: Arc<dyn CheckpointSink> = checkpoints.clone();
         // Boxed: the job's future is large, and this task's own future (and
@@ -570,8 +671,9 @@ impl JobRunner {
         ));
         tokio::select! {
             biased;
-            outcome = run => Some(outcome),
-            _ = hand_back.wait_for(|stop| *stop) => None,
+            outcome = run => Ended::Finished(outcome),
+            _ = hand_back.wait_for(|stop| *stop) => Ended::HandBack,
+            request = self.cancels.requested(job_id) => Ended::Cancelled(request),
             never = companion(message, self.store.topology.config.ack_wait, checkpoints) => match never {},
         }
     }

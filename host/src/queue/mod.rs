@@ -3,14 +3,16 @@
 //! job-state KV bucket, object store), the job message format, the worker
 //! (`weft serve`: the pull loop in `worker`, one job's run and the one place
 //! its message is settled in `job_run`, the job record's state machine in
-//! `record`, checkpoints in `checkpoints`, the state store in `store`) and
-//! the client side (`weft submit`, `status`, `dlq`), with the dead-letter
+//! `record`, checkpoints in `checkpoints`, the state store in `store`, the
+//! cancel requests it watches in `cancel`) and the client side (`weft
+//! submit`, `status`, `cancel`, `dlq`), with the dead-letter
 //! format (bodies out of line, entries authenticated) in `dead_letter`.
 //!
 //! Architecture invariant: a job message leaves the work queue only after
 //! its outcome is durable elsewhere: a success in the job-state bucket, a
 //! failure in the dead-letter stream. Everything else is redelivered.
 
+mod cancel;
 mod checkpoints;
 mod client;
 mod dead_letter;
@@ -22,10 +24,11 @@ mod store;
 mod topology;
 mod worker;
 
-pub use client::{QueueClient, SubmitOutcome};
+pub use cancel::{CANCEL_SNAPSHOT_WAIT, MAX_CANCEL_REASON_BYTES, MAX_CANCELLED_BY_BYTES};
+pub use client::{CancelError, CancelOutcome, MAX_CANCEL_SEARCH, QueueClient, SubmitOutcome};
 pub use dead_letter::{DeadLetter, DeadLetterEntry, DeadLetterError, DeadLetterProblem, StoredBody};
 pub use message::{JobInput, JobMessage};
-pub use state::{JobRecord, JobState};
+pub use state::{Cancellation, JobRecord, JobState};
 pub use topology::{QueueConfig, connect};
 pub use worker::{DEFAULT_CHECKPOINT_DELAY, DEFAULT_MAX_INPUT_BYTES, Worker, WorkerConfig, WorkerSummary};
 

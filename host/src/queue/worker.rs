@@ -2,7 +2,8 @@
 //! consumer, hand each to its own task (at most `concurrency` at once; what
 //! a job's task does is `job_run`'s), and drain on shutdown: stop pulling,
 //! wait for in-flight jobs, hand back those still running, flush the last
-//! acks. It never settles a message itself.
+//! acks. It never settles a message itself. One watch on cancel requests
+//! (`cancel`) runs beside the loop while it serves.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,6 +15,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::QueueError;
+use super::cancel::watch_requests;
 use super::job_run::{Counters, JobRunner};
 use super::store::StateStore;
 use super::topology::{QueueConfig, open};
@@ -96,6 +98,9 @@ pub struct WorkerSummary {
     pub duplicates: u64,
     /// Jobs handed back unfinished at shutdown.
     pub handed_back: u64,
+    /// Deliveries of cancelled jobs acked without running, and jobs
+    /// stopped mid-run because they were cancelled.
+    pub cancelled: u64,
 }
 
 /// A worker: a host, the workflows it serves (by name) and a queue connection.
@@ -148,6 +153,9 @@ impl Worker {
         let consumer = self.store.topology.consumer().await?;
         let (hand_back, hand_back_rx) = watch::channel(false);
         let Worker { host, workflows, store, config, jitter } = self;
+        // Before the first pull: a job cancelled while queued is known when
+        // its delivery arrives.
+        let (cancels, cancel_watch) = watch_requests(&store).await?;
         let runner = Arc::new(JobRunner {
             host,
             workflows,
@@ -156,6 +164,7 @@ impl Worker {
             jitter,
             counters: Counters::default(),
             hand_back: hand_back_rx,
+            cancels,
         });
         let config = &runner.config;
         let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
@@ -236,6 +245,7 @@ impl Worker {
                 "cannot flush the last acknowledgements; those jobs are redelivered and dropped as duplicates"
             );
         }
+        cancel_watch.abort();
         let summary = runner.counters.summary();
         tracing::info!(?summary, "worker stopped");
         Ok(summary)
