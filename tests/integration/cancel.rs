@@ -193,3 +193,34 @@ async fn weft_cancel_cancels_a_queued_and_a_running_job_from_the_command_line() 
     assert_eq!((summary.cancelled, summary.succeeded), (2, 0), "{summary:?}");
     assert!(receiver.requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_worker_died_is_cancelled_when_it_is_delivered_again_without_starting() {
+    let server = NatsServer::start();
+    let receiver = HttpServer::always(200).await;
+    let queue = client(&server).await;
+    let yaml = tell(&receiver, &nap(100_000));
+    // A worker claims the job and dies mid-run (no drain, no hand-back):
+    // its record says running, and its message comes back after the ack wait.
+    let host = std::sync::Arc::new(crate::support::host());
+    let loaded = vec![crate::support::load(&host, &yaml)];
+    let config = crate::queue::queue_config(&server);
+    let doomed = weft::queue::Worker::connect(host, loaded, config, fast_retries("doomed")).await.unwrap();
+    let doomed = tokio::spawn(doomed.run(std::future::pending()));
+    queue.submit("tell", b"news".to_vec(), Some("orphan-1".into())).await.unwrap();
+    wait_for_state(&queue, "orphan-1", JobState::Running).await;
+    doomed.abort();
+    let _ = doomed.await;
+
+    // Nobody runs it now: the request is stored for the next worker.
+    assert_eq!(queue.cancel("orphan-1", "ops@test", None).await.unwrap(), CancelOutcome::Requested);
+    let worker = start_worker(&server, &[&yaml], fast_retries("w2")).await;
+    let record = queue.wait("orphan-1", Duration::from_secs(30)).await.unwrap();
+    assert_eq!(record.state, JobState::Cancelled, "{record:?}");
+    // Stopped at delivery: not taken over as a second attempt.
+    assert_eq!((record.attempts, record.history.len()), (1, 0), "{record:?}");
+    wait_for_empty_queue(&queue).await;
+    let summary = worker.stop().await;
+    assert_eq!((summary.cancelled, summary.succeeded), (1, 0), "{summary:?}");
+    assert!(receiver.requests().is_empty());
+}
