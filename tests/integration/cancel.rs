@@ -129,6 +129,9 @@ async fn cancelling_a_finished_or_unknown_job_is_refused_and_changes_nothing() {
     assert_eq!(error.to_string(), "job `done-1` already finished: it is succeeded");
     assert_eq!(queue.status("done-1").await.unwrap().unwrap(), done, "the record is unchanged");
 
+    // With another job queued, the job stream is searched, not skipped as empty.
+    worker.stop().await;
+    queue.submit("echo", b"later".to_vec(), Some("waiting-1".into())).await.unwrap();
     let error = queue.cancel("never-submitted", "ops@test", None).await.unwrap_err();
     assert!(matches!(error, CancelError::Unknown { .. }), "{error:?}");
     assert!(error.to_string().starts_with("no job `never-submitted` is known"), "{error}");
@@ -139,7 +142,7 @@ async fn cancelling_a_finished_or_unknown_job_is_refused_and_changes_nothing() {
     let long = "x".repeat(weft::queue::MAX_CANCEL_REASON_BYTES + 1);
     let error = queue.cancel("done-1", "ops@test", Some(&long)).await.unwrap_err();
     assert!(error.to_string().contains("at most 1024"), "{error}");
-    worker.stop().await;
+    assert!(queue.status("waiting-1").await.unwrap().is_none(), "the queued job was left alone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
