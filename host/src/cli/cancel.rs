@@ -60,7 +60,7 @@ pub(crate) async fn cancel(args: &CancelArgs) -> Result<ExitCode> {
     let record = match outcome {
         CancelOutcome::Cancelled(record) => {
             eprintln!("cancelled job {}: no worker held it, so it never runs (again)", args.job_id);
-            record
+            *record
         }
         CancelOutcome::Requested if !args.wait => {
             eprintln!("job {} is running: its worker was asked to stop it (see `weft status`)", args.job_id);

@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
+use super::cancel::{MAX_CANCEL_REASON_BYTES, MAX_CANCELLED_BY_BYTES};
 use super::dead_letter::{self, DeadLetterEntry, DeadLetterError, DeadLetterProblem};
 use super::message::{JobInput, JobMessage};
-use super::cancel::{MAX_CANCEL_REASON_BYTES, MAX_CANCELLED_BY_BYTES};
 use super::record::Cancelling;
 use super::state::{Cancellation, JobRecord, JobState, cancel_key, job_key, now_ms};
 use super::store::StateStore;
@@ -46,7 +46,7 @@ pub struct SubmitOutcome {
 pub enum CancelOutcome {
     /// No worker held the job (queued, or waiting to be retried): its
     /// record now says cancelled, and it never runs (again).
-    Cancelled(JobRecord),
+    Cancelled(Box<JobRecord>),
     /// A worker is running the job: the request is stored, and the worker
     /// stops the running attempt at once and records the job cancelled
     /// ([`QueueClient::wait`] sees it). A job that finishes first keeps its
@@ -266,6 +266,8 @@ impl QueueClient {
                 )),
                 None => None,
             };
+            // Who cancelled it already, if someone did (for the error).
+            let earlier = found.as_ref().and_then(|(record, _)| record.cancellation.as_ref()).map(|c| c.by.clone());
             let (cancelling, revision) = match found {
                 Some((record, revision)) => (record.cancel_request(cancellation.clone()), Some(revision)),
                 None => match self.find_queued(job_id).await? {
@@ -273,18 +275,19 @@ impl QueueClient {
                         Cancelling::Write(JobRecord::cancelled_unclaimed(job_id, &workflow, cancellation.clone())),
                         None,
                     ),
-                    None => return Err(CancelError::Unknown { job_id: job_id.to_string(), searched: MAX_CANCEL_SEARCH }),
+                    None => {
+                        return Err(CancelError::Unknown { job_id: job_id.to_string(), searched: MAX_CANCEL_SEARCH });
+                    }
                 },
             };
             if let Cancelling::Finished(finished) = cancelling {
-                let record = self.store.read_record(job_id).await?;
-                let by = record.and_then(|r| r.cancellation).map(|c| c.by);
-                return Err(CancelError::Finished { job_id: job_id.to_string(), state: finished, by });
+                return Err(CancelError::Finished { job_id: job_id.to_string(), state: finished, by: earlier });
             }
             // The request first: a worker that delivers the job without
             // reading its record (or is running it) still sees it.
             if !requested {
-                let request = serde_json::to_vec(&cancellation).map_err(|e| QueueError::js("encoding the request", e))?;
+                let request =
+                    serde_json::to_vec(&cancellation).map_err(|e| QueueError::js("encoding the request", e))?;
                 state
                     .put(cancel_key(job_id), request.into())
                     .await
@@ -313,7 +316,7 @@ impl QueueClient {
             };
             if written {
                 self.store.publish_result(&record.workflow, &record, None, None).await;
-                return Ok(CancelOutcome::Cancelled(record));
+                return Ok(CancelOutcome::Cancelled(Box::new(record)));
             }
         }
         Err(QueueError::js(

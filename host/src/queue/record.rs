@@ -106,6 +106,9 @@ pub(crate) enum Adoption {
 }
 
 /// What a cancel request does to a job's record.
+// Built and consumed at once, on the cancel path only: boxing the record
+// would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq)]
 pub(crate) enum Cancelling {
     /// The record now says cancelled: write it (conditionally: only over
