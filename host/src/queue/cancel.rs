@@ -32,6 +32,10 @@ pub const MAX_CANCELLED_BY_BYTES: usize = 256;
 /// job as it runs).
 pub const CANCEL_SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
 
+/// The largest stored request a worker accepts: the caps on its fields
+/// and room for the JSON around them.
+const MAX_REQUEST_BYTES: usize = MAX_CANCEL_REASON_BYTES + MAX_CANCELLED_BY_BYTES + 256;
+
 /// How soon a watch that ended (the server went away) is opened again.
 const REWATCH_DELAY: Duration = Duration::from_secs(1);
 
@@ -70,6 +74,12 @@ impl CancelRequests {
 
     fn apply(&self, key: &str, operation: Operation, value: &[u8]) {
         let Some(job_id) = key.strip_prefix(CANCEL_KEY_PREFIX) else { return };
+        // A request written around the client (straight into the bucket)
+        // may not make every worker hold more than the client's caps allow.
+        if operation == Operation::Put && value.len() > MAX_REQUEST_BYTES {
+            tracing::warn!(key, size = value.len(), "ignoring a cancel request larger than any the client writes");
+            return;
+        }
         let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
         match operation {
             Operation::Put => match serde_json::from_slice::<Cancellation>(value) {
@@ -153,4 +163,42 @@ pub(crate) async fn watch_requests(store: &StateStore) -> Result<(Arc<CancelRequ
         );
     }
     Ok((requests, task))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn request(reason: &str) -> Vec<u8> {
+        serde_json::to_vec(&Cancellation { by: "ops@host".into(), reason: Some(reason.into()), at_ms: 1 }).unwrap()
+    }
+
+    #[test]
+    fn requests_are_kept_until_deleted_and_oversized_or_unreadable_ones_are_ignored() {
+        let requests = CancelRequests::default();
+        assert!(requests.get("j1").is_none());
+        requests.apply("cancel.j1", Operation::Put, &request("wrong input"));
+        assert_eq!(requests.get("j1").unwrap().reason.as_deref(), Some("wrong input"));
+        requests.apply("cancel.j2", Operation::Put, &request(&"x".repeat(MAX_REQUEST_BYTES)));
+        requests.apply("cancel.j3", Operation::Put, b"not json");
+        requests.apply("job.j4", Operation::Put, &request("not a request key"));
+        assert!(requests.get("j2").is_none() && requests.get("j3").is_none() && requests.get("j4").is_none());
+        requests.apply("cancel.j1", Operation::Delete, b"");
+        assert!(requests.get("j1").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_running_job_wakes_when_its_request_arrives() {
+        let requests = Arc::new(CancelRequests::default());
+        let waiting = tokio::spawn({
+            let requests = Arc::clone(&requests);
+            async move { requests.requested("j1").await }
+        });
+        tokio::task::yield_now().await;
+        requests.apply("cancel.other", Operation::Put, &request("another job"));
+        requests.apply("cancel.j1", Operation::Put, &request("mine"));
+        let got = tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap();
+        assert_eq!(got.reason.as_deref(), Some("mine"));
+    }
 }
