@@ -59,13 +59,14 @@ pub enum CancelOutcome {
 pub enum CancelError {
     /// Neither a record nor a queued message has this job id.
     #[error(
-        "no job `{job_id}` is known: it has no record and no message in the job stream (searched its newest \
-         {searched} messages); check the id"
+        "no job `{job_id}` is known: it has no record and is not among the {searched} messages waiting in the job \
+         stream; check the id"
     )]
     Unknown {
         /// The id asked for.
         job_id: String,
-        /// How many of the job stream's newest messages were searched.
+        /// How many of the job stream's newest messages were searched
+        /// (at most [`MAX_CANCEL_SEARCH`]).
         searched: u64,
     },
     /// The job had already finished; nothing was changed.
@@ -193,7 +194,8 @@ impl QueueClient {
         self.store.read_record(job_id).await
     }
 
-    /// Waits until the job is finished (succeeded or dead-lettered), at most `timeout`.
+    /// Waits until the job is finished (succeeded, dead-lettered or
+    /// cancelled), at most `timeout`.
     ///
     /// # Errors
     ///
@@ -271,13 +273,11 @@ impl QueueClient {
             let (cancelling, revision) = match found {
                 Some((record, revision)) => (record.cancel_request(cancellation.clone()), Some(revision)),
                 None => match self.find_queued(job_id).await? {
-                    Some(workflow) => (
+                    Ok(workflow) => (
                         Cancelling::Write(JobRecord::cancelled_unclaimed(job_id, &workflow, cancellation.clone())),
                         None,
                     ),
-                    None => {
-                        return Err(CancelError::Unknown { job_id: job_id.to_string(), searched: MAX_CANCEL_SEARCH });
-                    }
+                    Err(searched) => return Err(CancelError::Unknown { job_id: job_id.to_string(), searched }),
                 },
             };
             if let Cancelling::Finished(finished) = cancelling {
@@ -328,28 +328,31 @@ impl QueueClient {
 
     /// The workflow of a job that is in the job stream (its message not yet
     /// acked) among its newest [`MAX_CANCEL_SEARCH`] messages, matched by
-    /// its `Nats-Msg-Id` or, without one, the job id in its body.
-    async fn find_queued(&self, job_id: &str) -> Result<Option<String>, QueueError> {
+    /// its `Nats-Msg-Id` or, without one, the job id in its body; else how
+    /// many messages were searched.
+    async fn find_queued(&self, job_id: &str) -> Result<Result<String, u64>, QueueError> {
         let mut jobs = self.topology().jobs.clone();
         let info = jobs.info().await.map_err(|e| QueueError::js("reading the job stream", e))?;
         let (first, last) = (info.state.first_sequence, info.state.last_sequence);
         if info.state.messages == 0 {
-            return Ok(None);
+            return Ok(Err(0));
         }
         let prefix = format!("{}.", self.topology().config.jobs_subject_prefix);
         let oldest = first.max(last.saturating_sub(MAX_CANCEL_SEARCH - 1));
+        let mut searched = 0;
         for sequence in (oldest..=last).rev() {
             // Acked (removed) messages leave gaps.
             let Ok(message) = jobs.get_raw_message(sequence).await else { continue };
+            searched += 1;
             let named = match message.headers.get("Nats-Msg-Id") {
                 Some(id) => id.as_str() == job_id,
                 None => JobMessage::parse(&message.payload).is_ok_and(|job| job.job_id.as_deref() == Some(job_id)),
             };
             if named && let Some(workflow) = message.subject.strip_prefix(&prefix) {
-                return Ok(Some(workflow.to_string()));
+                return Ok(Ok(workflow.to_string()));
             }
         }
-        Ok(None)
+        Ok(Err(searched))
     }
 
     /// Every entry of the dead-letter stream, oldest first, each marked
