@@ -93,6 +93,10 @@ pub enum CancelError {
 /// cancel take unbounded time.
 pub const MAX_CANCEL_SEARCH: u64 = 100_000;
 
+/// Reads of the job stream in flight at once while [`QueueClient::cancel`]
+/// searches it: one read at a time would wait a round trip per message.
+const SEARCH_READS_IN_FLIGHT: usize = 32;
+
 /// How often a cancel is tried again when a worker wrote the job's record
 /// between its read and its conditional write.
 const CANCEL_TRIES: usize = 5;
@@ -340,9 +344,13 @@ impl QueueClient {
         let prefix = format!("{}.", self.topology().config.jobs_subject_prefix);
         let oldest = first.max(last.saturating_sub(MAX_CANCEL_SEARCH - 1));
         let mut searched = 0;
-        for sequence in (oldest..=last).rev() {
+        let jobs = &jobs;
+        let mut reads = futures::stream::iter((oldest..=last).rev())
+            .map(|sequence| async move { jobs.get_raw_message(sequence).await })
+            .buffered(SEARCH_READS_IN_FLIGHT);
+        while let Some(read) = reads.next().await {
             // Acked (removed) messages leave gaps.
-            let Ok(message) = jobs.get_raw_message(sequence).await else { continue };
+            let Ok(message) = read else { continue };
             searched += 1;
             let named = match message.headers.get("Nats-Msg-Id") {
                 Some(id) => id.as_str() == job_id,
