@@ -148,7 +148,8 @@ impl Worker {
     ///
     /// # Errors
     ///
-    /// [`QueueError`] when the consumer cannot be created or checked.
+    /// [`QueueError`] when the consumer cannot be created or checked, or
+    /// the cancel requests cannot be watched.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<WorkerSummary, QueueError> {
         let consumer = self.store.topology.consumer().await?;
         let (hand_back, hand_back_rx) = watch::channel(false);
