@@ -60,6 +60,8 @@ enum Command {
     /// Show a job's state, attempts and result, or (without a job id) the
     /// queue depth of every workflow.
     Status(cli::status::StatusArgs),
+    /// Cancel a job: a queued one never runs, a running one is stopped.
+    Cancel(cli::cancel::CancelArgs),
     /// Inspect and replay dead-lettered jobs.
     Dlq(cli::dlq::DlqArgs),
 }
@@ -118,6 +120,7 @@ async fn dispatch(parsed: Cli) -> Result<ExitCode> {
         Command::Serve(args) => cli::serve::serve(cache, args).await,
         Command::Submit(args) => cli::submit::submit(args).await,
         Command::Status(args) => cli::status::status(args).await,
+        Command::Cancel(args) => cli::cancel::cancel(args).await,
         Command::Dlq(args) => cli::dlq::dlq(args).await,
     }
 }

@@ -9,6 +9,7 @@ mod support;
 
 mod authoring;
 mod cache;
+mod cancel;
 mod capabilities;
 mod cli;
 mod cluster;

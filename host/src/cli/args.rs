@@ -1,6 +1,6 @@
 //! Argument groups more than one command takes: the compile cache (global),
 //! the capabilities a host offers its steps (`run`, `serve`) and the way to
-//! reach NATS (`serve`, `submit`, `status`, `dlq`), each with the one
+//! reach NATS (`serve`, `submit`, `status`, `cancel`, `dlq`), each with the one
 //! function that turns it into the library's configuration.
 
 use std::path::PathBuf;

@@ -5,6 +5,7 @@
 //! how an error reads), those live in the library.
 
 pub(crate) mod args;
+pub(crate) mod cancel;
 pub(crate) mod dlq;
 pub(crate) mod plugin;
 pub(crate) mod plugins;

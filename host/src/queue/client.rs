@@ -1,13 +1,16 @@
-//! The client side (`weft submit`, `status`, `dlq`): submit jobs, read
-//! their state, wait for results, and list, show and replay dead letters.
+//! The client side (`weft submit`, `status`, `cancel`, `dlq`): submit jobs,
+//! read their state, wait for results, cancel jobs, and list, show and
+//! replay dead letters.
 //! It reads and writes job state through the worker's [`StateStore`], so
 //! the storage code exists once.
 
 use std::time::Duration;
 
+use super::cancel::{MAX_CANCEL_REASON_BYTES, MAX_CANCELLED_BY_BYTES};
 use super::dead_letter::{self, DeadLetterEntry, DeadLetterError, DeadLetterProblem};
 use super::message::{JobInput, JobMessage};
-use super::state::{JobRecord, JobState, job_key};
+use super::record::Cancelling;
+use super::state::{Cancellation, JobRecord, JobState, cancel_key, job_key, now_ms};
 use super::store::StateStore;
 use super::topology::Topology;
 use super::{QueueError, valid_job_id, valid_workflow_name};
@@ -41,6 +44,66 @@ pub struct SubmitOutcome {
     /// The input went through the object store.
     pub via_object_store: bool,
 }
+
+/// What [`QueueClient::cancel`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// No worker held the job (queued, or waiting to be retried): its
+    /// record now says cancelled, and it never runs (again).
+    Cancelled(Box<JobRecord>),
+    /// A worker is running the job: the request is stored, and the worker
+    /// stops the running attempt at once and records the job cancelled
+    /// ([`QueueClient::wait`] sees it). A job that finishes first keeps its
+    /// outcome.
+    Requested,
+}
+
+/// Why [`QueueClient::cancel`] did not cancel a job.
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    /// Neither a record nor a queued message has this job id.
+    #[error(
+        "no job `{job_id}` is known: it has no record and is not among the {searched} messages waiting in the job \
+         stream; check the id"
+    )]
+    Unknown {
+        /// The id asked for.
+        job_id: String,
+        /// How many of the job stream's newest messages were searched
+        /// (at most [`MAX_CANCEL_SEARCH`]).
+        searched: u64,
+    },
+    /// The job had already finished; nothing was changed.
+    #[error("job `{job_id}` already finished: it is {}{}", state.name(), by.as_ref().map(|by| format!(" (by {by})")).unwrap_or_default())]
+    Finished {
+        /// The id asked for.
+        job_id: String,
+        /// How it finished.
+        state: JobState,
+        /// Who cancelled it, when it was cancelled.
+        by: Option<String>,
+    },
+    /// The request itself is unusable (a bad job id, a reason too long).
+    #[error("{0}")]
+    Invalid(String),
+    /// The queue could not be read or written.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// How many of the job stream's newest messages [`QueueClient::cancel`]
+/// searches for a job that has no record yet (one read each: the job
+/// stream cannot be searched by id), so a large backlog cannot make a
+/// cancel take unbounded time.
+pub const MAX_CANCEL_SEARCH: u64 = 100_000;
+
+/// Reads of the job stream in flight at once while [`QueueClient::cancel`]
+/// searches it: one read at a time would wait a round trip per message.
+const SEARCH_READS_IN_FLIGHT: usize = 32;
+
+/// How often a cancel is tried again when a worker wrote the job's record
+/// between its read and its conditional write.
+const CANCEL_TRIES: usize = 5;
 
 impl QueueClient {
     pub(crate) fn new(topology: Topology) -> Self {
@@ -139,7 +202,8 @@ impl QueueClient {
         self.store.read_record(job_id).await
     }
 
-    /// Waits until the job is finished (succeeded or dead-lettered), at most `timeout`.
+    /// Waits until the job is finished (succeeded, dead-lettered or
+    /// cancelled), at most `timeout`.
     ///
     /// # Errors
     ///
@@ -170,6 +234,142 @@ impl QueueClient {
                 Ok(None) => return Err(QueueError::js("watching job state", "the watch ended")),
             }
         }
+    }
+
+    /// Cancels a job, on behalf of `by` and for `reason`: a job no worker
+    /// holds (queued, retrying) is recorded cancelled and never runs; a
+    /// running one is stopped by its worker, which then records it
+    /// cancelled. Either way the request is also stored as `cancel.<id>` in
+    /// the state bucket, which every worker watches, so even a delivery
+    /// that does not read the record first (a pure workflow's deferred
+    /// claim) drops the job.
+    ///
+    /// # Errors
+    ///
+    /// [`CancelError::Finished`] when the job already finished (naming its
+    /// state); [`CancelError::Unknown`] when the id is neither recorded nor
+    /// queued; [`CancelError::Invalid`] for a bad id or an over-long `by`
+    /// or `reason`; [`CancelError::Queue`] when the queue cannot be reached.
+    pub async fn cancel(&self, job_id: &str, by: &str, reason: Option<&str>) -> Result<CancelOutcome, CancelError> {
+        if !valid_job_id(job_id) {
+            return Err(CancelError::Invalid(format!(
+                "`{job_id}` is not a valid job id (1-128 of letters, digits, `-`, `_`)"
+            )));
+        }
+        if by.is_empty() || by.len() > MAX_CANCELLED_BY_BYTES {
+            return Err(CancelError::Invalid(format!(
+                "who cancels must be named in 1-{MAX_CANCELLED_BY_BYTES} bytes (it is {})",
+                by.len()
+            )));
+        }
+        if let Some(reason) = reason.filter(|r| r.len() > MAX_CANCEL_REASON_BYTES) {
+            return Err(CancelError::Invalid(format!(
+                "the reason is {} bytes; at most {MAX_CANCEL_REASON_BYTES} are kept, so shorten it",
+                reason.len()
+            )));
+        }
+        let cancellation = Cancellation { by: by.to_string(), reason: reason.map(str::to_string), at_ms: now_ms() };
+        let state = &self.topology().state;
+        let mut requested = false;
+        for _ in 0..CANCEL_TRIES {
+            let entry = state.entry(job_key(job_id)).await.map_err(|e| QueueError::js("reading job state", e))?;
+            let found = match entry.filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put) {
+                Some(entry) => Some((
+                    serde_json::from_slice::<JobRecord>(&entry.value)
+                        .map_err(|e| QueueError::js("decoding job state", e))?,
+                    entry.revision,
+                )),
+                None => None,
+            };
+            // Who cancelled it already, if someone did (for the error).
+            let earlier = found.as_ref().and_then(|(record, _)| record.cancellation.as_ref()).map(|c| c.by.clone());
+            let (cancelling, revision) = match found {
+                Some((record, revision)) => (record.cancel_request(cancellation.clone()), Some(revision)),
+                None => match self.find_queued(job_id).await? {
+                    Ok(workflow) => (
+                        Cancelling::Write(JobRecord::cancelled_unclaimed(job_id, &workflow, cancellation.clone())),
+                        None,
+                    ),
+                    Err(searched) => return Err(CancelError::Unknown { job_id: job_id.to_string(), searched }),
+                },
+            };
+            if let Cancelling::Finished(finished) = cancelling {
+                return Err(CancelError::Finished { job_id: job_id.to_string(), state: finished, by: earlier });
+            }
+            // The request first: a worker that delivers the job without
+            // reading its record (or is running it) still sees it.
+            if !requested {
+                let request =
+                    serde_json::to_vec(&cancellation).map_err(|e| QueueError::js("encoding the request", e))?;
+                state
+                    .put(cancel_key(job_id), request.into())
+                    .await
+                    .map_err(|e| QueueError::js("storing the cancel request", e))?;
+                requested = true;
+            }
+            let record = match cancelling {
+                Cancelling::Write(record) => record,
+                _ => return Ok(CancelOutcome::Requested),
+            };
+            let bytes = serde_json::to_vec(&record).map_err(|e| QueueError::js("encoding job state", e))?;
+            // Conditional: only over the record that was read (or none), so
+            // a worker that claimed the job meanwhile is not overwritten.
+            use async_nats::jetstream::kv::{CreateErrorKind, UpdateErrorKind};
+            let written = match revision {
+                Some(revision) => match state.update(job_key(job_id), bytes.into(), revision).await {
+                    Ok(_) => true,
+                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => false,
+                    Err(e) => return Err(QueueError::js("writing job state", e).into()),
+                },
+                None => match state.create(job_key(job_id), bytes.into()).await {
+                    Ok(_) => true,
+                    Err(e) if e.kind() == CreateErrorKind::AlreadyExists => false,
+                    Err(e) => return Err(QueueError::js("writing job state", e).into()),
+                },
+            };
+            if written {
+                self.store.publish_result(&record.workflow, &record, None, None).await;
+                return Ok(CancelOutcome::Cancelled(Box::new(record)));
+            }
+        }
+        Err(QueueError::js(
+            format!("cancelling job {job_id}"),
+            format!("its record kept changing ({CANCEL_TRIES} tries); run the command again"),
+        )
+        .into())
+    }
+
+    /// The workflow of a job that is in the job stream (its message not yet
+    /// acked) among its newest [`MAX_CANCEL_SEARCH`] messages, matched by
+    /// its `Nats-Msg-Id` or, without one, the job id in its body; else how
+    /// many messages were searched.
+    async fn find_queued(&self, job_id: &str) -> Result<Result<String, u64>, QueueError> {
+        let mut jobs = self.topology().jobs.clone();
+        let info = jobs.info().await.map_err(|e| QueueError::js("reading the job stream", e))?;
+        let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+        if info.state.messages == 0 {
+            return Ok(Err(0));
+        }
+        let prefix = format!("{}.", self.topology().config.jobs_subject_prefix);
+        let oldest = first.max(last.saturating_sub(MAX_CANCEL_SEARCH - 1));
+        let mut searched = 0;
+        let jobs = &jobs;
+        let mut reads = futures::stream::iter((oldest..=last).rev())
+            .map(|sequence| async move { jobs.get_raw_message(sequence).await })
+            .buffered(SEARCH_READS_IN_FLIGHT);
+        while let Some(read) = reads.next().await {
+            // Acked (removed) messages leave gaps.
+            let Ok(message) = read else { continue };
+            searched += 1;
+            let named = match message.headers.get("Nats-Msg-Id") {
+                Some(id) => id.as_str() == job_id,
+                None => JobMessage::parse(&message.payload).is_ok_and(|job| job.job_id.as_deref() == Some(job_id)),
+            };
+            if named && let Some(workflow) = message.subject.strip_prefix(&prefix) {
+                return Ok(Ok(workflow.to_string()));
+            }
+        }
+        Ok(Err(searched))
     }
 
     /// Every entry of the dead-letter stream, oldest first, each marked

@@ -15,10 +15,11 @@ use async_nats::jetstream::{self, AckKind};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
+use super::cancel::CancelRequests;
 use super::checkpoints::{self, KvCheckpoints, Resumed, fits_inline};
 use super::dead_letter::DeadLetter;
-use super::record::{Adoption, Claim, Claimant, Failure, Recording, RetryRule, Run};
-use super::state::{JobRecord, StoredOutputs, now_ms, submission_fingerprint};
+use super::record::{Adoption, Cancelling, Claim, Claimant, Failure, Recording, RetryRule, Run};
+use super::state::{Cancellation, JobRecord, JobState, StoredOutputs, cancel_key, now_ms, submission_fingerprint};
 use super::store::StateStore;
 use super::worker::{WorkerConfig, WorkerSummary};
 use super::{JobInput, JobMessage, valid_job_id};
@@ -102,6 +103,13 @@ pub(crate) enum Outcome<'a> {
     },
     /// A duplicate of a finished job: acked without running.
     Duplicate,
+    /// A cancelled job, stopped before it ran or while it ran: its record
+    /// says cancelled, its cancel request (no longer needed) is removed,
+    /// then the message is acked.
+    Cancelled {
+        /// The job's id (its cancel request's key).
+        job_id: String,
+    },
     /// Its record cannot be read now: nak'ed, redelivered in a second.
     StateUnreadable,
     /// Its claim or outcome could not be written: not settled at all, so
@@ -118,6 +126,8 @@ pub(crate) enum Ended {
     Succeeded,
     /// It is in the dead-letter stream.
     DeadLettered,
+    /// Its record says cancelled.
+    Cancelled,
 }
 
 /// Counts of how deliveries were settled.
@@ -128,6 +138,7 @@ pub(crate) struct Counters {
     dead_lettered: AtomicU64,
     duplicates: AtomicU64,
     handed_back: AtomicU64,
+    cancelled: AtomicU64,
 }
 
 impl Counters {
@@ -138,6 +149,7 @@ impl Counters {
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             duplicates: self.duplicates.load(Ordering::Relaxed),
             handed_back: self.handed_back.load(Ordering::Relaxed),
+            cancelled: self.cancelled.load(Ordering::Relaxed),
         }
     }
 }
@@ -152,6 +164,18 @@ pub(crate) struct JobRunner {
     pub(crate) counters: Counters,
     /// Becomes true when the drain's grace period is over.
     pub(crate) hand_back: watch::Receiver<bool>,
+    /// The cancel requests this worker knows of (one KV watch).
+    pub(crate) cancels: Arc<CancelRequests>,
+}
+
+/// How a job's run ended (see [`JobRunner::execute`]).
+enum RunEnd {
+    /// It ran to its end (succeeded or failed).
+    Finished(JobOutcome),
+    /// It was stopped to be handed back at shutdown.
+    HandBack,
+    /// It was stopped because it was cancelled.
+    Cancelled(Cancellation),
 }
 
 impl JobRunner {
@@ -221,6 +245,20 @@ impl JobRunner {
     /// Claims, runs and records a usable job, then settles its message.
     async fn run(&self, message: &jetstream::Message, job: JobMessage, job_id: &str, workflow: &LoadedWorkflow) {
         let workflow_name = workflow.workflow().name.as_str();
+        // A cancelled job never starts (an in-memory look-up: the worker
+        // watches the requests).
+        if let Some(request) = self.cancels.get(job_id) {
+            // A redelivery may find checkpoints of an earlier run: they go
+            // with the job.
+            let redelivered = message.info().is_ok_and(|info| info.delivered > 1);
+            if self.stop(message, job_id, workflow_name, request, None).await.is_some()
+                && redelivered
+                && let Err(error) = self.store.purge_checkpoints(job_id).await
+            {
+                tracing::warn!(%error, "cannot remove the cancelled job's checkpoints; the bucket's maximum age will");
+            }
+            return;
+        }
         let first_delivery = message.info().is_ok_and(|info| info.delivered <= 1);
         let pure = workflow.workflow().steps.iter().all(|step| step.grants.is_empty());
         let mut claim = Claim::at_delivery(first_delivery, pure, self.config.checkpoint_delay);
@@ -287,7 +325,17 @@ impl JobRunner {
         if redelivered {
             checkpoints.resumed_from(resumed.objects);
         }
-        let outcome = self.execute(message, workflow, job_id, input, resumed.completed, &checkpoints).await;
+        let outcome = match self.execute(message, workflow, job_id, input, resumed.completed, &checkpoints).await {
+            RunEnd::Finished(outcome) => Some(outcome),
+            RunEnd::HandBack => None,
+            RunEnd::Cancelled(request) => {
+                tracing::info!(by = %request.by, "job cancelled while it ran; stopped it");
+                if self.stop(message, job_id, workflow_name, request, Some(&run)).await.is_some() {
+                    checkpoints.remove_all().await;
+                }
+                return;
+            }
+        };
         let ended = self.finish(message, workflow, job_id, record, &run, outcome, &checkpoints).await;
         // Only after the job's outcome is durable and its message settled:
         // nothing of this is on the job's way to its ack.
@@ -452,6 +500,14 @@ impl JobRunner {
             Outcome::HandedBack => (Some(&counters.handed_back), AckKind::Nak(None), None),
             Outcome::Elsewhere { delay } => (Some(&counters.handed_back), AckKind::Nak(Some(delay)), None),
             Outcome::Duplicate => (Some(&counters.duplicates), AckKind::Ack, None),
+            Outcome::Cancelled { job_id } => {
+                if self.cancels.get(&job_id).is_some()
+                    && let Err(error) = self.store.topology.state.delete(cancel_key(&job_id)).await
+                {
+                    tracing::warn!(%error, "cannot remove the job's cancel request");
+                }
+                (Some(&counters.cancelled), AckKind::Ack, Some(Ended::Cancelled))
+            }
             Outcome::StateUnreadable => (None, AckKind::Nak(Some(Duration::from_secs(1))), None),
             Outcome::Unsettled => return None,
             Outcome::DeadLetter { letter, record } => {
@@ -581,6 +637,10 @@ impl JobRunner {
                 let letter = letter_for(message, job_id, workflow, reason, None, record.history.clone());
                 Err(Outcome::DeadLetter { letter, record: Some((record, None)) })
             }
+            Adoption::Duplicate(JobState::Cancelled) => {
+                tracing::info!("job cancelled; dropping its delivery");
+                Err(Outcome::Cancelled { job_id: job_id.to_string() })
+            }
             Adoption::Duplicate(state) => {
                 tracing::info!(?state, "job already finished; dropping the duplicate");
                 Err(Outcome::Duplicate)
@@ -588,8 +648,63 @@ impl JobRunner {
         }
     }
 
-    /// Runs the job beside its companion; `None` when it was stopped to be
-    /// handed back at shutdown.
+    /// Records a cancelled job as cancelled and settles its message:
+    /// `run` is `None` when it was stopped at delivery (it never started),
+    /// else the run it was stopped in. Reads the record first (this path
+    /// only), since a deferred claim has not written it and the client may
+    /// have.
+    async fn stop(
+        &self,
+        message: &jetstream::Message,
+        job_id: &str,
+        workflow: &str,
+        request: Cancellation,
+        run: Option<&Run<'_>>,
+    ) -> Option<Ended> {
+        // Two tries: a create that finds a record (the client's, or a
+        // held-back claim's flush) reads it again.
+        for _ in 0..2 {
+            let found = match self.store.read_record(job_id).await {
+                Ok(found) => found,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the cancelled job's state; will retry the job later");
+                    return self.settle(message, Outcome::StateUnreadable).await;
+                }
+            };
+            let existed = found.is_some();
+            let record = match JobRecord::stop_cancelled(found, job_id, workflow, request.clone(), run) {
+                Cancelling::Write(record) => record,
+                Cancelling::Finished(JobState::Cancelled) => {
+                    return self.settle(message, Outcome::Cancelled { job_id: job_id.to_string() }).await;
+                }
+                Cancelling::Finished(_) | Cancelling::LeftToWorker => {
+                    tracing::info!("job already finished; dropping the cancelled delivery as a duplicate");
+                    return self.settle(message, Outcome::Duplicate).await;
+                }
+            };
+            let view = record.view(None, None);
+            let written = if existed {
+                self.store.write_record_view(&view).await.map(|()| true)
+            } else {
+                self.store.create_record(&view).await
+            };
+            match written {
+                Ok(true) => {
+                    self.store.publish_result(workflow, &record, None, None).await;
+                    return self.settle(message, Outcome::Cancelled { job_id: job_id.to_string() }).await;
+                }
+                Ok(false) => continue,
+                Err(error) => {
+                    tracing::error!(%error, "cannot record the job as cancelled; leaving it for redelivery");
+                    return self.settle(message, Outcome::Unsettled).await;
+                }
+            }
+        }
+        self.settle(message, Outcome::Unsettled).await
+    }
+
+    /// Runs the job beside its companion until it finishes, is handed back
+    /// at shutdown, or is cancelled (dropping the run stops its attempt).
     async fn execute(
         &self,
         message: &jetstream::Message,
@@ -598,7 +713,7 @@ impl JobRunner {
         input: Item,
         completed: BTreeMap<String, Arc<Vec<Item>>>,
         checkpoints: &Arc<KvCheckpoints>,
-    ) -> Option<JobOutcome> {
+    ) -> RunEnd {
         let mut hand_back = self.hand_back.clone();
         let sink: Arc<dyn CheckpointSink> = checkpoints.clone();
         // Boxed: the job's future is large, and this task's own future (and
@@ -611,8 +726,9 @@ impl JobRunner {
         ));
         tokio::select! {
             biased;
-            outcome = run => Some(outcome),
-            _ = hand_back.wait_for(|stop| *stop) => None,
+            outcome = run => RunEnd::Finished(outcome),
+            _ = hand_back.wait_for(|stop| *stop) => RunEnd::HandBack,
+            request = self.cancels.requested(job_id) => RunEnd::Cancelled(request),
             never = companion(message, self.store.topology.config.ack_wait, checkpoints) => match never {},
         }
     }

@@ -3,8 +3,9 @@
 //! job-state KV bucket, object store), the job message format, the worker
 //! (`weft serve`: the pull loop in `worker`, one job's run and the one place
 //! its message is settled in `job_run`, the job record's state machine in
-//! `record`, checkpoints in `checkpoints`, the state store in `store`) and
-//! the client side (`weft submit`, `status`, `dlq`), with the dead-letter
+//! `record`, checkpoints in `checkpoints`, the state store in `store`, the
+//! cancel requests it watches in `cancel`) and the client side (`weft
+//! submit`, `status`, `cancel`, `dlq`), with the dead-letter
 //! format (bodies out of line, entries authenticated) in `dead_letter`.
 //! Nothing is kept forever: records, checkpoints, objects and dead letters
 //! have maximum ages (`topology`), and a finished job's checkpoints are
@@ -14,6 +15,7 @@
 //! its outcome is durable elsewhere: a success in the job-state bucket, a
 //! failure in the dead-letter stream. Everything else is redelivered.
 
+mod cancel;
 mod checkpoints;
 mod client;
 mod dead_letter;
@@ -26,11 +28,12 @@ mod store;
 mod topology;
 mod worker;
 
-pub use client::{QueueClient, SubmitOutcome};
+pub use cancel::{CANCEL_SNAPSHOT_WAIT, MAX_CANCEL_REASON_BYTES, MAX_CANCELLED_BY_BYTES};
+pub use client::{CancelError, CancelOutcome, MAX_CANCEL_SEARCH, QueueClient, SubmitOutcome};
 pub use dead_letter::{DeadLetter, DeadLetterEntry, DeadLetterError, DeadLetterProblem, StoredBody};
 pub use depth::{ConsumerDepth, WorkflowQueue};
 pub use message::{JobInput, JobMessage};
-pub use state::{JobRecord, JobState};
+pub use state::{Cancellation, JobRecord, JobState};
 pub use topology::{
     DEFAULT_DEAD_LETTER_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_OBJECT_MAX_AGE, DEFAULT_RECORD_MAX_AGE, QueueConfig,
     connect,

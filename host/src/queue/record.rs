@@ -1,14 +1,15 @@
 //! The job record's state machine as one delivery of a job moves it: the
 //! claim (is this delivery's hold on `job.<id>` written yet?) and the
 //! record's own states (running, retrying, queued, succeeded,
-//! dead-lettered). Every transition is one method here, and every method is
+//! dead-lettered, cancelled), with what a cancel request does to it on the
+//! client's side and on the worker's. Every transition is one method here, and every method is
 //! pure: it changes values in memory and says what comes next; `job_run`
 //! performs the writes and settles the message. ARCHITECTURE.md ("Job record
 //! state machine") has the table of transitions.
 
 use std::time::Duration;
 
-use super::state::{JobAttempt, JobRecord, JobState};
+use super::state::{Cancellation, JobAttempt, JobRecord, JobState};
 use crate::scheduler::{JitterSource, JobError, backoff_delay};
 use crate::workflow::RetryPolicy;
 
@@ -102,6 +103,22 @@ pub(crate) enum Adoption {
     /// workflow (the record's `revision`, returned as found): a worker with
     /// that revision must resume it.
     OtherRevision(JobRecord),
+}
+
+/// What a cancel request does to a job's record.
+// Built and consumed at once, on the cancel path only: boxing the record
+// would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, PartialEq)]
+pub(crate) enum Cancelling {
+    /// The record now says cancelled: write it (conditionally: only over
+    /// the record that was read), and the job never runs again.
+    Write(JobRecord),
+    /// A worker is running the job: the request is left to it, and it
+    /// stops the job and writes the record.
+    LeftToWorker,
+    /// The job had already finished, in this state: nothing changes.
+    Finished(JobState),
 }
 
 /// What a delivery claims a job as: its submission's fingerprint and the
@@ -265,6 +282,56 @@ impl JobRecord {
     /// → dead-lettered, once the dead letter is stored.
     pub(crate) fn dead_lettered(&mut self) {
         self.state = JobState::DeadLettered;
+    }
+
+    /// Absent → cancelled (the client): the job is in the job stream but no
+    /// worker has claimed it, so it is cancelled before it ever starts; the
+    /// claim of its delivery then finds this record and drops the delivery.
+    pub(crate) fn cancelled_unclaimed(job_id: &str, workflow: &str, cancellation: Cancellation) -> Self {
+        JobRecord { state: JobState::Cancelled, cancellation: Some(cancellation), ..JobRecord::new(job_id, workflow) }
+    }
+
+    /// A cancel request meets the job's record (the client): queued or
+    /// retrying (no worker holds the job) → cancelled; running → left to its
+    /// worker, which stops it; finished → unchanged.
+    pub(crate) fn cancel_request(mut self, cancellation: Cancellation) -> Cancelling {
+        match self.state {
+            JobState::Queued | JobState::Retrying => {
+                self.state = JobState::Cancelled;
+                self.cancellation = Some(cancellation);
+                Cancelling::Write(self)
+            }
+            JobState::Running => Cancelling::LeftToWorker,
+            finished => Cancelling::Finished(finished),
+        }
+    }
+
+    /// A worker stops a cancelled job: when it is delivered (`run` is
+    /// `None`: it never starts) or while it runs (`run` is this delivery's
+    /// run, which the history keeps as `cancelled`). Any unfinished record,
+    /// or none, → cancelled; a finished one is left as it is.
+    pub(crate) fn stop_cancelled(
+        found: Option<JobRecord>,
+        job_id: &str,
+        workflow: &str,
+        cancellation: Cancellation,
+        run: Option<&Run<'_>>,
+    ) -> Cancelling {
+        let mut record = found.unwrap_or_else(|| JobRecord::new(job_id, workflow));
+        if record.state.is_terminal() {
+            return Cancelling::Finished(record.state);
+        }
+        if let Some(run) = run {
+            // A run under a deferred claim (or after a replay) is not
+            // counted in the record yet.
+            if record.state != JobState::Running {
+                record.attempts += 1;
+            }
+            record.history.push(run.attempt(record.attempts, "cancelled", None, None));
+        }
+        record.state = JobState::Cancelled;
+        record.cancellation = Some(cancellation);
+        Cancelling::Write(record)
     }
 }
 
@@ -447,6 +514,68 @@ mod tests {
 
         record.dead_lettered();
         assert_eq!(record.state, JobState::DeadLettered);
+    }
+
+    fn cancellation() -> Cancellation {
+        Cancellation { by: "ops@host".into(), reason: Some("wrong input".into()), at_ms: 11 }
+    }
+
+    #[test]
+    fn a_cancel_request_cancels_a_job_no_worker_holds_and_leaves_a_running_one_to_its_worker() {
+        let record = JobRecord::cancelled_unclaimed("j", "w", cancellation());
+        assert_eq!((record.state, record.attempts), (JobState::Cancelled, 0));
+        assert_eq!(record.cancellation, Some(cancellation()));
+
+        for state in [JobState::Queued, JobState::Retrying] {
+            let found = JobRecord { state, attempts: 1, ..JobRecord::new("j", "w") };
+            let Cancelling::Write(record) = found.cancel_request(cancellation()) else { panic!("{state:?}") };
+            assert_eq!((record.state, record.attempts), (JobState::Cancelled, 1), "{state:?}");
+            assert_eq!(record.cancellation.as_ref().map(|c| c.by.as_str()), Some("ops@host"));
+        }
+        assert_eq!(running(1).cancel_request(cancellation()), Cancelling::LeftToWorker);
+        for state in [JobState::Succeeded, JobState::DeadLettered, JobState::Cancelled] {
+            let found = JobRecord { state, ..JobRecord::new("j", "w") };
+            assert_eq!(found.cancel_request(cancellation()), Cancelling::Finished(state));
+        }
+    }
+
+    #[test]
+    fn a_worker_stops_a_cancelled_job_at_delivery_or_mid_run() {
+        // At delivery: nothing ran, nothing is added to the history.
+        let Cancelling::Write(record) = JobRecord::stop_cancelled(None, "j", "w", cancellation(), None) else {
+            panic!("absent")
+        };
+        assert_eq!((record.state, record.attempts, record.history.len()), (JobState::Cancelled, 0, 0));
+        assert_eq!(record.job_id, "j");
+        // Mid-run, its claim held: the run is the record's attempt.
+        let Cancelling::Write(record) =
+            JobRecord::stop_cancelled(Some(running(2)), "j", "w", cancellation(), Some(&run()))
+        else {
+            panic!("running")
+        };
+        assert_eq!((record.state, record.attempts), (JobState::Cancelled, 2));
+        let last = record.history.last().unwrap();
+        assert_eq!((last.attempt, last.outcome.as_str(), last.worker.as_str()), (2, "cancelled", "w1"));
+        assert_eq!(record.cancellation, Some(cancellation()));
+        // Mid-run under a deferred claim: no record yet, the run is attempt 1.
+        let Cancelling::Write(record) = JobRecord::stop_cancelled(None, "j", "w", cancellation(), Some(&run())) else {
+            panic!("deferred")
+        };
+        assert_eq!((record.attempts, record.history[0].attempt), (1, 1));
+        // Finished before the request reached the worker: left as it is.
+        for state in [JobState::Succeeded, JobState::DeadLettered, JobState::Cancelled] {
+            let found = JobRecord { state, ..JobRecord::new("j", "w") };
+            assert_eq!(
+                JobRecord::stop_cancelled(Some(found), "j", "w", cancellation(), Some(&run())),
+                Cancelling::Finished(state)
+            );
+        }
+    }
+
+    #[test]
+    fn a_cancelled_job_is_a_duplicate_to_every_later_delivery() {
+        let found = JobRecord::cancelled_unclaimed("j", "w", cancellation());
+        assert_eq!(JobRecord::take_over(Some(found), "j", "w", MINE), Adoption::Duplicate(JobState::Cancelled));
     }
 
     #[test]

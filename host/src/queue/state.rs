@@ -23,13 +23,42 @@ pub enum JobState {
     Succeeded,
     /// Failed for good and copied to the dead-letter stream.
     DeadLettered,
+    /// Cancelled (`weft cancel`) before it finished: never started, or
+    /// stopped by its worker; [`JobRecord::cancellation`] says by whom.
+    Cancelled,
 }
 
 impl JobState {
     /// Whether the job is finished and must not run again.
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::DeadLettered)
+        matches!(self, JobState::Succeeded | JobState::DeadLettered | JobState::Cancelled)
     }
+
+    /// The state's name as records and `weft status` show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Retrying => "retrying",
+            JobState::Succeeded => "succeeded",
+            JobState::DeadLettered => "dead_lettered",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Who cancelled a job, when and why: the cancel request as the client
+/// wrote it (`cancel.<id>` in the state bucket), and what a cancelled
+/// job's record keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancellation {
+    /// Who asked (`weft cancel --by`, by default `user@host`).
+    pub by: String,
+    /// Why, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When it was asked, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
 }
 
 /// One run of a job by a worker.
@@ -41,7 +70,7 @@ pub struct JobAttempt {
     pub worker: String,
     /// When the run started, in milliseconds since the Unix epoch.
     pub started_at_ms: u64,
-    /// How it ended: `succeeded`, `failed`, `handed_back`.
+    /// How it ended: `succeeded`, `failed`, `handed_back`, `cancelled`.
     pub outcome: String,
     /// The failing step and message, when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +113,9 @@ pub struct JobRecord {
     /// revision resumes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// Who cancelled the job, when and why (a cancelled job only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancellation: Option<Cancellation>,
 }
 
 /// A submission's fingerprint: the SHA-256 of its workflow's name and of
@@ -115,6 +147,7 @@ impl JobRecord {
             replays: 0,
             submission: None,
             revision: None,
+            cancellation: None,
         }
     }
 
@@ -137,6 +170,7 @@ impl JobRecord {
             replays: self.replays,
             submission: self.submission.as_deref(),
             revision: self.revision.as_deref(),
+            cancellation: self.cancellation.as_ref(),
         }
     }
 }
@@ -159,6 +193,8 @@ pub(crate) struct RecordView<'a> {
     submission: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     revision: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancellation: Option<&'a Cancellation>,
 }
 
 /// A field of a [`RecordView`] or a result event: this run's value, or the
@@ -188,6 +224,14 @@ pub(crate) enum StoredOutputs<'a> {
 pub(crate) fn job_key(job_id: &str) -> String {
     format!("job.{job_id}")
 }
+
+/// The KV key of a job's cancel request (see [`Cancellation`]).
+pub(crate) fn cancel_key(job_id: &str) -> String {
+    format!("{CANCEL_KEY_PREFIX}{job_id}")
+}
+
+/// What every cancel request's key starts with (workers watch `cancel.>`).
+pub(crate) const CANCEL_KEY_PREFIX: &str = "cancel.";
 
 /// The KV key of a step's checkpoint under a revision of its workflow: a
 /// run under another revision (another graph) never reads it.
@@ -257,5 +301,17 @@ mod tests {
         let parsed: JobRecord = serde_json::from_value(view).unwrap();
         assert_eq!(parsed.attempts, 2);
         assert_eq!(parsed.report.unwrap()["duration_ms"], 1.5);
+
+        // A cancelled record keeps who cancelled it, when and why.
+        let cancelled = JobRecord {
+            state: JobState::Cancelled,
+            cancellation: Some(Cancellation { by: "ops@host".into(), reason: Some("wrong input".into()), at_ms: 9 }),
+            ..JobRecord::new("j", "w")
+        };
+        let view = serde_json::to_value(cancelled.view(None, None)).unwrap();
+        assert_eq!(view, serde_json::to_value(&cancelled).unwrap());
+        assert_eq!(view["state"], "cancelled");
+        assert_eq!(view["cancellation"]["by"], "ops@host");
+        assert_eq!(serde_json::from_value::<JobRecord>(view).unwrap(), cancelled);
     }
 }

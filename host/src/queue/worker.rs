@@ -3,7 +3,8 @@
 //! `concurrency` at once over all workflows; what
 //! a job's task does is `job_run`'s), and drain on shutdown: stop pulling,
 //! wait for in-flight jobs, hand back those still running, flush the last
-//! acks. It never settles a message itself.
+//! acks. It never settles a message itself. One watch on cancel requests
+//! (`cancel`) runs beside the loop while it serves.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,6 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::QueueError;
+use super::cancel::watch_requests;
 use super::job_run::{Counters, JobRunner};
 use super::store::StateStore;
 use super::topology::{Limits, QueueConfig, open};
@@ -103,6 +105,9 @@ pub struct WorkerSummary {
     pub duplicates: u64,
     /// Jobs handed back unfinished at shutdown.
     pub handed_back: u64,
+    /// Deliveries of cancelled jobs acked without running, and jobs
+    /// stopped mid-run because they were cancelled.
+    pub cancelled: u64,
 }
 
 /// A worker: a host, the workflows it serves (by name) and a queue connection.
@@ -179,11 +184,15 @@ impl Worker {
     ///
     /// # Errors
     ///
-    /// [`QueueError`] when the consumer cannot be created or checked.
+    /// [`QueueError`] when the consumer cannot be created or checked, or
+    /// the cancel requests cannot be watched.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<WorkerSummary, QueueError> {
         let consumers = self.bind_consumers().await?;
         let (hand_back, hand_back_rx) = watch::channel(false);
         let Worker { host, workflows, store, config, jitter } = self;
+        // Before the first pull: a job cancelled while queued is known when
+        // its delivery arrives.
+        let (cancels, cancel_watch) = watch_requests(&store).await?;
         let runner = Arc::new(JobRunner {
             host,
             workflows,
@@ -192,6 +201,7 @@ impl Worker {
             jitter,
             counters: Counters::default(),
             hand_back: hand_back_rx,
+            cancels,
         });
         let config = &runner.config;
         let concurrency = config.concurrency.max(1);
@@ -251,6 +261,7 @@ impl Worker {
                 "cannot flush the last acknowledgements; those jobs are redelivered and dropped as duplicates"
             );
         }
+        cancel_watch.abort();
         let summary = runner.counters.summary();
         tracing::info!(?summary, "worker stopped");
         Ok(summary)
