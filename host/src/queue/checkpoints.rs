@@ -3,6 +3,8 @@
 //! read back when a redelivered job resumes. The deferred claim is held back
 //! with the checkpoints and written before the first of them (the decision
 //! is [`Claim`]'s; this module only performs it at the right moment).
+//! With at-rest keys, a checkpoint's value is encrypted (bound to its key)
+//! and so is its object (by the store).
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -10,6 +12,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::QueueError;
+use super::at_rest::{self, AtRestError};
 use super::record::{Claim, Claimant};
 use super::state::{JobRecord, checkpoint_key};
 use super::store::StateStore;
@@ -61,30 +65,51 @@ enum StoredCheckpointRef<'a> {
 }
 
 /// Outputs of the steps a previous run of this job finished, read
-/// concurrently (one KV read per step, all in flight at once).
+/// concurrently (one KV read per step, all in flight at once). An
+/// unreadable checkpoint is skipped (its step runs again), except one
+/// encrypted with an at-rest key this worker lacks: that is the error, so
+/// the job is left to a worker with the key rather than repeating steps.
 pub(crate) async fn load(
     store: &StateStore,
     job_id: &str,
     workflow: &LoadedWorkflow,
-) -> BTreeMap<String, Arc<Vec<Item>>> {
+) -> Result<BTreeMap<String, Arc<Vec<Item>>>, AtRestError> {
     let reads = workflow.workflow().steps.iter().map(|step| async move {
-        let Ok(Some(bytes)) = store.get_state(checkpoint_key(job_id, workflow.revision(), &step.id)).await else {
-            return None;
+        let key = checkpoint_key(job_id, workflow.revision(), &step.id);
+        let Ok(Some(bytes)) = store.get_state(key.clone()).await else {
+            return Ok(None);
         };
-        let items = match serde_json::from_slice::<StoredCheckpoint>(&bytes) {
-            Ok(StoredCheckpoint::Items(items)) => Some(items),
-            Ok(StoredCheckpoint::Object(name)) => match store.get_object(&name).await {
+        let opened = match at_rest::open(store.keys(), &at_rest::kv_context(&key), &bytes, || {
+            format!("checkpoint `{key}`")
+        }) {
+            Ok(opened) => Some(opened),
+            Err(error) if error.missing_key().is_some() => return Err(error),
+            Err(error) => {
+                tracing::warn!(step = %step.id, %error, "unreadable checkpoint");
+                None
+            }
+        };
+        let items = match opened.as_deref().map(serde_json::from_slice::<StoredCheckpoint>) {
+            Some(Ok(StoredCheckpoint::Items(items))) => Some(items),
+            Some(Ok(StoredCheckpoint::Object(name))) => match store.get_object(&name).await {
                 Ok(bytes) => serde_json::from_slice(&bytes).ok(),
+                Err(QueueError::AtRest(error)) if error.missing_key().is_some() => return Err(error),
                 Err(_) => None,
             },
-            Err(_) => None,
+            _ => None,
         };
         if items.is_none() {
             tracing::warn!(step = %step.id, "unreadable checkpoint; the step will run again");
         }
-        items.map(|items| (step.id.clone(), Arc::new(items)))
+        Ok(items.map(|items| (step.id.clone(), Arc::new(items))))
     });
-    futures::future::join_all(reads).await.into_iter().flatten().collect()
+    let mut loaded = BTreeMap::new();
+    for read in futures::future::join_all(reads).await {
+        if let Some((step, items)) = read? {
+            loaded.insert(step, items);
+        }
+    }
+    Ok(loaded)
 }
 
 /// Saves step outputs under `ckpt.<job>.<step>`, write-behind: during the
@@ -251,10 +276,12 @@ impl KvCheckpoints {
             serde_json::to_vec(&StoredCheckpointRef::Object(&name))
         };
         let Ok(stored) = stored else { return };
-        match self
-            .store
-            .put_state_pipelined(&checkpoint_key(&self.job_id, &self.revision, step_id), stored.into())
-            .await
+        let key = checkpoint_key(&self.job_id, &self.revision, step_id);
+        let stored = match self.store.keys() {
+            Some(keys) => keys.seal(&at_rest::kv_context(&key), &stored),
+            None => stored,
+        };
+        match self.store.put_state_pipelined(&key, stored.into()).await
         {
             Ok(ack) => self.lock().unacked.push((step_id.to_string(), ack)),
             Err(error) => tracing::warn!(step = step_id, %error, "cannot store a checkpoint"),

@@ -6,11 +6,14 @@
 //! `record`, checkpoints in `checkpoints`, the state store in `store`) and
 //! the client side (`weft submit`, `status`, `dlq`), with the dead-letter
 //! format (bodies out of line, entries authenticated) in `dead_letter`.
+//! Payloads (inputs, checkpoint items, outputs, dead-letter bodies) are
+//! encrypted at rest when keys are configured, in `at_rest`.
 //!
 //! Architecture invariant: a job message leaves the work queue only after
 //! its outcome is durable elsewhere: a success in the job-state bucket, a
 //! failure in the dead-letter stream. Everything else is redelivered.
 
+mod at_rest;
 mod checkpoints;
 mod client;
 mod dead_letter;
@@ -22,6 +25,7 @@ mod store;
 mod topology;
 mod worker;
 
+pub use at_rest::{AT_REST_KEYS_SECRET, AtRestError, Keyring};
 pub use client::{QueueClient, SubmitOutcome};
 pub use dead_letter::{DeadLetter, DeadLetterEntry, DeadLetterError, DeadLetterProblem, StoredBody};
 pub use message::{JobInput, JobMessage};
@@ -67,6 +71,10 @@ pub enum QueueError {
     /// A job id or workflow name is not usable as a key or subject token.
     #[error("{0}")]
     Invalid(String),
+    /// Stored data is encrypted with a key this process lacks, or does not
+    /// decrypt.
+    #[error(transparent)]
+    AtRest(#[from] AtRestError),
     /// A dead letter cannot be replayed, or its body cannot be read back.
     #[error(transparent)]
     DeadLetter(#[from] DeadLetterError),

@@ -53,6 +53,11 @@ pub struct QueueConfig {
     pub tls_ca: Option<PathBuf>,
     /// Require TLS.
     pub require_tls: bool,
+    /// Keys that encrypt job payloads at rest (inputs, checkpoint items,
+    /// outputs, dead-letter bodies): the current one encrypts what this
+    /// process writes, every one decrypts. `None` writes plaintext and
+    /// reads only plaintext (encrypted data is then an error naming its key).
+    pub at_rest: Option<super::Keyring>,
 }
 
 /// The default server URL when neither `--nats` nor `NATS_URL` is given.
@@ -79,6 +84,7 @@ impl Default for QueueConfig {
             nkey_seed: None,
             tls_ca: None,
             require_tls: false,
+            at_rest: None,
         }
     }
 }

@@ -56,6 +56,10 @@ pub struct WorkerConfig {
     /// its workflow is left to workers with that revision (a rolling
     /// upgrade) before this worker dead-letters it with the reason.
     pub revision_grace: Duration,
+    /// How long a job encrypted with an at-rest key this worker lacks is
+    /// left to workers that have it (a key rollout in progress) before this
+    /// worker dead-letters it, body still encrypted, naming the key.
+    pub missing_key_grace: Duration,
 }
 
 /// [`WorkerConfig::max_input_bytes`] unless configured.
@@ -79,6 +83,7 @@ impl Default for WorkerConfig {
             checkpoint_delay: DEFAULT_CHECKPOINT_DELAY,
             max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
             revision_grace: Duration::from_secs(600),
+            missing_key_grace: Duration::from_secs(600),
         }
     }
 }
