@@ -13,6 +13,7 @@ mod capabilities;
 mod cli;
 mod compute_slots;
 mod delivery;
+mod encryption;
 mod fleet;
 mod loading;
 mod nats_auth;

@@ -79,16 +79,15 @@ pub(crate) async fn load(
         let Ok(Some(bytes)) = store.get_state(key.clone()).await else {
             return Ok(None);
         };
-        let opened = match at_rest::open(store.keys(), &at_rest::kv_context(&key), &bytes, || {
-            format!("checkpoint `{key}`")
-        }) {
-            Ok(opened) => Some(opened),
-            Err(error) if error.missing_key().is_some() => return Err(error),
-            Err(error) => {
-                tracing::warn!(step = %step.id, %error, "unreadable checkpoint");
-                None
-            }
-        };
+        let opened =
+            match at_rest::open(store.keys(), &at_rest::kv_context(&key), &bytes, || format!("checkpoint `{key}`")) {
+                Ok(opened) => Some(opened),
+                Err(error) if error.missing_key().is_some() => return Err(error),
+                Err(error) => {
+                    tracing::warn!(step = %step.id, %error, "unreadable checkpoint");
+                    None
+                }
+            };
         let items = match opened.as_deref().map(serde_json::from_slice::<StoredCheckpoint>) {
             Some(Ok(StoredCheckpoint::Items(items))) => Some(items),
             Some(Ok(StoredCheckpoint::Object(name))) => match store.get_object(&name).await {
@@ -281,8 +280,7 @@ impl KvCheckpoints {
             Some(keys) => keys.seal(&at_rest::kv_context(&key), &stored),
             None => stored,
         };
-        match self.store.put_state_pipelined(&key, stored.into()).await
-        {
+        match self.store.put_state_pipelined(&key, stored.into()).await {
             Ok(ack) => self.lock().unacked.push((step_id.to_string(), ack)),
             Err(error) => tracing::warn!(step = step_id, %error, "cannot store a checkpoint"),
         }

@@ -15,10 +15,10 @@ use async_nats::jetstream::{self, AckKind};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
+use super::at_rest::{self, AtRestError};
 use super::checkpoints::{self, KvCheckpoints, fits_inline};
 use super::dead_letter::DeadLetter;
 use super::record::{Adoption, Claim, Claimant, Failure, Recording, RetryRule, Run};
-use super::at_rest::{self, AtRestError};
 use super::state::{JobRecord, StoredOutputs, now_ms, outputs_context, submission_fingerprint};
 use super::store::StateStore;
 use super::worker::{WorkerConfig, WorkerSummary};

@@ -243,7 +243,9 @@ impl StateStore {
     ) -> Result<(), QueueError> {
         let key = self.dlq_key().await?;
         let payload = match self.keys() {
-            Some(keys) if !at_rest::is_sealed(payload) => std::borrow::Cow::Owned(keys.seal(at_rest::JOB_MESSAGE, payload)),
+            Some(keys) if !at_rest::is_sealed(payload) => {
+                std::borrow::Cow::Owned(keys.seal(at_rest::JOB_MESSAGE, payload))
+            }
             _ => std::borrow::Cow::Borrowed(payload),
         };
         if let Some(key_id) = at_rest::sealed_key_id(&payload) {
