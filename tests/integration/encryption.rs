@@ -142,6 +142,11 @@ async fn with_keys_no_input_checkpoint_output_or_dead_letter_body_is_stored_in_p
     queue.submit("doomed", doomed_input.clone().into_bytes(), Some("doomed".into())).await.unwrap();
     // The queued job messages hold no plaintext.
     assert!(!contains(&everything_stored(&queue).await, secret), "a queued job message holds the input in plaintext");
+    // Another system publishes a plaintext job (its message is removed from
+    // the work queue once settled); its dead letter is kept encrypted.
+    let js = async_nats::jetstream::new(queue.nats().clone());
+    let foreign = serde_json::json!({ "job_id": "foreign", "input": { "text": secret } }).to_string();
+    js.publish("weft.jobs.doomed", foreign.into()).await.unwrap().await.unwrap();
 
     // The first worker is stopped during the nap: it hands both jobs back
     // with `first`'s checkpoint written; the second resumes from it.
@@ -173,6 +178,7 @@ async fn with_keys_no_input_checkpoint_output_or_dead_letter_body_is_stored_in_p
         }
     }
     assert_eq!(wait_for(&queue, "doomed").await.state, JobState::DeadLettered);
+    assert_eq!(wait_for(&queue, "foreign").await.state, JobState::DeadLettered);
     second.stop().await;
 
     // No plaintext anywhere NATS stores bytes.
@@ -190,6 +196,10 @@ async fn with_keys_no_input_checkpoint_output_or_dead_letter_body_is_stored_in_p
     let body = queue.dead_letter_body(&entry).await.unwrap();
     let job: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(job["input"]["text"], doomed_input.as_str());
+    let entry = queue.find_dead_letter("foreign").await.unwrap().unwrap();
+    assert_eq!(entry.letter.encrypted_with.as_deref(), Some("k1"));
+    let job: serde_json::Value = serde_json::from_slice(&queue.dead_letter_body(&entry).await.unwrap()).unwrap();
+    assert_eq!(job["input"]["text"], secret);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
