@@ -280,6 +280,7 @@ async fn past_the_grace_a_job_without_its_key_is_dead_lettered_encrypted_and_rep
     assert!(entry.authenticated);
     assert!(entry.letter.reason.contains("encrypted with at-rest key `a`"), "{}", entry.letter.reason);
     assert!(entry.letter.reason.contains("no at-rest keys are configured here"), "{}", entry.letter.reason);
+    assert!(entry.letter.reason.contains("`--missing-key-grace`"), "{}", entry.letter.reason);
     assert_eq!(entry.letter.encrypted_with.as_deref(), Some("a"));
 
     // A client without the key cannot show or replay it, and says which key.
