@@ -151,7 +151,7 @@ impl QueueClient {
         let Some(sealed) = record.outputs.as_ref().and_then(|o| o.get("sealed")).and_then(|s| s.as_str()) else {
             return Ok(record);
         };
-        let what = || format!("the outputs of job `{}`", record.job_id);
+        let what = || format!("job `{}`'s stored output", record.job_id);
         let bytes = at_rest::from_text(sealed, what)?;
         let plain = at_rest::open(self.store.keys(), &outputs_context(&record.job_id), &bytes, what)?;
         let outputs = serde_json::from_slice(&plain).map_err(|e| QueueError::js("decoding the job's outputs", e))?;
