@@ -90,6 +90,13 @@ pub(crate) async fn serve(cache: &CacheArgs, args: &ServeArgs) -> Result<ExitCod
         ..WorkerConfig::default()
     };
     let at_rest = super::args::at_rest_keys(&args.capabilities.secrets()?)?;
+    if let Some(keys) = &at_rest {
+        eprintln!(
+            "weft serve: encrypting job payloads at rest with key `{}` (decrypting with: {})",
+            keys.current_id(),
+            keys.ids().join(", ")
+        );
+    }
     let queue = QueueConfig { ack_wait: Duration::from_secs(args.ack_wait_secs), at_rest, ..args.nats.config() };
 
     let host = Arc::new(host);
