@@ -58,7 +58,10 @@ pub struct WorkerConfig {
     pub revision_grace: Duration,
     /// How long a job encrypted with an at-rest key this worker lacks is
     /// left to workers that have it (a key rollout in progress) before this
-    /// worker dead-letters it, body still encrypted, naming the key.
+    /// worker dead-letters it, body still encrypted, naming the key. Such
+    /// a job is offered again every 10 s, each offer a delivery: keep the
+    /// grace below the consumer's `max_deliver` times 10 s (1000 s by
+    /// default), past which the server stops delivering it at all.
     pub missing_key_grace: Duration,
 }
 
