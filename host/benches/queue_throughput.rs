@@ -9,6 +9,8 @@
 //!
 //! Run: `cargo bench -p weft --bench queue_throughput` (needs `nats-server`,
 //! see the README's test command). Prints a Markdown table.
+//! `-- --encryption` instead compares the worker with and without
+//! encryption at rest, side by side in alternating rounds.
 
 // The integration tests' nats-server helper, shared rather than copied.
 #[path = "../../tests/integration/nats.rs"]
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt as _;
 use weft::engine::EngineSettings;
-use weft::queue::{DEFAULT_CHECKPOINT_DELAY, QueueConfig, Worker, WorkerConfig};
+use weft::queue::{DEFAULT_CHECKPOINT_DELAY, Keyring, QueueConfig, Worker, WorkerConfig};
 use weft::{HostBuilder, PluginSource};
 
 const JOBS: usize = 2000;
@@ -86,14 +88,26 @@ impl Window {
 
 /// Jobs/s for the Weft worker on a fresh server.
 async fn weft_round(steps: usize, checkpoint_delay: Duration, cache: &std::path::Path) -> Round {
+    weft_round_with(steps, checkpoint_delay, cache, None, b"x").await
+}
+
+/// Jobs/s for the Weft worker on a fresh server, submitter and worker
+/// encrypting at rest with `at_rest` when given, each job's input `input`.
+async fn weft_round_with(
+    steps: usize,
+    checkpoint_delay: Duration,
+    cache: &std::path::Path,
+    at_rest: Option<Keyring>,
+    input: &[u8],
+) -> Round {
     let server = nats::NatsServer::start();
-    let config = QueueConfig { url: server.url(), ..QueueConfig::default() };
+    let config = QueueConfig { url: server.url(), at_rest, ..QueueConfig::default() };
     let config_stream = config.jobs_stream.clone();
     let queue = weft::queue::connect(config.clone()).await.unwrap_or_else(|e| panic!("{e}"));
     let name = format!("noop{steps}");
     let mut done = queue.nats().subscribe(format!("weft.results.{name}")).await.unwrap_or_else(|e| panic!("{e}"));
     for i in 0..JOBS {
-        queue.submit(&name, b"x".to_vec(), Some(format!("j{i}"))).await.unwrap_or_else(|e| panic!("{e}"));
+        queue.submit(&name, input.to_vec(), Some(format!("j{i}"))).await.unwrap_or_else(|e| panic!("{e}"));
     }
     let settings = EngineSettings { cache_dir: Some(cache.to_path_buf()), ..EngineSettings::default() };
     let host = Arc::new(
@@ -231,6 +245,60 @@ async fn only_five() {
     );
 }
 
+/// The input of `--encryption`'s jobs: 4 KiB of text, a small document.
+const ENCRYPTION_INPUT_BYTES: usize = 4096;
+
+/// `--encryption`: the five-step worker with and without encryption at
+/// rest (default checkpoint delay, and checkpointing at once so every
+/// step's checkpoint is encrypted too), alternating, `ROUNDS` rounds.
+async fn encryption() {
+    let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let keys = Keyring::new(vec![("bench".into(), [7; 32])]).unwrap_or_else(|e| panic!("{e}"));
+    let input = "lorem ipsum ".repeat(ENCRYPTION_INPUT_BYTES / 12).into_bytes();
+    let contenders: [(&str, Duration, Option<Keyring>); 4] = [
+        ("weft worker, 5 no-op steps, plaintext", DEFAULT_CHECKPOINT_DELAY, None),
+        ("weft worker, 5 no-op steps, encrypted at rest", DEFAULT_CHECKPOINT_DELAY, Some(keys.clone())),
+        ("weft worker, 5 no-op steps, checkpoint_delay 0, plaintext", Duration::ZERO, None),
+        ("weft worker, 5 no-op steps, checkpoint_delay 0, encrypted at rest", Duration::ZERO, Some(keys)),
+    ];
+    let mut rounds: Vec<Vec<Round>> = vec![Vec::new(); contenders.len()];
+    for round in 0..ROUNDS {
+        for (i, (name, delay, keys)) in contenders.iter().enumerate() {
+            let r = weft_round_with(5, *delay, cache.path(), keys.clone(), &input).await;
+            eprintln!(
+                "round {round}: {name}: {:.0}/s ({:.0}+{:.0} us CPU/job)",
+                r.jobs_per_second, r.client_us_per_job, r.server_us_per_job
+            );
+            rounds[i].push(r);
+        }
+    }
+    println!(
+        "| contender ({} B input) | jobs/s (median of {ROUNDS}, {JOBS} jobs, concurrency {CONCURRENCY}) | \
+         encrypted / plaintext (median of per-round ratios) | CPU us/job in this process | CPU us/job in nats-server |",
+        input.len()
+    );
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (i, (name, _, keys)) in contenders.iter().enumerate() {
+        let ratio = if keys.is_some() {
+            let mut ratios: Vec<f64> = rounds[i]
+                .iter()
+                .zip(&rounds[i - 1])
+                .map(|(on, off)| on.jobs_per_second / off.jobs_per_second)
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            format!("{:.2}", ratios[ratios.len() / 2])
+        } else {
+            String::new()
+        };
+        println!(
+            "| {name} | {:.0} | {ratio} | {:.0} | {:.0} |",
+            median(&rounds[i], |r| r.jobs_per_second),
+            median(&rounds[i], |r| r.client_us_per_job),
+            median(&rounds[i], |r| r.server_us_per_job)
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -246,6 +314,10 @@ async fn main() {
     // runs of two builds where only the worker's cost matters.
     if std::env::args().any(|a| a == "--only-five") {
         return only_five().await;
+    }
+    // `--encryption`: the cost of encryption at rest (see `encryption`).
+    if std::env::args().any(|a| a == "--encryption") {
+        return encryption().await;
     }
     let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let (mut bare, mut bare_plain, mut one, mut five, mut five_eager) =

@@ -15,6 +15,7 @@ mod cli;
 mod cluster;
 mod compute_slots;
 mod delivery;
+mod encryption;
 mod fleet;
 mod loading;
 mod nats_auth;

@@ -1,7 +1,8 @@
 //! Argument groups more than one command takes: the compile cache (global),
 //! the capabilities a host offers its steps (`run`, `serve`) and the way to
-//! reach NATS (`serve`, `submit`, `status`, `cancel`, `dlq`), each with the one
-//! function that turns it into the library's configuration.
+//! reach NATS (`serve`, `submit`, `status`, `cancel`, `dlq`) with the at-rest
+//! keys (from the secrets), each with the one function that turns it into
+//! the library's configuration.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use anyhow::Result;
 use weft::capabilities::{CapabilityConfig, EmailConfig, HttpSettings, LlmConfig, SecretStore};
 use weft::engine::EngineSettings;
-use weft::queue::QueueConfig;
+use weft::queue::{AT_REST_KEYS_SECRET, Keyring, QueueConfig};
 use weft::scheduler::SchedulerSettings;
 
 /// Where compiled components are kept.
@@ -101,6 +102,11 @@ pub(crate) struct CapabilityArgs {
 }
 
 impl CapabilityArgs {
+    /// The host's secrets: the secrets file's, then `WEFT_SECRET_<NAME>`.
+    pub(crate) fn secrets(&self) -> Result<SecretStore> {
+        secrets(self.secrets_file.as_deref())
+    }
+
     /// The host's capability configuration (the LLM key from WEFT_LLM_API_KEY).
     pub(crate) fn config(&self) -> Result<CapabilityConfig> {
         let llm = match &self.llm_base_url {
@@ -114,10 +120,7 @@ impl CapabilityArgs {
             Some(url) => Some(EmailConfig::new(url, &self.smtp_from).map_err(anyhow::Error::msg)?),
             None => None,
         };
-        let mut secrets = SecretStore::from_environment();
-        if let Some(file) = &self.secrets_file {
-            secrets = secrets.with_file(file)?;
-        }
+        let secrets = self.secrets()?;
         Ok(CapabilityConfig {
             http: HttpSettings {
                 max_timeout: Duration::from_secs(self.http_timeout_secs.max(1)),
@@ -180,5 +183,38 @@ impl NatsArgs {
             replicas: usize::from(self.replicas),
             ..QueueConfig::default()
         }
+    }
+}
+
+/// The secrets in `file` (if any), then the `WEFT_SECRET_<NAME>` variables.
+fn secrets(file: Option<&std::path::Path>) -> Result<SecretStore> {
+    let mut secrets = SecretStore::from_environment();
+    if let Some(file) = file {
+        secrets = secrets.with_file(file)?;
+    }
+    Ok(secrets)
+}
+
+/// The at-rest keys the secret `AT_REST_KEYS` holds, if set.
+pub(crate) fn at_rest_keys(secrets: &SecretStore) -> Result<Option<Keyring>> {
+    Ok(secrets.host_value(AT_REST_KEYS_SECRET).map(|spec| Keyring::parse(&spec)).transpose()?)
+}
+
+/// Where a client (`submit`, `status`, `dlq`) finds the at-rest keys that
+/// encrypt and decrypt job payloads: the secret `AT_REST_KEYS`.
+#[derive(clap::Args)]
+pub(crate) struct AtRestArgs {
+    /// A file of `NAME=value` secrets; its `AT_REST_KEYS` (else the
+    /// variable WEFT_SECRET_AT_REST_KEYS) holds the at-rest keys,
+    /// `id:base64key[,id:base64key...]`, the first one encrypting.
+    #[arg(long, global = true, env = "WEFT_SECRETS_FILE", value_name = "FILE")]
+    secrets_file: Option<PathBuf>,
+}
+
+impl AtRestArgs {
+    /// `queue` with the at-rest keys, when they are configured.
+    pub(crate) fn apply(&self, queue: QueueConfig) -> Result<QueueConfig> {
+        let at_rest = at_rest_keys(&secrets(self.secrets_file.as_deref())?)?;
+        Ok(QueueConfig { at_rest, ..queue })
     }
 }

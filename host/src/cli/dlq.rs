@@ -9,13 +9,15 @@ use weft::queue::QueueError;
 use weft::text::printable;
 
 use super::EXIT_JOB_FAILED;
-use super::args::NatsArgs;
+use super::args::{AtRestArgs, NatsArgs};
 
 /// `weft dlq`'s arguments.
 #[derive(clap::Args)]
 pub(crate) struct DlqArgs {
     #[command(flatten)]
     nats: NatsArgs,
+    #[command(flatten)]
+    at_rest: AtRestArgs,
     #[command(subcommand)]
     action: DlqAction,
 }
@@ -25,7 +27,8 @@ enum DlqAction {
     /// List dead letters.
     List,
     /// Show one dead letter (by job id or stream sequence); a large body is
-    /// named by its object, size and SHA-256.
+    /// named by its object, size and SHA-256. A body encrypted at rest is
+    /// decrypted with the configured at-rest keys.
     Show {
         /// Job id or sequence.
         id: String,
@@ -53,7 +56,7 @@ enum DlqAction {
 /// Runs the action; exit status 1 when the dead letter named is not there
 /// or a dead letter is not replayed.
 pub(crate) async fn dlq(args: &DlqArgs) -> Result<ExitCode> {
-    let queue = weft::queue::connect(args.nats.config()).await?;
+    let queue = weft::queue::connect(args.at_rest.apply(args.nats.config())?).await?;
     match &args.action {
         DlqAction::List => {
             for entry in queue.dead_letters().await? {
@@ -76,7 +79,7 @@ pub(crate) async fn dlq(args: &DlqArgs) -> Result<ExitCode> {
                 stdout.write_all(&bytes)?;
                 stdout.flush()?;
             }
-            Some(entry) => println!("{}", serde_json::to_string_pretty(&entry)?),
+            Some(entry) => println!("{}", serde_json::to_string_pretty(&queue.open_dead_letter(entry).await?)?),
             None => {
                 eprintln!("error: no dead letter `{id}`");
                 return Ok(ExitCode::from(EXIT_JOB_FAILED));

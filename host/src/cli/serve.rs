@@ -58,6 +58,12 @@ pub(crate) struct ServeArgs {
     /// upgrade) before it is dead-lettered (`30s`, `10m`, `1h`).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = weft::workflow::parse_duration)]
     revision_grace: Duration,
+    /// How long a job encrypted with an at-rest key this worker lacks is
+    /// left to workers that have it before this one dead-letters it (body
+    /// still encrypted, reason naming the key) (`30s`, `10m`). The keys are
+    /// the secret AT_REST_KEYS (`--secrets-file` or WEFT_SECRET_AT_REST_KEYS).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = weft::workflow::parse_duration)]
+    missing_key_grace: Duration,
     #[command(flatten)]
     retention: RetentionArgs,
     #[command(flatten)]
@@ -127,10 +133,22 @@ pub(crate) async fn serve(cache: &CacheArgs, args: &ServeArgs) -> Result<ExitCod
         drain_grace: Duration::from_secs(args.drain_grace_secs),
         max_input_bytes: args.max_input_bytes,
         revision_grace: args.revision_grace,
+        missing_key_grace: args.missing_key_grace,
         ..WorkerConfig::default()
     };
-    let queue =
-        args.retention.apply(QueueConfig { ack_wait: Duration::from_secs(args.ack_wait_secs), ..args.nats.config() });
+    let at_rest = super::args::at_rest_keys(&args.capabilities.secrets()?)?;
+    if let Some(keys) = &at_rest {
+        eprintln!(
+            "weft serve: encrypting job payloads at rest with key `{}` (decrypting with: {})",
+            keys.current_id(),
+            keys.ids().join(", ")
+        );
+    }
+    let queue = args.retention.apply(QueueConfig {
+        ack_wait: Duration::from_secs(args.ack_wait_secs),
+        at_rest,
+        ..args.nats.config()
+    });
 
     let host = Arc::new(host);
     let sources = match &args.workflows {

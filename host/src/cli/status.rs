@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use super::EXIT_JOB_FAILED;
-use super::args::NatsArgs;
+use super::args::{AtRestArgs, NatsArgs};
 
 /// `weft status`' arguments.
 #[derive(clap::Args)]
@@ -16,6 +16,8 @@ pub(crate) struct StatusArgs {
     /// Print the queue overview as JSON (one object per workflow).
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    at_rest: AtRestArgs,
     /// The job id. Without one, prints the queue depth of every workflow:
     /// jobs waiting and in flight, and whether any worker serves it.
     job_id: Option<String>,
@@ -24,7 +26,7 @@ pub(crate) struct StatusArgs {
 /// Prints the job's record (exit status 1 when no such job is known), or
 /// the queue overview.
 pub(crate) async fn status(args: &StatusArgs) -> Result<ExitCode> {
-    let queue = weft::queue::connect(args.nats.config()).await?;
+    let queue = weft::queue::connect(args.at_rest.apply(args.nats.config())?).await?;
     let Some(job_id) = &args.job_id else {
         let depths = queue.queue_depths().await?;
         if args.json {

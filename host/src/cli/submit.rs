@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Result;
 use weft::queue::JobState;
 
-use super::args::NatsArgs;
+use super::args::{AtRestArgs, NatsArgs};
 use super::{EXIT_JOB_FAILED, read_input};
 
 /// `weft submit`'s arguments.
@@ -19,6 +19,8 @@ use super::{EXIT_JOB_FAILED, read_input};
 pub(crate) struct SubmitArgs {
     #[command(flatten)]
     nats: NatsArgs,
+    #[command(flatten)]
+    at_rest: AtRestArgs,
     /// The workflow's name.
     workflow: String,
     /// The input file; `-` reads standard input.
@@ -38,7 +40,7 @@ pub(crate) struct SubmitArgs {
 /// Submits the job and prints its id, or (with `--wait`) its record; exit
 /// status 1 when a waited-for job did not succeed.
 pub(crate) async fn submit(args: &SubmitArgs) -> Result<ExitCode> {
-    let queue = weft::queue::connect(args.nats.config()).await?;
+    let queue = weft::queue::connect(args.at_rest.apply(args.nats.config())?).await?;
     let outcome = queue.submit(&args.workflow, read_input(&args.input)?, args.job_id.clone()).await?;
     if outcome.via_object_store {
         eprintln!("uploaded the input to the object store as input.{}", outcome.job_id);

@@ -4,6 +4,8 @@
 //! finished for good (they may hold unmasked text). The deferred claim is
 //! held back with the checkpoints and written before the first of them (the
 //! decision is [`Claim`]'s; this module only performs it at the right moment).
+//! With at-rest keys, a checkpoint's value is encrypted (bound to its key)
+//! and so is its object (by the store).
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -11,6 +13,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::QueueError;
+use super::at_rest::{self, AtRestError};
 use super::record::{Claim, Claimant};
 use super::state::{JobRecord, checkpoint_key};
 use super::store::StateStore;
@@ -71,31 +75,47 @@ pub(crate) struct Resumed {
 }
 
 /// Outputs of the steps a previous run of this job finished, read
-/// concurrently (one KV read per step, all in flight at once).
-pub(crate) async fn load(store: &StateStore, job_id: &str, workflow: &LoadedWorkflow) -> Resumed {
+/// concurrently (one KV read per step, all in flight at once). An
+/// unreadable checkpoint is skipped (its step runs again), except one
+/// encrypted with an at-rest key this worker lacks: that is the error, so
+/// the job is left to a worker with the key rather than repeating steps.
+pub(crate) async fn load(store: &StateStore, job_id: &str, workflow: &LoadedWorkflow) -> Result<Resumed, AtRestError> {
     let reads = workflow.workflow().steps.iter().map(|step| async move {
-        let Ok(Some(bytes)) = store.get_state(checkpoint_key(job_id, workflow.revision(), &step.id)).await else {
-            return None;
+        let key = checkpoint_key(job_id, workflow.revision(), &step.id);
+        let Ok(Some(bytes)) = store.get_state(key.clone()).await else {
+            return Ok(None);
         };
-        let (items, object) = match serde_json::from_slice::<StoredCheckpoint>(&bytes) {
-            Ok(StoredCheckpoint::Items(items)) => (Some(items), None),
-            Ok(StoredCheckpoint::Object(name)) => match store.get_object(&name).await {
+        let opened =
+            match at_rest::open(store.keys(), &at_rest::kv_context(&key), &bytes, || format!("checkpoint `{key}`")) {
+                Ok(opened) => Some(opened),
+                Err(error) if error.missing_key().is_some() => return Err(error),
+                Err(error) => {
+                    tracing::warn!(step = %step.id, %error, "unreadable checkpoint");
+                    None
+                }
+            };
+        let (items, object) = match opened.as_deref().map(serde_json::from_slice::<StoredCheckpoint>) {
+            Some(Ok(StoredCheckpoint::Items(items))) => (Some(items), None),
+            Some(Ok(StoredCheckpoint::Object(name))) => match store.get_object(&name).await {
                 Ok(bytes) => (serde_json::from_slice(&bytes).ok(), Some(name)),
+                Err(QueueError::AtRest(error)) if error.missing_key().is_some() => return Err(error),
                 Err(_) => (None, Some(name)),
             },
-            Err(_) => (None, None),
+            _ => (None, None),
         };
         if items.is_none() {
             tracing::warn!(step = %step.id, "unreadable checkpoint; the step will run again");
         }
-        Some((items.map(|items| (step.id.clone(), Arc::new(items))), object))
+        Ok(Some((items.map(|items| (step.id.clone(), Arc::new(items))), object)))
     });
     let mut resumed = Resumed::default();
-    for (items, object) in futures::future::join_all(reads).await.into_iter().flatten() {
-        resumed.completed.extend(items);
-        resumed.objects.extend(object);
+    for read in futures::future::join_all(reads).await {
+        if let Some((items, object)) = read? {
+            resumed.completed.extend(items);
+            resumed.objects.extend(object);
+        }
     }
-    resumed
+    Ok(resumed)
 }
 
 /// Saves step outputs under `ckpt.<job>.<step>`, write-behind: during the
@@ -326,11 +346,12 @@ impl KvCheckpoints {
             stored
         };
         let Ok(stored) = stored else { return };
-        match self
-            .store
-            .put_state_pipelined(&checkpoint_key(&self.job_id, &self.revision, step_id), stored.into())
-            .await
-        {
+        let key = checkpoint_key(&self.job_id, &self.revision, step_id);
+        let stored = match self.store.keys() {
+            Some(keys) => keys.seal(&at_rest::kv_context(&key), &stored),
+            None => stored,
+        };
+        match self.store.put_state_pipelined(&key, stored.into()).await {
             Ok(ack) => {
                 let mut state = self.lock();
                 state.maybe_stored = true;

@@ -6,11 +6,12 @@
 
 use std::time::Duration;
 
+use super::at_rest;
 use super::cancel::{MAX_CANCEL_REASON_BYTES, MAX_CANCELLED_BY_BYTES};
 use super::dead_letter::{self, DeadLetterEntry, DeadLetterError, DeadLetterProblem};
 use super::message::{JobInput, JobMessage};
 use super::record::Cancelling;
-use super::state::{Cancellation, JobRecord, JobState, cancel_key, job_key, now_ms};
+use super::state::{Cancellation, JobRecord, JobState, cancel_key, job_key, now_ms, outputs_context};
 use super::store::StateStore;
 use super::topology::Topology;
 use super::{QueueError, valid_job_id, valid_workflow_name};
@@ -125,7 +126,8 @@ impl QueueClient {
     }
 
     /// Submits a job: large or binary input goes to the object store first,
-    /// then the job is published with its id as `Nats-Msg-Id`.
+    /// then the job is published with its id as `Nats-Msg-Id`. With at-rest
+    /// keys, the object and the message body are encrypted.
     ///
     /// # Errors
     ///
@@ -163,6 +165,10 @@ impl QueueClient {
         };
         let message = JobMessage { job_id: Some(job_id.clone()), input: job_input, metadata: Default::default() };
         let body = serde_json::to_vec(&message).map_err(|e| QueueError::js("encoding the job", e))?;
+        // Encrypted whole: the stream holds the input (and its metadata)
+        // only encrypted; the id travels in the header, the workflow in
+        // the subject.
+        let body = at_rest::seal_if(self.store.keys(), at_rest::JOB_MESSAGE, &body).into_owned();
         let duplicate = self.publish_job(workflow, &job_id, &job_id, body.into()).await?;
         Ok(SubmitOutcome { job_id, duplicate, via_object_store })
     }
@@ -199,7 +205,25 @@ impl QueueClient {
         if !valid_job_id(job_id) {
             return Err(QueueError::Invalid(format!("`{job_id}` is not a valid job id")));
         }
-        self.store.read_record(job_id).await
+        self.store.read_record(job_id).await?.map(|record| self.open_record(record)).transpose()
+    }
+
+    /// `record` with its outputs decrypted when they were encrypted at rest.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::AtRest`] naming the key when this client lacks it, or
+    /// the outputs do not decrypt.
+    pub fn open_record(&self, mut record: JobRecord) -> Result<JobRecord, QueueError> {
+        let Some(sealed) = record.outputs.as_ref().and_then(|o| o.get("sealed")).and_then(|s| s.as_str()) else {
+            return Ok(record);
+        };
+        let what = || format!("job `{}`'s stored output", record.job_id);
+        let bytes = at_rest::from_text(sealed, what)?;
+        let plain = at_rest::open(self.store.keys(), &outputs_context(&record.job_id), &bytes, what)?;
+        let outputs = serde_json::from_slice(&plain).map_err(|e| QueueError::js("decoding the job's outputs", e))?;
+        record.outputs = Some(outputs);
+        Ok(record)
     }
 
     /// Waits until the job is finished (succeeded, dead-lettered or
@@ -216,7 +240,7 @@ impl QueueClient {
             if let Some(record) = self.store.read_record(job_id).await?
                 && record.state.is_terminal()
             {
-                return Ok(record);
+                return self.open_record(record);
             }
             // The record is read again at least every second: in a cluster a
             // watch can miss an update (its server restarted, or a replica
@@ -417,7 +441,8 @@ impl QueueClient {
 
     /// The original bytes of a dead-lettered message: inline in the letter,
     /// or read back from the object store and checked against the size and
-    /// SHA-256 the letter holds.
+    /// SHA-256 the letter holds; decrypted when the letter keeps it
+    /// encrypted.
     ///
     /// # Errors
     ///
@@ -429,11 +454,29 @@ impl QueueClient {
             let problem = DeadLetterProblem::BodyNotKept { size: body.size, sha256: body.sha256.clone() };
             return Err(DeadLetterError::new(entry, problem).into());
         };
-        let bytes = self.store.get_object(object).await?;
+        let bytes = self.store.get_object_raw(object).await?;
         if bytes.len() as u64 != body.size || dead_letter::sha256_hex(&bytes) != body.sha256 {
             return Err(DeadLetterError::new(entry, DeadLetterProblem::BodyChanged { object: object.clone() }).into());
         }
-        Ok(bytes)
+        let what = || format!("the body of dead letter {} (job `{}`)", entry.sequence, entry.letter.job_id);
+        Ok(at_rest::open(self.store.keys(), at_rest::JOB_MESSAGE, &bytes, what)?.into_owned())
+    }
+
+    /// `entry` as `weft dlq show` prints it: a body kept encrypted is
+    /// decrypted into its `message` (the whole text when it is short UTF-8,
+    /// else its start).
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::AtRest`] naming the key when this client lacks it, and
+    /// as [`QueueClient::dead_letter_body`].
+    pub async fn open_dead_letter(&self, mut entry: DeadLetterEntry) -> Result<DeadLetterEntry, QueueError> {
+        if entry.letter.encrypted_with.is_none() {
+            return Ok(entry);
+        }
+        let body = self.dead_letter_body(&entry).await?;
+        entry.letter.message = dead_letter::shown(&body);
+        Ok(entry)
     }
 
     /// Runs a dead-lettered job again, unless [`QueueClient::replay_with`]
@@ -510,6 +553,7 @@ impl QueueClient {
         record.replays += 1;
         self.store.write_record(&record).await?;
         let msg_id = format!("{}-replay-{}", letter.job_id, record.replays);
+        let body = at_rest::seal_if(self.store.keys(), at_rest::JOB_MESSAGE, &body).into_owned();
         self.publish_job(&letter.workflow, &letter.job_id, &msg_id, Bytes::from(body)).await?;
         self.topology()
             .dlq

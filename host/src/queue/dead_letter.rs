@@ -67,6 +67,11 @@ pub struct DeadLetter {
     /// Where the original body is when it is not inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<StoredBody>,
+    /// The at-rest key the body is encrypted with, when it is: the body is
+    /// then kept only encrypted, out of line, and `message` says so (`weft
+    /// dlq show` decrypts it with the configured keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted_with: Option<String>,
 }
 
 /// An original message body kept out of the letter.
@@ -131,7 +136,29 @@ impl DeadLetter {
             history,
             message,
             body,
+            encrypted_with: None,
         }
+    }
+
+    /// Keeps the body only as `sealed` (encrypted with key `key_id`): out
+    /// of line, with no plaintext preview; size and SHA-256 are the
+    /// encrypted bytes', so they say nothing about the plaintext.
+    pub(crate) fn keep_encrypted(&mut self, key_id: &str, sealed: &[u8]) {
+        self.message = format!("(encrypted with at-rest key `{key_id}`; `weft dlq show` decrypts it)");
+        self.body = Some(StoredBody { object: None, size: sealed.len() as u64, sha256: sha256_hex(sealed) });
+        self.encrypted_with = Some(key_id.to_string());
+    }
+}
+
+/// A body as `weft dlq show` shows it in `message`: the text when it is
+/// UTF-8 and short enough to be kept inline, else its start.
+pub(crate) fn shown(payload: &[u8]) -> String {
+    match std::str::from_utf8(payload) {
+        Ok(text) if payload.len() <= INLINE_BODY_LIMIT => text.to_string(),
+        _ => String::from_utf8_lossy(&payload[..payload.len().min(PREVIEW_CHARS * 4)])
+            .chars()
+            .take(PREVIEW_CHARS)
+            .collect(),
     }
 }
 

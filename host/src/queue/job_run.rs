@@ -15,11 +15,14 @@ use async_nats::jetstream::{self, AckKind};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
+use super::at_rest::{self, AtRestError};
 use super::cancel::CancelRequests;
 use super::checkpoints::{self, KvCheckpoints, Resumed, fits_inline};
 use super::dead_letter::DeadLetter;
 use super::record::{Adoption, Cancelling, Claim, Claimant, Failure, Recording, RetryRule, Run};
-use super::state::{Cancellation, JobRecord, JobState, StoredOutputs, cancel_key, now_ms, submission_fingerprint};
+use super::state::{
+    Cancellation, JobRecord, JobState, StoredOutputs, cancel_key, now_ms, outputs_context, submission_fingerprint,
+};
 use super::store::StateStore;
 use super::worker::{WorkerConfig, WorkerSummary};
 use super::{JobInput, JobMessage, valid_job_id};
@@ -39,6 +42,10 @@ fn same_job(body_id: &str, header_id: &str) -> bool {
 
 /// How soon a job left to a worker with another revision is offered again.
 const REVISION_RETRY: Duration = Duration::from_secs(2);
+
+/// How soon a job encrypted with a key this worker lacks is offered again
+/// (long enough that the consumer's `max_deliver` outlasts the default grace).
+const KEY_RETRY: Duration = Duration::from_secs(10);
 
 /// How long ago the server received `message` (zero when unknown).
 fn message_age(message: &jetstream::Message) -> Duration {
@@ -190,7 +197,20 @@ impl JobRunner {
         let header_id = message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_string());
         let sequence = message.info().map(|i| i.stream_sequence).unwrap_or_default();
 
-        let parsed = JobMessage::parse(&message.payload);
+        // An encrypted body is decrypted first; one encrypted with a key this
+        // worker lacks is left to a worker that has it (see `missing_key`).
+        let mut key_missing = None;
+        let parsed =
+            match at_rest::open(self.store.keys(), at_rest::JOB_MESSAGE, &message.payload, || "the job message".into())
+            {
+                Ok(body) => JobMessage::parse(&body),
+                Err(error) if error.missing_key().is_some() => {
+                    let reason = error.to_string();
+                    key_missing = Some(error);
+                    Err(reason)
+                }
+                Err(error) => Err(error.to_string()),
+            };
         // The body's id and the header's must agree, or the server's dedupe
         // (by header) would not guard the id the job runs under (the body's).
         let parsed = parsed.and_then(|job| match (&job.job_id, &header_id) {
@@ -210,6 +230,11 @@ impl JobRunner {
         // The id is the publisher's until it is validated: printed escaped.
         let span = tracing::info_span!("job", job.id = %crate::text::printable(&job_id), workflow = %workflow_name);
         async move {
+            if let Some(error) = key_missing {
+                let outcome = self.missing_key(&message, &job_id, &workflow_name, &error, None).await;
+                self.settle(&message, outcome).await;
+                return;
+            }
             match self.usable(parsed, &job_id, &workflow_name) {
                 Ok((job, workflow)) => self.run(&message, job, &job_id, workflow).await,
                 Err(reason) => {
@@ -312,8 +337,20 @@ impl JobRunner {
         // the bytes) is not needed while the job runs.
         drop(job);
 
-        let resumed =
-            if redelivered { checkpoints::load(&self.store, job_id, workflow).await } else { Resumed::default() };
+        let resumed = if redelivered {
+            match checkpoints::load(&self.store, job_id, workflow).await {
+                Ok(resumed) => resumed,
+                Err(error) => {
+                    let mut record = record;
+                    record.hand_back(&run);
+                    let outcome = self.missing_key(message, job_id, workflow_name, &error, Some(record)).await;
+                    self.settle(message, outcome).await;
+                    return;
+                }
+            }
+        } else {
+            Resumed::default()
+        };
         let checkpoints = Arc::new(KvCheckpoints::new(
             self.store.clone(),
             job_id,
@@ -703,6 +740,43 @@ impl JobRunner {
         self.settle(message, Outcome::Unsettled).await
     }
 
+    /// How to settle a delivery whose message or checkpoints are encrypted
+    /// with an at-rest key this worker lacks: left to workers that have it
+    /// (nak'ed, offered again after [`KEY_RETRY`]) for
+    /// [`WorkerConfig::missing_key_grace`] from its publication, so a
+    /// rolling key rollout loses nothing and repeats no step; after that,
+    /// dead-lettered with its body kept encrypted and a reason naming the
+    /// key, so `weft dlq replay` with the key runs it. Never acked unseen.
+    /// `record` is the job's record (handed back), when it has one.
+    async fn missing_key(
+        &self,
+        message: &jetstream::Message,
+        job_id: &str,
+        workflow: &str,
+        error: &AtRestError,
+        record: Option<JobRecord>,
+    ) -> Outcome<'static> {
+        let waited = message_age(message);
+        let grace = self.config.missing_key_grace;
+        if waited < grace {
+            tracing::warn!(%error, "leaving the job to a worker with the at-rest key");
+            if let Some(record) = &record
+                && let Err(error) = self.store.write_record(record).await
+            {
+                tracing::warn!(%error, "cannot write job state");
+            }
+            return Outcome::Elsewhere { delay: KEY_RETRY.min(grace - waited) };
+        }
+        let reason = format!(
+            "{error}; no worker with that key took the job within {} (`--missing-key-grace`), so it was \
+             dead-lettered with its body kept encrypted: configure the key and replay it (`weft dlq replay`)",
+            crate::workflow::format_duration(grace)
+        );
+        let history = record.as_ref().map(|r| r.history.clone()).unwrap_or_default();
+        let letter = letter_for(message, job_id, workflow, reason, None, history);
+        Outcome::DeadLetter { letter, record: record.map(|record| (record, None)) }
+    }
+
     /// Runs the job beside its companion until it finishes, is handed back
     /// at shutdown, or is cancelled (dropping the run stops its attempt).
     async fn execute(
@@ -758,12 +832,17 @@ impl JobRunner {
         sinks: BTreeMap<&'a str, &'a [Item]>,
         inline: bool,
     ) -> Option<StoredOutputs<'a>> {
-        // Only large ones are serialised to bytes (the record serialises
-        // inline ones itself).
-        if inline {
+        // Only large ones (or encrypted ones) are serialised to bytes (the
+        // record serialises inline ones itself).
+        let keys = self.store.keys();
+        if inline && keys.is_none() {
             return Some(StoredOutputs::Inline(sinks));
         }
         let bytes = serde_json::to_vec(&sinks).ok()?;
+        if inline && let Some(keys) = keys {
+            let sealed = keys.seal(&outputs_context(job_id), &bytes);
+            return Some(StoredOutputs::Sealed { sealed: at_rest::to_text(&sealed) });
+        }
         let name = format!("output.{job_id}");
         match self.store.put_object(&name, &bytes).await {
             Ok(()) => Some(StoredOutputs::Object { object: name }),

@@ -10,11 +10,14 @@
 //! Nothing is kept forever: records, checkpoints, objects and dead letters
 //! have maximum ages (`topology`), and a finished job's checkpoints are
 //! removed as soon as its outcome is durable (`checkpoints`).
+//! Payloads (inputs, checkpoint items, outputs, dead-letter bodies) are
+//! encrypted at rest when keys are configured, in `at_rest`.
 //!
 //! Architecture invariant: a job message leaves the work queue only after
 //! its outcome is durable elsewhere: a success in the job-state bucket, a
 //! failure in the dead-letter stream. Everything else is redelivered.
 
+mod at_rest;
 mod cancel;
 mod checkpoints;
 mod client;
@@ -28,6 +31,7 @@ mod store;
 mod topology;
 mod worker;
 
+pub use at_rest::{AT_REST_KEYS_SECRET, AtRestError, Keyring};
 pub use cancel::{CANCEL_SNAPSHOT_WAIT, MAX_CANCEL_REASON_BYTES, MAX_CANCELLED_BY_BYTES};
 pub use client::{CancelError, CancelOutcome, MAX_CANCEL_SEARCH, QueueClient, SubmitOutcome};
 pub use dead_letter::{DeadLetter, DeadLetterEntry, DeadLetterError, DeadLetterProblem, StoredBody};
@@ -95,6 +99,10 @@ pub enum QueueError {
     /// A job id or workflow name is not usable as a key or subject token.
     #[error("{0}")]
     Invalid(String),
+    /// Stored data is encrypted with a key this process lacks, or does not
+    /// decrypt.
+    #[error(transparent)]
+    AtRest(#[from] AtRestError),
     /// A dead letter cannot be replayed, or its body cannot be read back.
     #[error(transparent)]
     DeadLetter(#[from] DeadLetterError),

@@ -218,6 +218,17 @@ pub(crate) enum StoredOutputs<'a> {
         /// The object store entry.
         object: String,
     },
+    /// Encrypted at rest: `{"sealed": "<base64>"}`, the inline form's JSON
+    /// encrypted (see [`outputs_context`]).
+    Sealed {
+        /// The encrypted JSON, base64.
+        sealed: String,
+    },
+}
+
+/// The context a job's inline outputs are encrypted under (bound to the job).
+pub(crate) fn outputs_context(job_id: &str) -> Vec<u8> {
+    [b"outputs:".as_slice(), job_id.as_bytes()].concat()
 }
 
 /// The KV key of a job's record.

@@ -4,7 +4,8 @@
 //! events. It only moves bytes; what to write and when is decided by
 //! `record` (the state machine) and `job_run` (the order of effects). The
 //! public [`super::QueueClient`] reads and writes records and objects
-//! through this same type.
+//! through this same type. Objects are encrypted and decrypted here (see
+//! `at_rest`) when keys are configured, so every payload object is.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use tokio::io::AsyncReadExt as _;
 
+use super::at_rest::{self, Keyring};
 use super::dead_letter::{self, DeadLetter, DlqKey};
 use super::state::{Borrowed, JobRecord, JobState, RecordView, StoredOutputs, checkpoint_prefix, job_key};
 use super::topology::Topology;
@@ -31,6 +33,11 @@ pub(crate) struct StateStore {
 impl StateStore {
     pub(crate) fn new(topology: Topology) -> Self {
         StateStore { topology: Arc::new(topology), dlq_key: Arc::default() }
+    }
+
+    /// The at-rest keys, when payloads are encrypted.
+    pub(crate) fn keys(&self) -> Option<&Keyring> {
+        self.topology.config.at_rest.as_ref()
     }
 
     /// The key dead letters are authenticated with: created once, at
@@ -174,8 +181,15 @@ impl StateStore {
         format!("{}{key}", store.put_prefix.as_ref().unwrap_or(&store.prefix))
     }
 
-    /// Stores bytes in the object store.
+    /// Stores bytes in the object store, encrypted (bound to `name`) when
+    /// at-rest keys are configured.
     pub(crate) async fn put_object(&self, name: &str, bytes: &[u8]) -> Result<(), QueueError> {
+        let stored = at_rest::seal_if(self.keys(), &at_rest::object_context(name), bytes);
+        self.put_object_raw(name, &stored).await
+    }
+
+    /// Stores bytes in the object store as they are.
+    async fn put_object_raw(&self, name: &str, bytes: &[u8]) -> Result<(), QueueError> {
         let mut reader = bytes;
         self.topology
             .objects
@@ -185,13 +199,29 @@ impl StateStore {
         Ok(())
     }
 
-    /// Reads an object from the object store.
+    /// Reads an object from the object store, decrypted when it was
+    /// encrypted (plaintext written before encryption was on is read as it is).
     pub(crate) async fn get_object(&self, name: &str) -> Result<Vec<u8>, QueueError> {
+        let bytes = self.get_object_raw(name).await?;
+        self.open_object(name, bytes)
+    }
+
+    /// An object's bytes as stored.
+    pub(crate) async fn get_object_raw(&self, name: &str) -> Result<Vec<u8>, QueueError> {
         let mut object =
             self.topology.objects.get(name).await.map_err(|e| QueueError::js(format!("reading object `{name}`"), e))?;
         let mut bytes = Vec::new();
         object.read_to_end(&mut bytes).await.map_err(|e| QueueError::js(format!("reading object `{name}`"), e))?;
         Ok(bytes)
+    }
+
+    /// Object `name`'s stored bytes, decrypted when encrypted.
+    fn open_object(&self, name: &str, bytes: Vec<u8>) -> Result<Vec<u8>, QueueError> {
+        if !at_rest::is_sealed(&bytes) {
+            return Ok(bytes);
+        }
+        let opened = at_rest::open(self.keys(), &at_rest::object_context(name), &bytes, || format!("object `{name}`"))?;
+        Ok(opened.into_owned())
     }
 
     /// Reads a job's input object, refusing one larger than `cap` bytes
@@ -217,14 +247,16 @@ impl StateStore {
         if read as u64 > cap {
             return Err(too_large(read as u64));
         }
-        Ok(bytes)
+        self.open_object(name, bytes)
     }
 
     /// Publishes a dead letter for a message with body `payload` and waits
     /// for the stream's ack. A body the letter does not hold inline is first
     /// stored as object `dead-letter.<msg_id>`; when even that fails, the
     /// letter keeps only its start, size and hash, so the letter can always
-    /// be published. The letter is signed with the dead-letter key.
+    /// be published. The letter is signed with the dead-letter key. With
+    /// at-rest keys (or a body already encrypted), the body is kept only
+    /// encrypted, as a job message a replay can publish again.
     pub(crate) async fn dead_letter(
         &self,
         mut letter: DeadLetter,
@@ -232,9 +264,18 @@ impl StateStore {
         msg_id: &str,
     ) -> Result<(), QueueError> {
         let key = self.dlq_key().await?;
+        let payload = match self.keys() {
+            Some(keys) if !at_rest::is_sealed(payload) => {
+                std::borrow::Cow::Owned(keys.seal(at_rest::JOB_MESSAGE, payload))
+            }
+            _ => std::borrow::Cow::Borrowed(payload),
+        };
+        if let Some(key_id) = at_rest::sealed_key_id(&payload) {
+            letter.keep_encrypted(key_id, &payload);
+        }
         if let Some(body) = letter.body.as_mut() {
             let name = format!("dead-letter.{msg_id}");
-            match self.put_object(&name, payload).await {
+            match self.put_object_raw(&name, &payload).await {
                 Ok(()) => body.object = Some(name),
                 Err(error) => tracing::warn!(%error, "cannot store the dead letter's body; keeping its size and hash"),
             }

@@ -101,6 +101,11 @@ pub struct QueueConfig {
     /// cluster (1, 3 or 5; at most the cluster's size). Three survive the
     /// loss of one server without losing a job or a record.
     pub replicas: usize,
+    /// Keys that encrypt job payloads at rest (inputs, checkpoint items,
+    /// outputs, dead-letter bodies): the current one encrypts what this
+    /// process writes, every one decrypts. `None` writes plaintext and
+    /// reads only plaintext (encrypted data is then an error naming its key).
+    pub at_rest: Option<super::Keyring>,
 }
 
 /// The default server URL when neither `--nats` nor `NATS_URL` is given.
@@ -155,6 +160,7 @@ impl Default for QueueConfig {
             tls_ca: None,
             require_tls: false,
             replicas: 1,
+            at_rest: None,
         }
     }
 }

@@ -61,6 +61,13 @@ pub struct WorkerConfig {
     /// its workflow is left to workers with that revision (a rolling
     /// upgrade) before this worker dead-letters it with the reason.
     pub revision_grace: Duration,
+    /// How long a job encrypted with an at-rest key this worker lacks is
+    /// left to workers that have it (a key rollout in progress) before this
+    /// worker dead-letters it, body still encrypted, naming the key. Such
+    /// a job is offered again every 10 s, each offer a delivery: keep the
+    /// grace below the consumer's `max_deliver` times 10 s (1000 s by
+    /// default), past which the server stops delivering it at all.
+    pub missing_key_grace: Duration,
 }
 
 /// How long a worker keeps trying to set up its consumers while JetStream
@@ -88,6 +95,7 @@ impl Default for WorkerConfig {
             checkpoint_delay: DEFAULT_CHECKPOINT_DELAY,
             max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
             revision_grace: Duration::from_secs(600),
+            missing_key_grace: Duration::from_secs(600),
         }
     }
 }

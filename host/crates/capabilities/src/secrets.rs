@@ -112,6 +112,12 @@ impl SecretStore {
         None
     }
 
+    /// The value of `name`, for the host's own use (its at-rest keys);
+    /// never hand it to a component.
+    pub fn host_value(&self, name: &str) -> Option<String> {
+        self.get(name)
+    }
+
     /// Whether the host has a value for `name`.
     pub fn has(&self, name: &str) -> bool {
         self.get(name).is_some()
