@@ -245,7 +245,7 @@ async fn a_worker_without_the_key_leaves_the_job_to_a_worker_that_has_it() {
     poll("the job's delivery to that worker", async || {
         let stream = js.get_stream("WEFT_JOBS").await.unwrap();
         let Ok(mut consumer) =
-            stream.get_consumer::<async_nats::jetstream::consumer::pull::Config>("weft-workers").await
+            stream.get_consumer::<async_nats::jetstream::consumer::pull::Config>("weft-workers-vault").await
         else {
             return false;
         };
