@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use weft::queue::{CancelError, CancelOutcome, JobState, QueueClient};
 
 use crate::nats::NatsServer;
-use crate::queue::{ECHO, client, fast_retries, start_worker, workflow};
+use crate::queue::{ECHO, client, fast_retries, start_worker, wait_for_state, workflow};
 use crate::servers::HttpServer;
 use crate::support::{component_path, weft_cmd};
 
@@ -29,18 +29,6 @@ fn nap(ms: u64) -> String {
         "  - id: nap\n    plugin: {}\n    timeout: 120s\n    config: {{ ms: {ms} }}\n",
         component_path("sleep").display()
     )
-}
-
-async fn wait_for_state(queue: &QueueClient, job_id: &str, wanted: JobState) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let state = queue.status(job_id).await.unwrap().map(|r| r.state);
-        if state == Some(wanted) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "job {job_id} never reached {wanted:?}: {state:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Waits until the job stream holds no message (every delivery settled).

@@ -3,14 +3,13 @@
 //! and a steady load that survives the SIGKILL of the job stream's leader
 //! and its restart with every job finished once and none dead-lettered.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weft::queue::{JobState, QueueClient, QueueConfig, Worker, WorkerSummary};
+use weft::queue::{JobState, QueueClient, QueueConfig};
 
 use crate::nats::NatsCluster;
-use crate::queue::{ECHO, fast_retries, workflow};
-use crate::support::{component_path, host, load};
+use crate::queue::{ECHO, fast_retries, start_worker_with, workflow};
+use crate::support::component_path;
 
 /// Connects once the cluster has elected a leader and can create
 /// replicated streams (at most 60 s).
@@ -23,27 +22,6 @@ async fn connect_when_ready(config: &QueueConfig) -> QueueClient {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-/// A worker on the cluster; dropping the sender stops it.
-async fn start_worker(
-    config: &QueueConfig,
-    workflow: &str,
-    name: &str,
-) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<WorkerSummary>) {
-    let host = Arc::new(host());
-    let loaded = vec![load(&host, workflow)];
-    let worker = Worker::connect(host, loaded, config.clone(), fast_retries(name)).await.expect("worker connects");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        worker
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("worker runs")
-    });
-    (stop, handle)
 }
 
 /// Submits job `id`, again while the cluster fails over (the same id: the
@@ -76,7 +54,10 @@ async fn a_three_node_cluster_loses_no_job_when_the_stream_leader_is_killed_mid_
     let steps =
         format!("{ECHO}  - id: nap\n    plugin: {}\n    needs: [echo]\n    config: {{ ms: 200 }}\n", sleep.display());
     let steady = workflow("steady", &steps);
-    let workers = [start_worker(&config, &steady, "w1").await, start_worker(&config, &steady, "w2").await];
+    let workers = [
+        start_worker_with(config.clone(), &[&steady], fast_retries("w1")).await,
+        start_worker_with(config.clone(), &[&steady], fast_retries("w2")).await,
+    ];
 
     let leader = js.get_stream("WEFT_JOBS").await.unwrap().get_info().await.unwrap().cluster.unwrap().leader;
     let leader = leader.and_then(|name| name.strip_prefix('n').and_then(|i| i.parse::<usize>().ok())).unwrap();
@@ -103,9 +84,8 @@ async fn a_three_node_cluster_loses_no_job_when_the_stream_leader_is_killed_mid_
         assert_eq!(record.state, JobState::Succeeded, "{record:?}");
     }
     let mut summaries = Vec::new();
-    for (stop, handle) in workers {
-        let _ = stop.send(());
-        summaries.push(tokio::time::timeout(Duration::from_secs(60), handle).await.unwrap().unwrap());
+    for worker in workers {
+        summaries.push(worker.stop().await);
     }
     let succeeded: u64 = summaries.iter().map(|s| s.succeeded).sum();
     let dead: u64 = summaries.iter().map(|s| s.dead_lettered).sum();

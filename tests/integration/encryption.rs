@@ -5,17 +5,15 @@
 //! decrypt; keys rotate; and a worker or client without the key gets a clear
 //! error naming it, and loses no job.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use futures::StreamExt as _;
-use tokio::sync::oneshot;
-use weft::queue::{JobState, Keyring, QueueClient, QueueConfig, QueueError, Worker, WorkerConfig, WorkerSummary};
+use weft::queue::{JobState, Keyring, QueueClient, QueueConfig, QueueError, WorkerConfig};
 
 use crate::nats::NatsServer;
-use crate::queue::fast_retries;
-use crate::support::{component_path, host, load, repo_root, weft_cmd};
+use crate::queue::{RunningWorker, fast_retries, start_worker_with};
+use crate::support::{component_path, repo_root, weft_cmd};
 
 /// A key of 32 copies of `byte`, as the secret writes it.
 fn key_text(byte: u8) -> String {
@@ -36,18 +34,6 @@ async fn client(server: &NatsServer, at_rest: Option<Keyring>) -> QueueClient {
     weft::queue::connect(config(server, at_rest)).await.unwrap()
 }
 
-struct RunningWorker {
-    stop: oneshot::Sender<()>,
-    handle: tokio::task::JoinHandle<WorkerSummary>,
-}
-
-impl RunningWorker {
-    async fn stop(self) -> WorkerSummary {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(30), self.handle).await.unwrap().unwrap()
-    }
-}
-
 /// A worker serving `vault` (its nap `nap_ms` long) and `doomed`.
 async fn start_worker(
     server: &NatsServer,
@@ -55,19 +41,7 @@ async fn start_worker(
     at_rest: Option<Keyring>,
     worker: WorkerConfig,
 ) -> RunningWorker {
-    let host = Arc::new(host());
-    let loaded = vec![load(&host, &vault(nap_ms)), load(&host, DOOMED)];
-    let worker = Worker::connect(host, loaded, config(server, at_rest), worker).await.unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        worker
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap()
-    });
-    RunningWorker { stop, handle }
+    start_worker_with(config(server, at_rest), &[&vault(nap_ms), DOOMED], worker).await
 }
 
 /// `vault`: `first` passes its input through, then `nap` sleeps `ms` and

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer;
 use futures::StreamExt as _;
-use weft::queue::{JobState, QueueClient, QueueError, Worker, WorkerConfig};
+use weft::queue::{JobState, QueueError, Worker, WorkerConfig};
 
 use crate::nats::NatsServer;
-use crate::queue::{ECHO, client, fast_retries, queue_config, start_worker, workflow};
+use crate::queue::{ECHO, client, fast_retries, queue_config, start_worker, wait_for_state, workflow};
 use crate::support::{component_path, host, load, weft_cmd};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,18 +141,6 @@ fn relay(note: &str) -> String {
          plugin: {}\n    needs: [first]\n    config: {{ ms: 3000 }}\n",
         component_path("sleep").display()
     )
-}
-
-async fn wait_for_state(queue: &QueueClient, job_id: &str, wanted: JobState) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let state = queue.status(job_id).await.unwrap().map(|r| r.state);
-        if state == Some(wanted) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "job {job_id} never reached {wanted:?}: {state:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

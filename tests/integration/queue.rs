@@ -87,6 +87,19 @@ pub(crate) async fn has_checkpoint(kv: &async_nats::jetstream::kv::Store, job: &
     false
 }
 
+/// Waits (at most 30 s) until job `job_id`'s record is in state `wanted`.
+pub(crate) async fn wait_for_state(queue: &QueueClient, job_id: &str, wanted: JobState) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = queue.status(job_id).await.unwrap().map(|r| r.state);
+        if state == Some(wanted) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "job {job_id} never reached {wanted:?}: {state:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub(crate) fn workflow(name: &str, steps: &str) -> String {
     format!("name: {name}\nversion: '1'\nsteps:\n{steps}")
 }
