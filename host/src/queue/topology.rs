@@ -453,7 +453,7 @@ pub(crate) async fn open(config: QueueConfig, limits: Limits) -> Result<Topology
     // the state bucket (where older versions kept the key) gets a maximum age.
     let keys = match js.get_key_value(&config.keys_bucket).await {
         Ok(store) => store,
-        Err(_) => js
+        Err(_) => match js
             .create_key_value(kv::Config {
                 bucket: config.keys_bucket.clone(),
                 history: 1,
@@ -462,7 +462,15 @@ pub(crate) async fn open(config: QueueConfig, limits: Limits) -> Result<Topology
                 ..Default::default()
             })
             .await
-            .map_err(|e| QueueError::js(format!("creating bucket `{}`", config.keys_bucket), e))?,
+        {
+            Ok(created) => created,
+            // Another host created it between the read and the create
+            // (and may have set its retention limits since): use it.
+            Err(error) => js
+                .get_key_value(&config.keys_bucket)
+                .await
+                .map_err(|_| QueueError::js(format!("creating bucket `{}`", config.keys_bucket), error))?,
+        },
     };
     let records = Retention::new(config.record_max_age, config.record_max_bytes, "--record-max-bytes");
     let (state, created) = match js.get_key_value(&config.state_bucket).await {
@@ -478,9 +486,16 @@ pub(crate) async fn open(config: QueueConfig, limits: Limits) -> Result<Topology
                     num_replicas: config.replicas,
                     ..Default::default()
                 })
-                .await
-                .map_err(|e| records.error(format!("creating bucket `{}`", config.state_bucket), e))?;
-            (created, true)
+                .await;
+            match created {
+                Ok(created) => (created, true),
+                // Another host created it between the read and the create
+                // (and may have set its retention limits since): use it.
+                Err(error) => match js.get_key_value(&config.state_bucket).await {
+                    Ok(store) => (store, false),
+                    Err(_) => return Err(records.error(format!("creating bucket `{}`", config.state_bucket), error)),
+                },
+            }
         }
     };
     move_dead_letter_key(&config, &state, &keys).await?;
@@ -501,9 +516,18 @@ pub(crate) async fn open(config: QueueConfig, limits: Limits) -> Result<Topology
                     num_replicas: config.replicas,
                     ..Default::default()
                 })
-                .await
-                .map_err(|e| stored.error(format!("creating object store `{}`", config.object_bucket), e))?;
-            (created, true)
+                .await;
+            match created {
+                Ok(created) => (created, true),
+                // Another host created it between the read and the create
+                // (and may have set its retention limits since): use it.
+                Err(error) => match js.get_object_store(&config.object_bucket).await {
+                    Ok(store) => (store, false),
+                    Err(_) => {
+                        return Err(stored.error(format!("creating object store `{}`", config.object_bucket), error));
+                    }
+                },
+            }
         }
     };
     if limits == Limits::Apply || created {
@@ -777,11 +801,15 @@ async fn ensure_stream(js: &jetstream::Context, wanted: stream::Config) -> Resul
             }
             Ok((existing, false))
         }
-        Err(_) => js
-            .create_stream(wanted.clone())
-            .await
-            .map(|created| (created, true))
-            .map_err(|e| QueueError::js(format!("creating stream `{}`", wanted.name), e)),
+        Err(_) => match js.create_stream(wanted.clone()).await {
+            Ok(created) => Ok((created, true)),
+            // Another host created it between the read and the create
+            // (and may have set its retention limits since): use it.
+            Err(error) => match js.get_stream(&wanted.name).await {
+                Ok(existing) => Ok((existing, false)),
+                Err(_) => Err(QueueError::js(format!("creating stream `{}`", wanted.name), error)),
+            },
+        },
     }
 }
 
