@@ -451,85 +451,58 @@ pub(crate) async fn open(config: QueueConfig, limits: Limits) -> Result<Topology
 
     // The keys bucket first, and the dead-letter key copied into it, before
     // the state bucket (where older versions kept the key) gets a maximum age.
-    let keys = match js.get_key_value(&config.keys_bucket).await {
-        Ok(store) => store,
-        Err(_) => match js
-            .create_key_value(kv::Config {
+    let (keys, _) = open_or_create(
+        || js.get_key_value(&config.keys_bucket),
+        || {
+            js.create_key_value(kv::Config {
                 bucket: config.keys_bucket.clone(),
                 history: 1,
                 storage: stream::StorageType::File,
                 num_replicas: config.replicas,
                 ..Default::default()
             })
-            .await
-        {
-            Ok(created) => created,
-            // Another host created it between the read and the create
-            // (and may have set its retention limits since): use it.
-            Err(error) => js
-                .get_key_value(&config.keys_bucket)
-                .await
-                .map_err(|_| QueueError::js(format!("creating bucket `{}`", config.keys_bucket), error))?,
         },
-    };
+    )
+    .await
+    .map_err(|e| QueueError::js(format!("creating bucket `{}`", config.keys_bucket), e))?;
     let records = Retention::new(config.record_max_age, config.record_max_bytes, "--record-max-bytes");
-    let (state, created) = match js.get_key_value(&config.state_bucket).await {
-        Ok(store) => (store, false),
-        Err(_) => {
-            let created = js
-                .create_key_value(kv::Config {
-                    bucket: config.state_bucket.clone(),
-                    history: 1,
-                    storage: stream::StorageType::File,
-                    max_age: records.max_age,
-                    max_bytes: records.max_bytes,
-                    num_replicas: config.replicas,
-                    ..Default::default()
-                })
-                .await;
-            match created {
-                Ok(created) => (created, true),
-                // Another host created it between the read and the create
-                // (and may have set its retention limits since): use it.
-                Err(error) => match js.get_key_value(&config.state_bucket).await {
-                    Ok(store) => (store, false),
-                    Err(_) => return Err(records.error(format!("creating bucket `{}`", config.state_bucket), error)),
-                },
-            }
-        }
-    };
+    let (state, created) = open_or_create(
+        || js.get_key_value(&config.state_bucket),
+        || {
+            js.create_key_value(kv::Config {
+                bucket: config.state_bucket.clone(),
+                history: 1,
+                storage: stream::StorageType::File,
+                max_age: records.max_age,
+                max_bytes: records.max_bytes,
+                num_replicas: config.replicas,
+                ..Default::default()
+            })
+        },
+    )
+    .await
+    .map_err(|e| records.error(format!("creating bucket `{}`", config.state_bucket), e))?;
     move_dead_letter_key(&config, &state, &keys).await?;
     if limits == Limits::Apply || created {
         apply_retention(&js, state.stream.cached_info(), records).await?;
     }
 
     let stored = Retention::new(config.object_max_age, config.object_max_bytes, "--object-max-bytes");
-    let (objects, created) = match js.get_object_store(&config.object_bucket).await {
-        Ok(store) => (store, false),
-        Err(_) => {
-            let created = js
-                .create_object_store(object_store::Config {
-                    bucket: config.object_bucket.clone(),
-                    storage: stream::StorageType::File,
-                    max_age: stored.max_age,
-                    max_bytes: stored.max_bytes,
-                    num_replicas: config.replicas,
-                    ..Default::default()
-                })
-                .await;
-            match created {
-                Ok(created) => (created, true),
-                // Another host created it between the read and the create
-                // (and may have set its retention limits since): use it.
-                Err(error) => match js.get_object_store(&config.object_bucket).await {
-                    Ok(store) => (store, false),
-                    Err(_) => {
-                        return Err(stored.error(format!("creating object store `{}`", config.object_bucket), error));
-                    }
-                },
-            }
-        }
-    };
+    let (objects, created) = open_or_create(
+        || js.get_object_store(&config.object_bucket),
+        || {
+            js.create_object_store(object_store::Config {
+                bucket: config.object_bucket.clone(),
+                storage: stream::StorageType::File,
+                max_age: stored.max_age,
+                max_bytes: stored.max_bytes,
+                num_replicas: config.replicas,
+                ..Default::default()
+            })
+        },
+    )
+    .await
+    .map_err(|e| stored.error(format!("creating object store `{}`", config.object_bucket), e))?;
     if limits == Limits::Apply || created {
         let name = format!("OBJ_{}", config.object_bucket);
         let mut stream =
@@ -776,41 +749,56 @@ fn is_tls_failure(error: &async_nats::ConnectError) -> bool {
 /// The stream `wanted` names, created if missing (then `true`), checked if
 /// present: its retention policy and subjects cannot change under running
 /// hosts, so a difference is an error. Its limits are [`apply_retention`]'s.
-async fn ensure_stream(js: &jetstream::Context, wanted: stream::Config) -> Result<(stream::Stream, bool), QueueError> {
-    match js.get_stream(&wanted.name).await {
-        Ok(mut existing) => {
-            let info = existing.info().await.map_err(|e| QueueError::js("reading stream info", e))?;
-            let have = &info.config;
-            if have.retention != wanted.retention {
-                return Err(QueueError::Incompatible {
-                    what: "stream",
-                    name: wanted.name.clone(),
-                    setting: "retention",
-                    found: format!("{:?}", have.retention),
-                    wanted: format!("{:?}", wanted.retention),
-                });
-            }
-            if have.subjects != wanted.subjects {
-                return Err(QueueError::Incompatible {
-                    what: "stream",
-                    name: wanted.name.clone(),
-                    setting: "subjects",
-                    found: have.subjects.join(","),
-                    wanted: wanted.subjects.join(","),
-                });
-            }
-            Ok((existing, false))
-        }
-        Err(_) => match js.create_stream(wanted.clone()).await {
-            Ok(created) => Ok((created, true)),
-            // Another host created it between the read and the create
-            // (and may have set its retention limits since): use it.
-            Err(error) => match js.get_stream(&wanted.name).await {
-                Ok(existing) => Ok((existing, false)),
-                Err(_) => Err(QueueError::js(format!("creating stream `{}`", wanted.name), error)),
-            },
-        },
+/// Opens a stream, bucket or object store with `open`, or creates it with
+/// `create` when it is missing; true when this call created it. One that
+/// another host created between the read and the create (and may have set
+/// its retention limits on since, so that this create finds it with another
+/// configuration) is opened, not an error; otherwise the create's error.
+async fn open_or_create<T, OpenError, CreateError, Open, Create>(
+    open: impl Fn() -> Open,
+    create: impl FnOnce() -> Create,
+) -> Result<(T, bool), CreateError>
+where
+    Open: Future<Output = Result<T, OpenError>>,
+    Create: Future<Output = Result<T, CreateError>>,
+{
+    if let Ok(existing) = open().await {
+        return Ok((existing, false));
     }
+    match create().await {
+        Ok(created) => Ok((created, true)),
+        Err(error) => open().await.map(|existing| (existing, false)).map_err(|_| error),
+    }
+}
+
+async fn ensure_stream(js: &jetstream::Context, wanted: stream::Config) -> Result<(stream::Stream, bool), QueueError> {
+    let (mut stream, created) = open_or_create(|| js.get_stream(&wanted.name), || js.create_stream(wanted.clone()))
+        .await
+        .map_err(|e| QueueError::js(format!("creating stream `{}`", wanted.name), e))?;
+    if created {
+        return Ok((stream, true));
+    }
+    let info = stream.info().await.map_err(|e| QueueError::js("reading stream info", e))?;
+    let have = &info.config;
+    if have.retention != wanted.retention {
+        return Err(QueueError::Incompatible {
+            what: "stream",
+            name: wanted.name.clone(),
+            setting: "retention",
+            found: format!("{:?}", have.retention),
+            wanted: format!("{:?}", wanted.retention),
+        });
+    }
+    if have.subjects != wanted.subjects {
+        return Err(QueueError::Incompatible {
+            what: "stream",
+            name: wanted.name.clone(),
+            setting: "subjects",
+            found: have.subjects.join(","),
+            wanted: wanted.subjects.join(","),
+        });
+    }
+    Ok((stream, false))
 }
 
 #[cfg(test)]
