@@ -70,9 +70,30 @@ pub struct WorkerConfig {
     pub missing_key_grace: Duration,
 }
 
-/// How long a worker keeps trying to set up its consumers while JetStream
-/// does not answer (a cluster electing a leader, a server restarting).
-const CONSUMER_SETUP_WINDOW: Duration = Duration::from_secs(60);
+/// How long a worker keeps trying to set up its consumers and its watch
+/// while JetStream does not answer (a cluster electing a leader, a server
+/// restarting).
+const SETUP_WINDOW: Duration = Duration::from_secs(60);
+
+/// Runs `attempt` until it succeeds, retrying a JetStream error (a request
+/// that timed out or found no leader) for [`SETUP_WINDOW`]; any other error
+/// (settings that conflict) at once.
+async fn retry_while_unavailable<T, Attempt>(what: &str, mut attempt: impl FnMut() -> Attempt) -> Result<T, QueueError>
+where
+    Attempt: Future<Output = Result<T, QueueError>>,
+{
+    let deadline = tokio::time::Instant::now() + SETUP_WINDOW;
+    loop {
+        match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(error @ QueueError::JetStream { .. }) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(%error, "cannot set up {what} yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
 
 /// [`WorkerConfig::max_input_bytes`] unless configured.
 pub const DEFAULT_MAX_INPUT_BYTES: u64 = 64 << 20;
@@ -159,31 +180,21 @@ impl Worker {
 
     /// The consumer of every served workflow, sorted by workflow. A request
     /// that times out or finds no leader (a cluster electing one, a server
-    /// restarting) is retried for [`CONSUMER_SETUP_WINDOW`]; settings that
+    /// restarting) is retried for [`SETUP_WINDOW`]; settings that
     /// conflict are an error at once.
     async fn bind_consumers(&self) -> Result<Vec<(String, PullConsumer)>, QueueError> {
         let topology = &self.store.topology;
         let mut served: Vec<&str> = self.workflows.keys().map(String::as_str).collect();
         served.sort_unstable();
-        let deadline = tokio::time::Instant::now() + CONSUMER_SETUP_WINDOW;
-        loop {
-            let attempt = async {
-                topology.check_consumers(&served).await?;
-                let mut consumers = Vec::with_capacity(served.len());
-                for workflow in &served {
-                    consumers.push((workflow.to_string(), topology.workflow_consumer(workflow).await?));
-                }
-                Ok::<_, QueueError>(consumers)
-            };
-            match attempt.await {
-                Ok(consumers) => return Ok(consumers),
-                Err(error @ QueueError::JetStream { .. }) if tokio::time::Instant::now() < deadline => {
-                    tracing::warn!(%error, "cannot set up the workflows' consumers yet; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(error) => return Err(error),
+        retry_while_unavailable("the workflows' consumers", || async {
+            topology.check_consumers(&served).await?;
+            let mut consumers = Vec::with_capacity(served.len());
+            for workflow in &served {
+                consumers.push((workflow.to_string(), topology.workflow_consumer(workflow).await?));
             }
-        }
+            Ok(consumers)
+        })
+        .await
     }
 
     /// Pulls and runs jobs until `shutdown` resolves, then drains: stops
@@ -200,7 +211,8 @@ impl Worker {
         let Worker { host, workflows, store, config, jitter } = self;
         // Before the first pull: a job cancelled while queued is known when
         // its delivery arrives.
-        let (cancels, cancel_watch) = watch_requests(&store).await?;
+        let (cancels, cancel_watch) =
+            retry_while_unavailable("the cancel requests' watch", || watch_requests(&store)).await?;
         let runner = Arc::new(JobRunner {
             host,
             workflows,
