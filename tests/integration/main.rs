@@ -7,6 +7,8 @@ mod nats;
 mod servers;
 mod support;
 
+mod api;
+mod api_serve;
 mod authoring;
 mod cache;
 mod cancel;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use weft::HostBuilder;
 use weft::discovery;
 use weft::queue::{QueueConfig, Worker, WorkerConfig};
@@ -65,11 +65,56 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = weft::workflow::parse_duration)]
     missing_key_grace: Duration,
     #[command(flatten)]
+    http: HttpArgs,
+    #[command(flatten)]
     retention: RetentionArgs,
     #[command(flatten)]
     capabilities: CapabilityArgs,
     #[command(flatten)]
     limits: OutputLimitArgs,
+}
+
+/// The HTTP API beside (or instead of) the worker.
+#[derive(clap::Args)]
+struct HttpArgs {
+    /// Serve the HTTP API on this address (`127.0.0.1:8080`): upload
+    /// documents, follow jobs, cancel them, replay dead letters.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
+    /// Serve the HTTP API only, pulling no jobs (API nodes and workers
+    /// then scale apart); needs --http.
+    #[arg(long, requires = "http")]
+    no_worker: bool,
+    /// PEM certificate chain: serve the API over TLS (with --tls-key).
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The largest job input the API accepts in one request (`64MiB`).
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = weft::workflow::parse_size)]
+    max_upload: u64,
+    /// Serve the API without authentication on a non-loopback address
+    /// (by default an API without auth listens on loopback only).
+    #[arg(long)]
+    insecure_no_auth: bool,
+    /// Requests the API handles at once; more are refused 503.
+    #[arg(long, value_name = "N", default_value_t = weft::api::ApiLimits::default().max_concurrent_requests)]
+    max_requests: usize,
+}
+
+impl HttpArgs {
+    fn limits(&self) -> weft::api::ApiLimits {
+        weft::api::ApiLimits {
+            max_upload_bytes: self.max_upload,
+            max_concurrent_requests: self.max_requests,
+            ..weft::api::ApiLimits::default()
+        }
+    }
+
+    fn tls(&self) -> Option<weft::api::TlsFiles> {
+        Some(weft::api::TlsFiles { cert: self.tls_cert.clone()?, key: self.tls_key.clone()? })
+    }
 }
 
 /// How long (and how much) the queue keeps; `weft serve` sets these on the
@@ -183,14 +228,64 @@ pub(crate) async fn serve(cache: &CacheArgs, args: &ServeArgs) -> Result<ExitCod
         return Ok(ExitCode::from(EXIT_INVALID));
     }
     let names: Vec<String> = loaded.iter().map(|w| w.workflow().name.clone()).collect();
+    // One signal stops both the API and the worker.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let api = match args.http.http {
+        Some(addr) => {
+            if !addr.ip().is_loopback() && !args.http.insecure_no_auth {
+                eprintln!(
+                    "error: the HTTP API has no authentication configured, so it listens on loopback only; \
+                     use a loopback address such as 127.0.0.1:{}, or pass --insecure-no-auth to expose it anyway",
+                    addr.port()
+                );
+                return Ok(ExitCode::from(EXIT_INVALID));
+            }
+            let infos = loaded.iter().map(weft::api::WorkflowInfo::of).collect();
+            let client = weft::queue::connect(queue.clone()).await?;
+            let state = weft::api::ApiState::new(client, infos, args.http.limits());
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for the HTTP API"))?;
+            let scheme = if args.http.tls().is_some() { "https" } else { "http" };
+            eprintln!("weft serve: HTTP API on {scheme}://{} (OpenAPI at /openapi.json)", listener.local_addr()?);
+            let limits = args.http.limits();
+            let tls = args.http.tls();
+            let grace = worker.drain_grace;
+            let stopped = stopped.clone();
+            Some(tokio::spawn(async move {
+                let app = weft::api::router(state);
+                weft::api::serve(listener, app, tls.as_ref(), &limits, signalled(stopped), grace).await
+            }))
+        }
+        None => None,
+    };
+    if args.http.no_worker {
+        eprintln!("weft serve: API only, pulling no jobs (Ctrl-C or SIGTERM stops)");
+        if let Some(api) = api {
+            api.await??;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let worker = Worker::connect(host, loaded, queue, worker).await?;
     eprintln!("weft serve: serving {} (Ctrl-C or SIGTERM drains and stops)", names.join(", "));
-    let summary = worker.run(shutdown_signal()).await?;
+    let summary = worker.run(signalled(stopped)).await?;
     eprintln!(
         "weft serve: stopped ({} succeeded, {} retried, {} dead-lettered, {} duplicates, {} handed back)",
         summary.succeeded, summary.retried, summary.dead_lettered, summary.duplicates, summary.handed_back
     );
+    if let Some(api) = api {
+        api.await??;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves once `stopped` turns true.
+async fn signalled(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
 }
 
 /// Resolves on SIGINT or SIGTERM.

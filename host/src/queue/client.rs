@@ -32,7 +32,7 @@ const WAIT_REREAD: std::time::Duration = std::time::Duration::from_secs(1);
 /// manage dead letters.
 #[derive(Clone)]
 pub struct QueueClient {
-    store: StateStore,
+    pub(super) store: StateStore,
 }
 
 /// What `submit` did.
@@ -368,6 +368,21 @@ impl QueueClient {
     /// its `Nats-Msg-Id` or, without one, the job id in its body; else how
     /// many messages were searched.
     async fn find_queued(&self, job_id: &str) -> Result<Result<String, u64>, QueueError> {
+        self.search_queued(job_id, MAX_CANCEL_SEARCH).await
+    }
+
+    /// The workflow of job `job_id` when its message waits in the job
+    /// stream among the newest `max_search` messages (a job no worker has
+    /// picked up yet has no record to read).
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::JetStream`] when the job stream cannot be read.
+    pub async fn queued_workflow(&self, job_id: &str, max_search: u64) -> Result<Option<String>, QueueError> {
+        Ok(self.search_queued(job_id, max_search).await?.ok())
+    }
+
+    async fn search_queued(&self, job_id: &str, max_search: u64) -> Result<Result<String, u64>, QueueError> {
         let mut jobs = self.topology().jobs.clone();
         let info = jobs.info().await.map_err(|e| QueueError::js("reading the job stream", e))?;
         let (first, last) = (info.state.first_sequence, info.state.last_sequence);
@@ -375,7 +390,7 @@ impl QueueClient {
             return Ok(Err(0));
         }
         let prefix = format!("{}.", self.topology().config.jobs_subject_prefix);
-        let oldest = first.max(last.saturating_sub(MAX_CANCEL_SEARCH - 1));
+        let oldest = first.max(last.saturating_sub(max_search.max(1) - 1));
         let mut searched = 0;
         let jobs = &jobs;
         let mut reads = futures::stream::iter((oldest..=last).rev())

@@ -24,6 +24,7 @@ mod client;
 mod dead_letter;
 mod depth;
 mod job_run;
+mod listing;
 mod message;
 mod record;
 mod state;
@@ -36,6 +37,9 @@ pub use cancel::{CANCEL_SNAPSHOT_WAIT, MAX_CANCEL_REASON_BYTES, MAX_CANCELLED_BY
 pub use client::{CancelError, CancelOutcome, MAX_CANCEL_SEARCH, QueueClient, SubmitOutcome};
 pub use dead_letter::{DeadLetter, DeadLetterEntry, DeadLetterError, DeadLetterProblem, StoredBody};
 pub use depth::{ConsumerDepth, WorkflowQueue};
+pub use listing::{
+    IdempotencyClaim, IdempotentSubmission, JobFilter, JobPage, JobSummary, MAX_LIST_PAGE, MAX_LIST_SCAN,
+};
 pub use message::{JobInput, JobMessage};
 pub use state::{Cancellation, JobRecord, JobState};
 pub use topology::{
