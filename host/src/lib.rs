@@ -23,6 +23,7 @@
 //!
 //! See `host/examples/embed.rs` for a complete program.
 
+pub mod api;
 pub mod authoring;
 mod bundled;
 pub use weft_capabilities as capabilities;

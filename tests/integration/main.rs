@@ -7,6 +7,7 @@ mod nats;
 mod servers;
 mod support;
 
+mod api_auth;
 mod authoring;
 mod cache;
 mod cancel;
