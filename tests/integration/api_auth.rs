@@ -207,9 +207,10 @@ async fn weft_keys_creates_a_working_token_lists_keys_without_secrets_and_revoke
     assert_eq!(queue.api_keys().await.unwrap().len(), 1, "a refused create stores nothing");
 }
 
-/// An EC P-256 signing key and its JWK.
+/// A signing key, its algorithm and its JWK.
 struct SigningKey {
     kid: String,
+    algorithm: jsonwebtoken::Algorithm,
     encoding: jsonwebtoken::EncodingKey,
     jwk: serde_json::Value,
 }
@@ -223,7 +224,56 @@ fn signing_key(kid: &str) -> SigningKey {
         "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
         "y": URL_SAFE_NO_PAD.encode(&point[33..]),
     });
-    SigningKey { kid: kid.into(), encoding: jsonwebtoken::EncodingKey::from_ec_der(&pair.serialize_der()), jwk }
+    SigningKey {
+        kid: kid.into(),
+        algorithm: jsonwebtoken::Algorithm::ES256,
+        encoding: jsonwebtoken::EncodingKey::from_ec_der(&pair.serialize_der()),
+        jwk,
+    }
+}
+
+/// An RSA-2048 key for RS256, made once for these tests (`openssl genrsa
+/// 2048`, PKCS#1 DER, base64): ring cannot generate RSA keys. A test key;
+/// it protects nothing.
+const TEST_RSA_KEY_DER: &str = concat!(
+    "MIIEowIBAAKCAQEA13snE4D4oOy2VpJUkFOI+sisT1Vqpov7f7T5qTXoVzJWBamFu3vazrig0LSK6QhPUXYhPlHdu+ViZU3G",
+    "Fs8IX68EyeYv4FkgqPH8bnsn5V+BqTvgZbBxiLWjm2d4StW8XVOKvILn+QF9BD1SGHB+f3OCDahkZ/cgSLfKskzwouZLYe54",
+    "xhjgs6gBqld4zECGMpLZWz0qGHBaRt7Aw5pRt14U+lrSDmbxV+WZiffF4pu05NnAnscm/+jSVm7AeaUmzPhuyl7Xpzyo3bn6",
+    "N5eoYhf23/+++YBpXS2zbDOfNCCiEjkFY8bxsQyCXIuzguhVdqBYIfFxIvInd/gvGpNpgQIDAQABAoIBAAYSN7cidp7eHIMS",
+    "62QHnn/mYIh5sSARKJxgBnrAhJPUXL0bGiP+qNsTM6C9vX40WDvE1snxN4ygOWX+S3sACU3c2gcwP6AUEsn/y2t3d9fMGZSh",
+    "lcB3uLMv3vS1dRuyqvR8Mpf+HjgTVSjl62a54K6JnBvzZyTQvy2dVA4zAcKtKi1ic2xZxrwlSZAATXYD88T7H6UgoA+BvXja",
+    "SzqRnIsK79GN8/xPl/O8S8BV/bUZ806+AYP/y4UMxK0qkEX4LcCXb208M55ibtInlMTFufwT7IVnpmMSI+T940b/72AKCamg",
+    "H1Laf8l42GkjcAGz+8p3Kkg3xDhyJ0nJkLYqTWECgYEA65zNx3p9Xxo1UUL7A7JgNYDKHRQmdmVllkxCMPTbSqTF6NcSS1oG",
+    "c/ggvF2GkEhOcJvOCzok2A4TjB/30BxvKCWFr0ro+KCjFQAwWVfSwXtn8xZfRjJ/GSXOP/9r6FP27JLuSmvmxYIof7guxTX8",
+    "ZpuAK7G66+6AjRsiKaqDxrkCgYEA6iBnokfEZLQiHCgo42o7BBrRusmDF8eWqCsrErQUe+zjDr9JJP7iownqgbjIRQxhlxiv",
+    "nYvThe/r6R/m+A3YhSrahJ8NfrpXI+ah1PQ4JWLInButq+e4dmS9ELp1cs5/kaLQUVPRqkflnvYumtG9oL0vdYSn3h0H7SOq",
+    "w/emVQkCgYEArzYMUStl0DNNMwD8aeNcaG094CH7+E+vG/XZw05TRU8DXgOSNzbbVaJPtcRXLTSYIGW889xpScIuByY+wyRi",
+    "BRjiMVkjpsDOhe9+BPKqZ/e9dahNcYZbvfe/SRhIxpyqI4OgcPeMxZPlShVNsppS+Hrq9ZNVzd2u+0ASR6nmFQECgYBINL5B",
+    "ekjDlhp+/JO/r1+MIIlWRhe8Gb4JF2ctWYSHw8MzJSN12XYkOkasw0RgpzTh2Kcwu5L818W2HDSrg/mm+FR0WmlbEDUXyWVX",
+    "vAok3ZZpLtAdGFX3jZIRuq/GPJFzZPdCXctn7MyQffRZox4MmMwuPj9XbTSomjtsPNB7oQKBgFZcyPds/DBPZkVuVuM0Hq8T",
+    "2VgUrzp7uSwxdtQjGW+7pqGwSjy9dAWFRN7aXUCTtvW1SmVgHgAAR+dJNXFFElVw3TYgTVU3bm7f2n0GK7dEhd4F2V49+nQ7",
+    "ODgiOhYW9AIOGE7V98+E3IdBRgzB0dClXt5daQB2sgig2JLH2Jxf",
+);
+
+/// Its public modulus and exponent, base64url, as a JWK carries them.
+const TEST_RSA_N: &str = concat!(
+    "13snE4D4oOy2VpJUkFOI-sisT1Vqpov7f7T5qTXoVzJWBamFu3vazrig0LSK6QhPUXYhPlHdu-ViZU3GFs8IX68EyeYv4Fkg",
+    "qPH8bnsn5V-BqTvgZbBxiLWjm2d4StW8XVOKvILn-QF9BD1SGHB-f3OCDahkZ_cgSLfKskzwouZLYe54xhjgs6gBqld4zECG",
+    "MpLZWz0qGHBaRt7Aw5pRt14U-lrSDmbxV-WZiffF4pu05NnAnscm_-jSVm7AeaUmzPhuyl7Xpzyo3bn6N5eoYhf23_---YBp",
+    "XS2zbDOfNCCiEjkFY8bxsQyCXIuzguhVdqBYIfFxIvInd_gvGpNpgQ",
+);
+const TEST_RSA_E: &str = "AQAB";
+
+fn rsa_signing_key(kid: &str) -> SigningKey {
+    let der = base64::engine::general_purpose::STANDARD.decode(TEST_RSA_KEY_DER).unwrap();
+    let jwk =
+        serde_json::json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": TEST_RSA_N, "e": TEST_RSA_E});
+    SigningKey {
+        kid: kid.into(),
+        algorithm: jsonwebtoken::Algorithm::RS256,
+        encoding: jsonwebtoken::EncodingKey::from_rsa_der(&der),
+        jwk,
+    }
 }
 
 /// A JWKS endpoint on loopback that counts its fetches; the keys it
@@ -284,7 +334,7 @@ fn jwt(key: &SigningKey, overrides: serde_json::Value) -> String {
     for (name, value) in overrides.as_object().unwrap() {
         claims[name] = value.clone();
     }
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    let mut header = jsonwebtoken::Header::new(key.algorithm);
     header.kid = Some(key.kid.clone());
     jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap()
 }
@@ -294,7 +344,8 @@ async fn a_jwt_from_the_issuer_is_accepted_with_its_scopes_and_each_bad_one_is_r
     let server = NatsServer::start();
     let queue = client(&server).await;
     let key = signing_key("k1");
-    let jwks = JwksServer::start(vec![key.jwk.clone()]).await;
+    let rsa = rsa_signing_key("rsa1");
+    let jwks = JwksServer::start(vec![key.jwk.clone(), rsa.jwk.clone()]).await;
     let auth = authenticator(&queue, Some(JwtConfig::new(ISSUER, AUDIENCE, &jwks.url)), true).await;
 
     let principal = auth.authenticate(&bearer(&jwt(&key, serde_json::json!({})))).await.unwrap();
@@ -305,6 +356,15 @@ async fn a_jwt_from_the_issuer_is_accepted_with_its_scopes_and_each_bad_one_is_r
     let error = Authenticator::require(&principal, Scope::Review).unwrap_err();
     assert!(matches!(error, AuthError::MissingScope { needed: Scope::Review, .. }), "{error:?}");
     assert_eq!(error.status(), StatusCode::FORBIDDEN);
+
+    // RS256 against the issuer's RSA key, as most OIDC issuers sign.
+    let principal = auth.authenticate(&bearer(&jwt(&rsa, serde_json::json!({"scope": "review"})))).await.unwrap();
+    assert_eq!(principal.scopes, BTreeSet::from([Scope::Review]));
+    // A token naming the RSA key but claiming ES256 is refused: the key
+    // decides the algorithm, not the token.
+    let confused = SigningKey { kid: "rsa1".into(), ..signing_key("unused") };
+    let error = auth.authenticate(&bearer(&jwt(&confused, serde_json::json!({})))).await.unwrap_err();
+    assert!(matches!(error, AuthError::WrongAlgorithm { .. }), "{error:?}");
 
     let impostor = signing_key("k1");
     let refused = [
