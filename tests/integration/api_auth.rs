@@ -45,6 +45,7 @@ fn with_other_secret(token: &str) -> String {
 async fn an_api_key_verifies_until_revoked_and_each_rejection_says_why() {
     let server = NatsServer::start();
     let queue = client(&server).await;
+    assert!(queue.api_keys().await.unwrap().is_empty(), "a fresh bucket lists no keys");
     let (record, token) =
         queue.create_api_key("ci uploads", &strings(&["submit", "read"]), None, "ops@test").await.unwrap();
     assert!(token.starts_with(&format!("weft_{}_", record.id)), "{token}");
