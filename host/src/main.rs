@@ -64,6 +64,9 @@ enum Command {
     Cancel(cli::cancel::CancelArgs),
     /// Inspect and replay dead-lettered jobs.
     Dlq(cli::dlq::DlqArgs),
+    /// Manage the HTTP API's keys: create (prints the token once), list,
+    /// revoke.
+    Keys(cli::keys::KeysArgs),
 }
 
 fn main() -> ExitCode {
@@ -122,5 +125,6 @@ async fn dispatch(parsed: Cli) -> Result<ExitCode> {
         Command::Status(args) => cli::status::status(args).await,
         Command::Cancel(args) => cli::cancel::cancel(args).await,
         Command::Dlq(args) => cli::dlq::dlq(args).await,
+        Command::Keys(args) => cli::keys::keys(args).await,
     }
 }

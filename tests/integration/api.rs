@@ -6,6 +6,8 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use weft::api::auth::{AuthConfig, Authenticator};
+use weft::api::rate_limit::RateLimit;
 use weft::api::{ApiLimits, ApiState, WorkflowInfo};
 use weft::queue::JobState;
 
@@ -23,9 +25,19 @@ struct Api {
 impl Api {
     /// Serves the API over `server` for `workflows` (YAML texts).
     async fn start(server: &NatsServer, workflows: &[&str], limits: ApiLimits) -> Api {
+        Api::start_with(server, workflows, limits, None).await
+    }
+
+    /// [`Api::start`] with callers authenticated as `auth` says.
+    async fn start_with(server: &NatsServer, workflows: &[&str], limits: ApiLimits, auth: Option<AuthConfig>) -> Api {
         let host = host();
         let infos = workflows.iter().map(|yaml| WorkflowInfo::of(&load(&host, yaml))).collect();
-        let state = ApiState::new(client(server).await, infos, limits.clone());
+        let queue = client(server).await;
+        let auth = match auth {
+            Some(config) => Some(Authenticator::start(config, queue.clone()).await.unwrap()),
+            None => None,
+        };
+        let state = ApiState::with_auth(queue, infos, limits.clone(), auth).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -355,4 +367,65 @@ async fn the_openapi_document_describes_every_route_and_health_answers() {
     let workflows: serde_json::Value = api.get("/v1/workflows").await.json().await.unwrap();
     assert_eq!(workflows["workflows"][0]["name"], "echo");
     assert_eq!(workflows["workflows"][0]["steps"][0]["plugin"], "echo-config");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_keys_admit_their_scopes_only_and_each_caller_is_rate_limited() {
+    let server = NatsServer::start();
+    let echo = workflow("echo", ECHO);
+    let queue = client(&server).await;
+    let scopes = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (_, submitter) = queue.create_api_key("ci", &scopes(&["submit", "read"]), None, "test").await.unwrap();
+    let (_, reader) = queue.create_api_key("dash", &scopes(&["read"]), None, "test").await.unwrap();
+    let (revoked, revoked_token) = queue.create_api_key("old", &scopes(&["submit"]), None, "test").await.unwrap();
+    queue.revoke_api_key(&revoked.id).await.unwrap();
+    let limits = ApiLimits {
+        per_key: RateLimit::new(0.01, 3).unwrap(),
+        per_address: RateLimit::new(1000.0, 1000).unwrap(),
+        ..ApiLimits::default()
+    };
+    let auth = AuthConfig { api_keys: true, ..AuthConfig::default() };
+    let api = Api::start_with(&server, &[&echo], limits, Some(auth)).await;
+    let submit = |token: Option<&str>| {
+        let mut request =
+            api.http.post(api.url("/v1/workflows/echo/jobs")).header("content-type", "text/plain").body("x");
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+
+    let missing = submit(None).await.unwrap();
+    assert_eq!(missing.headers()["www-authenticate"], "Bearer realm=\"weft\"");
+    let missing = problem(missing, StatusCode::UNAUTHORIZED).await;
+    assert!(missing["detail"].as_str().unwrap().contains("weft keys create"), "{missing}");
+    let wrong = problem(submit(Some("weft_nope_AAAA")).await.unwrap(), StatusCode::UNAUTHORIZED).await;
+    assert!(!wrong["detail"].as_str().unwrap().contains("AAAA"), "the credential is never echoed: {wrong}");
+    let gone = problem(submit(Some(&revoked_token)).await.unwrap(), StatusCode::UNAUTHORIZED).await;
+    assert!(gone["detail"].as_str().unwrap().contains("revoked"), "{gone}");
+    let scope = problem(submit(Some(&reader)).await.unwrap(), StatusCode::FORBIDDEN).await;
+    assert!(scope["detail"].as_str().unwrap().contains("submit"), "{scope}");
+
+    // The submitter's three requests fit its burst of 3; the fourth waits.
+    let accepted = submit(Some(&submitter)).await.unwrap();
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let job: serde_json::Value = accepted.json().await.unwrap();
+    let read = api
+        .http
+        .get(api.url(&format!("/v1/jobs/{}", job["job_id"].as_str().unwrap())))
+        .bearer_auth(&submitter)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    assert_eq!(submit(Some(&submitter)).await.unwrap().status(), StatusCode::ACCEPTED);
+    let limited = submit(Some(&submitter)).await.unwrap();
+    assert!(limited.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    let limited = problem(limited, StatusCode::TOO_MANY_REQUESTS).await;
+    assert!(limited["detail"].as_str().unwrap().contains("too many requests"), "{limited}");
+    // Another caller has its own bucket; probes need no key and are not counted.
+    let listed = api.http.get(api.url("/v1/jobs")).bearer_auth(&reader).send().await.unwrap();
+    assert_eq!(listed.status(), StatusCode::OK);
+    assert_eq!(api.get("/healthz").await.status(), StatusCode::OK);
+    assert_eq!(api.get("/openapi.json").await.status(), StatusCode::OK);
 }

@@ -8,6 +8,7 @@ mod servers;
 mod support;
 
 mod api;
+mod api_auth;
 mod api_serve;
 mod authoring;
 mod cache;

@@ -433,7 +433,7 @@ fn not_yet(job_id: &str, state: &str) -> Problem {
     tag = "jobs",
     params(("job_id" = String, Path, description = "The job's id")),
     responses(
-        (status = 200, description = "A stream of `state` events, each a job", content_type = "text/event-stream", body = String),
+        (status = 200, description = "A stream of `state` events, each a job", content_type = "text/event-stream", body = StateEvent),
         (status = 400, description = "Not a job id", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Too many open event streams, or the queue cannot be reached", body = Problem, content_type = "application/problem+json"),
@@ -458,16 +458,26 @@ pub(super) async fn events(
     })?;
     // 404 for an id that is neither recorded nor queued.
     let first = find(&state, &job_id).await?;
+    let first_json = serde_json::to_string(&first).unwrap_or_default();
+    let finished = ["succeeded", "dead_lettered", "cancelled"].contains(&first.state.as_str());
     let updates = state.queue().follow(&job_id, EVENTS_REREAD).await?;
     let first_event = futures::stream::once(async move { Ok::<_, Infallible>(state_event(&first)) });
     let rest = updates
-        .filter_map(|update| async move {
-            match update {
-                // The placeholder `follow` sends for a job with no record
-                // was already sent as `first`.
-                Ok(record) if record.workflow.is_empty() => None,
-                Ok(record) => Some(state_event(&JobView::of(record))),
-                Err(error) => Some(Event::default().event("error").data(crate::errors::error_chain(&error))),
+        // A finished job's stream is its one event.
+        .take_while(move |_| futures::future::ready(!finished))
+        .filter_map(move |update| {
+            let first_json = first_json.clone();
+            async move {
+                match update {
+                    // The placeholder `follow` sends for a job with no
+                    // record, and the record `first` already showed.
+                    Ok(record) if record.workflow.is_empty() => None,
+                    Ok(record) => {
+                        let view = JobView::of(record);
+                        (serde_json::to_string(&view).unwrap_or_default() != first_json).then(|| state_event(&view))
+                    }
+                    Err(error) => Some(Event::default().event("error").data(crate::errors::error_chain(&error))),
+                }
             }
         })
         .map(Ok::<_, Infallible>);
@@ -476,6 +486,17 @@ pub(super) async fn events(
         event
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// One Server-Sent Event of `/v1/jobs/{job_id}/events`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct StateEvent {
+    /// `state` (the job changed) or `error` (following it failed; the
+    /// stream ends).
+    event: String,
+    /// For `state`, the job (as `GET /v1/jobs/{job_id}` returns it) as
+    /// JSON text; for `error`, what went wrong.
+    data: String,
 }
 
 fn state_event(view: &JobView) -> Event {

@@ -7,9 +7,12 @@
 //! workers and any of them answers for any job.
 //!
 //! It owns the wire format (paths, JSON shapes, RFC 9457 errors in
-//! `problem`), the limits that keep one client from starving the others
-//! (`ApiLimits`), and the server loop (`server`: plain or TLS, header read
-//! timeout, graceful shutdown). It never decides how a job runs.
+//! `problem`), who a caller is and what it may do (`auth`: API keys and
+//! JWTs, scopes), how often it may call (`rate_limit`: token buckets by key
+//! and by address), the limits that keep one client from starving the
+//! others (`ApiLimits`), and the server loop (`server`: plain or TLS,
+//! header read timeout, graceful shutdown). It never decides how a job
+//! runs; API keys are stored by the queue module.
 
 pub mod auth;
 mod dead_letters;
@@ -17,6 +20,7 @@ mod jobs;
 mod meta;
 mod openapi;
 pub mod problem;
+pub mod rate_limit;
 mod server;
 
 use std::sync::Arc;
@@ -30,8 +34,9 @@ use tokio::sync::Semaphore;
 use utoipa::ToSchema;
 
 use crate::queue::QueueClient;
-use auth::{Principal, Scope};
+use auth::{Authenticator, KeyOrJwt, Principal, Scope};
 pub use problem::Problem;
+use rate_limit::{RateLimit, RateLimiter};
 pub use server::{ServeError, TlsFiles, serve};
 
 /// The largest upload [`ApiLimits::max_upload_bytes`] allows by default:
@@ -61,6 +66,12 @@ pub struct ApiLimits {
     /// How many of the job stream's newest messages a read of a job with no
     /// record yet searches (one read each) to tell "queued" from "unknown".
     pub queued_search: u64,
+    /// Requests per authenticated caller (API key or JWT subject); past it
+    /// `429` with `Retry-After`.
+    pub per_key: RateLimit,
+    /// Requests per client address, before authentication (so guessing
+    /// keys is slow too); health probes are not counted.
+    pub per_address: RateLimit,
 }
 
 impl Default for ApiLimits {
@@ -72,6 +83,8 @@ impl Default for ApiLimits {
             max_concurrent_requests: 512,
             max_event_streams: 1024,
             queued_search: 1_000,
+            per_key: rate_limit::DEFAULT_PER_KEY_LIMIT,
+            per_address: rate_limit::DEFAULT_PER_ADDRESS_LIMIT,
         }
     }
 }
@@ -132,13 +145,44 @@ struct Inner {
     workflows: Vec<WorkflowInfo>,
     limits: ApiLimits,
     event_streams: Arc<Semaphore>,
+    /// `None`: no auth configured (every caller is anonymous).
+    auth: Option<Authenticator>,
+    per_key: RateLimiter,
+    per_address: RateLimiter,
 }
 
 impl ApiState {
-    /// The API over `queue`, accepting jobs for `workflows`.
-    pub fn new(queue: QueueClient, workflows: Vec<WorkflowInfo>, limits: ApiLimits) -> Self {
+    /// The API over `queue`, accepting jobs for `workflows`, open to every
+    /// caller (serve it on loopback only).
+    ///
+    /// # Errors
+    ///
+    /// [`rate_limit::RateLimitError`] for an unusable rate limit.
+    pub fn new(
+        queue: QueueClient,
+        workflows: Vec<WorkflowInfo>,
+        limits: ApiLimits,
+    ) -> Result<Self, rate_limit::RateLimitError> {
+        Self::with_auth(queue, workflows, limits, None)
+    }
+
+    /// [`ApiState::new`] with callers authenticated by `auth` (API keys,
+    /// JWTs); `None` leaves the API open.
+    ///
+    /// # Errors
+    ///
+    /// [`rate_limit::RateLimitError`] for an unusable rate limit.
+    pub fn with_auth(
+        queue: QueueClient,
+        workflows: Vec<WorkflowInfo>,
+        limits: ApiLimits,
+        auth: Option<Authenticator>,
+    ) -> Result<Self, rate_limit::RateLimitError> {
         let event_streams = Arc::new(Semaphore::new(limits.max_event_streams.max(1)));
-        ApiState { inner: Arc::new(Inner { queue, workflows, limits, event_streams }) }
+        let per_key = RateLimiter::new(limits.per_key, rate_limit::DEFAULT_MAX_TRACKED_KEYS)?;
+        let per_address = RateLimiter::new(limits.per_address, rate_limit::DEFAULT_MAX_TRACKED_KEYS)?;
+        let inner = Inner { queue, workflows, limits, event_streams, auth, per_key, per_address };
+        Ok(ApiState { inner: Arc::new(inner) })
     }
 
     fn queue(&self) -> &QueueClient {
@@ -168,23 +212,7 @@ pub struct Caller(pub Principal);
 impl Caller {
     /// Refuses the request unless the caller holds `scope`.
     fn require(&self, scope: Scope) -> Result<(), Problem> {
-        if self.0.scopes.contains(&scope) || self.0.scopes.contains(&Scope::Admin) {
-            return Ok(());
-        }
-        Err(Problem::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("`{}` lacks the `{}` scope this request needs", self.0.id, scope_name(scope)),
-        ))
-    }
-}
-
-fn scope_name(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Submit => "submit",
-        Scope::Read => "read",
-        Scope::Review => "review",
-        Scope::Admin => "admin",
+        auth::require(&self.0, scope).map_err(Problem::from)
     }
 }
 
@@ -222,18 +250,60 @@ pub fn router(state: ApiState) -> Router {
         .nest("/v1", v1)
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
-        .layer(axum::middleware::from_fn(anonymous_caller))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), admit))
         .with_state(state.clone());
     server::with_limits(app, state.limits())
 }
 
-/// Without auth configured every caller is `anonymous` with every scope
-/// (the server then listens on loopback only).
-async fn anonymous_caller(
+/// Paths anyone may read without credentials or rate limits: probes and
+/// the API's description.
+const PUBLIC_PATHS: [&str; 3] = ["/healthz", "/readyz", "/openapi.json"];
+
+/// Admits a request: the per-address rate limit, then who the caller is
+/// (anonymous without auth), then the per-caller rate limit. The request is
+/// logged with the caller's id, never its credential.
+async fn admit(
+    axum::extract::State(state): axum::extract::State<ApiState>,
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let scopes = [Scope::Submit, Scope::Read, Scope::Review, Scope::Admin].into_iter().collect();
-    request.extensions_mut().insert(Caller(Principal { id: "anonymous".to_string(), scopes }));
+    use axum::response::IntoResponse as _;
+    let path = request.uri().path().to_string();
+    if PUBLIC_PATHS.contains(&path.as_str()) {
+        return next.run(request).await;
+    }
+    let inner = &state.inner;
+    if let Some(peer) = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        && let Err(wait) = inner.per_address.check(&peer.0.ip().to_string())
+    {
+        return rate_limited("this address", wait).into_response();
+    }
+    let principal = match &inner.auth {
+        None => {
+            Principal { id: "anonymous".to_string(), scopes: Scope::ALL.into_iter().collect(), via: KeyOrJwt::Open }
+        }
+        Some(auth) => match auth.authenticate(request.headers()).await {
+            Ok(principal) => principal,
+            Err(error) => {
+                tracing::info!(method = %request.method(), %path, status = error.status().as_u16(), "request refused");
+                return Problem::from(error).into_response();
+            }
+        },
+    };
+    if let Err(wait) = inner.per_key.check(&principal.id) {
+        return rate_limited(&format!("`{}`", principal.id), wait).into_response();
+    }
+    tracing::info!(method = %request.method(), %path, caller = %principal.id, "request");
+    request.extensions_mut().insert(Caller(principal));
     next.run(request).await
+}
+
+fn rate_limited(who: &str, wait: Duration) -> Problem {
+    let seconds = wait.as_secs_f64().ceil() as u64;
+    Problem::new(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "rate-limited",
+        format!("too many requests from {who}; wait {seconds} s and try again"),
+    )
+    .retry_after(seconds)
 }

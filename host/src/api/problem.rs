@@ -28,6 +28,9 @@ pub struct Problem {
     /// Seconds to wait before trying again (rate limits, overload).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// The `WWW-Authenticate` challenge of a 401 or 403.
+    #[serde(skip)]
+    pub challenge: Option<&'static str>,
 }
 
 impl Problem {
@@ -40,6 +43,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             retry_after: None,
+            challenge: None,
         }
     }
 
@@ -72,13 +76,16 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status_code();
-        let retry_after = self.retry_after;
+        let (retry_after, challenge) = (self.retry_after, self.challenge);
         let body = serde_json::to_vec(&self).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(seconds) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(challenge) = challenge {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         response
     }
@@ -94,6 +101,15 @@ impl From<QueueError> for Problem {
             QueueError::Connect { .. } | QueueError::JetStream { .. } => Problem::unavailable(detail).retry_after(1),
             _ => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "queue", detail),
         }
+    }
+}
+
+impl From<super::auth::AuthError> for Problem {
+    fn from(error: super::auth::AuthError) -> Self {
+        let kind = if error.status() == StatusCode::FORBIDDEN { "forbidden" } else { "unauthenticated" };
+        let mut problem = Problem::new(error.status(), kind, error.to_string());
+        problem.challenge = error.challenge();
+        problem
     }
 }
 

@@ -32,7 +32,7 @@ pub(crate) struct CancelArgs {
 }
 
 /// `user@host` of whoever runs the command.
-fn default_by() -> String {
+pub(crate) fn default_by() -> String {
     let user = ["USER", "LOGNAME"].iter().find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()

@@ -7,6 +7,7 @@
 pub(crate) mod args;
 pub(crate) mod cancel;
 pub(crate) mod dlq;
+pub(crate) mod keys;
 pub(crate) mod plugin;
 pub(crate) mod plugins;
 pub(crate) mod run;

@@ -101,15 +101,56 @@ struct HttpArgs {
     /// Requests the API handles at once; more are refused 503.
     #[arg(long, value_name = "N", default_value_t = weft::api::ApiLimits::default().max_concurrent_requests)]
     max_requests: usize,
+    /// Accept API keys (`weft keys create`) as `Authorization: Bearer weft_...`.
+    #[arg(long)]
+    api_keys: bool,
+    /// Accept bearer JWTs from this OIDC issuer (its `iss`); needs
+    /// --jwt-audience and --jwt-jwks-url.
+    #[arg(long, value_name = "ISSUER", requires_all = ["jwt_audience", "jwt_jwks_url"])]
+    jwt_issuer: Option<String>,
+    /// The audience (`aud`) a JWT must name.
+    #[arg(long, value_name = "AUDIENCE", requires = "jwt_issuer")]
+    jwt_audience: Option<String>,
+    /// Where the issuer publishes its signing keys (JWKS, https).
+    #[arg(long, value_name = "URL", requires = "jwt_issuer")]
+    jwt_jwks_url: Option<String>,
+    /// The JWT claim holding the scopes (space-separated or an array).
+    #[arg(long, value_name = "CLAIM", default_value = weft::api::auth::DEFAULT_SCOPE_CLAIM)]
+    jwt_scope_claim: String,
+    /// Requests per second one caller (API key or JWT subject) may make;
+    /// bursts of twice that; past it 429 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = weft::api::rate_limit::DEFAULT_PER_KEY_LIMIT.per_second)]
+    rate_per_key: f64,
+    /// Requests per second one client address may make (before auth).
+    #[arg(long, value_name = "N", default_value_t = weft::api::rate_limit::DEFAULT_PER_ADDRESS_LIMIT.per_second)]
+    rate_per_address: f64,
 }
 
 impl HttpArgs {
-    fn limits(&self) -> weft::api::ApiLimits {
-        weft::api::ApiLimits {
+    fn limits(&self) -> Result<weft::api::ApiLimits> {
+        let rate = |per_second: f64| {
+            let burst = (per_second * 2.0).ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
+            weft::api::rate_limit::RateLimit::new(per_second, burst)
+        };
+        Ok(weft::api::ApiLimits {
             max_upload_bytes: self.max_upload,
             max_concurrent_requests: self.max_requests,
+            per_key: rate(self.rate_per_key).context("--rate-per-key")?,
+            per_address: rate(self.rate_per_address).context("--rate-per-address")?,
             ..weft::api::ApiLimits::default()
-        }
+        })
+    }
+
+    fn auth(&self) -> weft::api::auth::AuthConfig {
+        let jwt = match (&self.jwt_issuer, &self.jwt_audience, &self.jwt_jwks_url) {
+            (Some(issuer), Some(audience), Some(jwks)) => {
+                let mut jwt = weft::api::auth::JwtConfig::new(issuer, audience, jwks);
+                jwt.scope_claim = self.jwt_scope_claim.clone();
+                Some(jwt)
+            }
+            _ => None,
+        };
+        weft::api::auth::AuthConfig { api_keys: self.api_keys, jwt, ..weft::api::auth::AuthConfig::default() }
     }
 
     fn tls(&self) -> Option<weft::api::TlsFiles> {
@@ -236,23 +277,25 @@ pub(crate) async fn serve(cache: &CacheArgs, args: &ServeArgs) -> Result<ExitCod
     });
     let api = match args.http.http {
         Some(addr) => {
-            if !addr.ip().is_loopback() && !args.http.insecure_no_auth {
-                eprintln!(
-                    "error: the HTTP API has no authentication configured, so it listens on loopback only; \
-                     use a loopback address such as 127.0.0.1:{}, or pass --insecure-no-auth to expose it anyway",
-                    addr.port()
-                );
+            let auth = args.http.auth();
+            if let Err(error) = weft::api::auth::check_bind(addr, &auth, args.http.insecure_no_auth) {
+                eprintln!("error: {error}");
                 return Ok(ExitCode::from(EXIT_INVALID));
             }
             let infos = loaded.iter().map(weft::api::WorkflowInfo::of).collect();
             let client = weft::queue::connect(queue.clone()).await?;
-            let state = weft::api::ApiState::new(client, infos, args.http.limits());
+            let authenticator = if auth.is_enabled() {
+                Some(weft::api::auth::Authenticator::start(auth, client.clone()).await?)
+            } else {
+                None
+            };
+            let limits = args.http.limits()?;
+            let state = weft::api::ApiState::with_auth(client, infos, limits.clone(), authenticator)?;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr} for the HTTP API"))?;
             let scheme = if args.http.tls().is_some() { "https" } else { "http" };
             eprintln!("weft serve: HTTP API on {scheme}://{} (OpenAPI at /openapi.json)", listener.local_addr()?);
-            let limits = args.http.limits();
             let tls = args.http.tls();
             let grace = worker.drain_grace;
             let stopped = stopped.clone();

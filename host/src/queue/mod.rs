@@ -11,12 +11,15 @@
 //! have maximum ages (`topology`), and a finished job's checkpoints are
 //! removed as soon as its outcome is durable (`checkpoints`).
 //! Payloads (inputs, checkpoint items, outputs, dead-letter bodies) are
-//! encrypted at rest when keys are configured, in `at_rest`.
+//! encrypted at rest when keys are configured, in `at_rest`. The HTTP
+//! API's keys are stored and verified in `api_keys` (hashed, in the keys
+//! bucket).
 //!
 //! Architecture invariant: a job message leaves the work queue only after
 //! its outcome is durable elsewhere: a success in the job-state bucket, a
 //! failure in the dead-letter stream. Everything else is redelivered.
 
+mod api_keys;
 mod at_rest;
 mod cancel;
 mod checkpoints;
@@ -32,6 +35,10 @@ mod store;
 mod topology;
 mod worker;
 
+pub use api_keys::{
+    API_KEY_SECRET_BYTES, API_KEY_TOKEN_PREFIX, ApiKeyChanged, ApiKeyError, ApiKeyRecord, KeyRejected,
+    MAX_API_KEY_CREATED_BY_BYTES, MAX_API_KEY_NAME_BYTES, MAX_API_KEY_SCOPES, check_key_state, valid_key_id,
+};
 pub use at_rest::{AT_REST_KEYS_SECRET, AtRestError, Keyring};
 pub use cancel::{CANCEL_SNAPSHOT_WAIT, MAX_CANCEL_REASON_BYTES, MAX_CANCELLED_BY_BYTES};
 pub use client::{CancelError, CancelOutcome, MAX_CANCEL_SEARCH, QueueClient, SubmitOutcome};
