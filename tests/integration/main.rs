@@ -14,6 +14,7 @@ mod capabilities;
 mod cli;
 mod cluster;
 mod compute_slots;
+mod contracts;
 mod delivery;
 mod encryption;
 mod fleet;

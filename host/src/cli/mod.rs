@@ -10,6 +10,7 @@ pub(crate) mod dlq;
 pub(crate) mod plugin;
 pub(crate) mod plugins;
 pub(crate) mod run;
+pub(crate) mod schema;
 pub(crate) mod serve;
 pub(crate) mod status;
 pub(crate) mod submit;
