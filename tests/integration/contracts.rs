@@ -19,7 +19,8 @@ use crate::support::{load, repo_root, weft_cmd};
 /// `.pdf` starts with.
 const EXE: &[u8] = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00\xb8\x00\x00\x00This program cannot be run in DOS mode.";
 
-const EXE_REFUSED: &str = "input is a Windows executable (MZ header), but workflow `pdf-digest` accepts application/pdf";
+const EXE_REFUSED: &str =
+    "input is a Windows executable (MZ header), but workflow `pdf-digest` accepts application/pdf";
 
 fn bundled(name: &str) -> String {
     std::fs::read_to_string(repo_root().join(format!("workflows/{name}.yaml"))).unwrap()
@@ -41,7 +42,11 @@ async fn wait_registered(queue: &QueueClient, names: &[&str]) -> Vec<WorkflowInf
 /// Runs the real `weft` in `dir`; exit code, stdout, stderr.
 fn weft(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     let out = tokio::task::block_in_place(|| weft_cmd(dir).args(args).output().unwrap());
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// How many messages the job stream ever took (its last sequence).
@@ -117,8 +122,10 @@ async fn weft_submit_to_a_workflow_no_worker_registered_says_so_and_submits() {
     let queue = client(&server).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("invoice.pdf"), EXE).unwrap();
-    let (code, stdout, stderr) =
-        weft(dir.path(), &["submit", "pdf-digest", "--input", "invoice.pdf", "--job-id", "wait-1", "--nats", &server.url()]);
+    let (code, stdout, stderr) = weft(
+        dir.path(),
+        &["submit", "pdf-digest", "--input", "invoice.pdf", "--job-id", "wait-1", "--nats", &server.url()],
+    );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("note: no worker has registered workflow `pdf-digest`"), "{stderr}");
     assert_eq!(stdout.trim(), "wait-1");
@@ -142,12 +149,14 @@ async fn a_job_published_straight_to_nats_against_the_contract_is_dead_lettered_
     let server = NatsServer::start();
     let queue = client(&server).await;
     let js = async_nats::jetstream::new(queue.nats().clone());
-    let worker =
-        start_worker(&server, &[&bundled("pdf-digest"), &bundled("ticket-triage")], fast_retries("w1")).await;
+    let worker = start_worker(&server, &[&bundled("pdf-digest"), &bundled("ticket-triage")], fast_retries("w1")).await;
     let exe = base64::engine::general_purpose::STANDARD.encode(EXE);
     let jobs = [
         ("pdf-digest", serde_json::json!({"job_id": "raw-exe", "input": {"base64": exe}})),
-        ("ticket-triage", serde_json::json!({"job_id": "raw-ticket", "input": {"json": {"subject": "Refund", "body": ""}}})),
+        (
+            "ticket-triage",
+            serde_json::json!({"job_id": "raw-ticket", "input": {"json": {"subject": "Refund", "body": ""}}}),
+        ),
         (
             "ticket-triage",
             serde_json::json!({"job_id": "raw-good", "input": {"json": {"subject": "Refund", "body": "Charged twice"}}}),
@@ -156,10 +165,9 @@ async fn a_job_published_straight_to_nats_against_the_contract_is_dead_lettered_
     for (workflow, body) in jobs {
         js.publish(format!("weft.jobs.{workflow}"), body.to_string().into()).await.unwrap().await.unwrap();
     }
-    for (job, words) in [
-        ("raw-exe", EXE_REFUSED.to_owned()),
-        ("raw-ticket", "input.body: \"\" is shorter than 1 character".to_owned()),
-    ] {
+    for (job, words) in
+        [("raw-exe", EXE_REFUSED.to_owned()), ("raw-ticket", "input.body: \"\" is shorter than 1 character".to_owned())]
+    {
         let record = queue.wait(job, Duration::from_secs(60)).await.unwrap();
         assert_eq!((record.state, record.attempts), (JobState::DeadLettered, 1), "{record:?}");
         let letter = queue.find_dead_letter(job).await.unwrap().expect("dead-lettered").letter;
@@ -184,8 +192,11 @@ async fn the_registry_lists_the_served_workflows_with_revision_contract_and_grap
     let loaded = load(&crate::support::host(), &digest);
     assert_eq!(info.revision, loaded.revision());
     assert_eq!((info.version.as_str(), info.registered_by.as_str()), ("0.3.0", "w1"));
-    let graph: Vec<(&str, &str, Vec<&str>)> =
-        info.steps.iter().map(|s| (s.id.as_str(), s.plugin.as_str(), s.needs.iter().map(String::as_str).collect())).collect();
+    let graph: Vec<(&str, &str, Vec<&str>)> = info
+        .steps
+        .iter()
+        .map(|s| (s.id.as_str(), s.plugin.as_str(), s.needs.iter().map(String::as_str).collect()))
+        .collect();
     assert_eq!(
         graph,
         [
@@ -266,7 +277,8 @@ fn every_workflow_file_the_parser_accepts_meets_the_printed_schema() {
             if weft::workflow::parse(&path.display().to_string(), &text).is_err() {
                 continue;
             }
-            let errors: Vec<String> = schema.iter_errors(&yaml_to_json(&text)).map(|e| format!("{}: {e}", e.instance_path())).collect();
+            let errors: Vec<String> =
+                schema.iter_errors(&yaml_to_json(&text)).map(|e| format!("{}: {e}", e.instance_path())).collect();
             assert!(errors.is_empty(), "{} breaks the schema: {errors:#?}", path.display());
             checked.push(path);
         }
@@ -284,7 +296,10 @@ fn a_file_the_parser_refuses_for_an_unknown_key_the_schema_refuses_too() {
         fixture,
         base.replace("  max_size: 20MiB", "  max_sise: 20MiB"),
         base.replace("  timeout: 60s\n  retry:", "  timeout: 60s\n  retries:"),
-        base.replace("    map: { concurrency: 4 }\n    config:\n      size", "    map: { concurency: 4 }\n    config:\n      size"),
+        base.replace(
+            "    map: { concurrency: 4 }\n    config:\n      size",
+            "    map: { concurency: 4 }\n    config:\n      size",
+        ),
         base.replace("    limits: { memory: 512MiB,", "    limits: { memroy: 512MiB,"),
     ];
     for text in typos {

@@ -116,7 +116,9 @@ async fn open_or_create(topology: &Topology) -> Result<kv::Store, QueueError> {
     match created {
         Ok(store) => Ok(store),
         // Another worker created it meanwhile.
-        Err(error) => js.get_key_value(bucket).await.map_err(|_| QueueError::js(format!("creating bucket `{bucket}`"), error)),
+        Err(error) => {
+            js.get_key_value(bucket).await.map_err(|_| QueueError::js(format!("creating bucket `{bucket}`"), error))
+        }
     }
 }
 
@@ -197,7 +199,8 @@ pub(crate) async fn list(topology: &Topology) -> Result<Vec<WorkflowInfo>, Queue
     names.sort();
     let mut records = Vec::with_capacity(names.len());
     for name in names {
-        let entry = store.get(&name).await.map_err(|e| QueueError::js(format!("reading the registry's `{name}`"), e))?;
+        let entry =
+            store.get(&name).await.map_err(|e| QueueError::js(format!("reading the registry's `{name}`"), e))?;
         if let Some(bytes) = entry {
             records.push(decode(&name, &bytes)?);
         }

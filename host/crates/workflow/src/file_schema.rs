@@ -102,7 +102,7 @@ pub fn workflow_file_schema(facts: &SchemaFacts) -> Value {
         "description": "a built-in plugin (`weft plugins`), or a path to a .wasm component",
         "anyOf": [ { "enum": facts.plugins }, { "type": ["string", "number"] } ]
     });
-    let step = object(STEP_FIELDS, |field| {
+    let mut step = object(STEP_FIELDS, |field| {
         Some(match field {
             "id" => json!({
                 "type": ["string", "integer"],
@@ -127,7 +127,6 @@ pub fn workflow_file_schema(facts: &SchemaFacts) -> Value {
             _ => return None,
         })
     });
-    let mut step = step;
     if let Some(object) = step.as_object_mut() {
         object.insert("required".into(), json!(["id", "plugin"]));
     }
