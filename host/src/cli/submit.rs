@@ -46,14 +46,20 @@ pub(crate) struct SubmitArgs {
 pub(crate) async fn submit(args: &SubmitArgs) -> Result<ExitCode> {
     let queue = weft::queue::connect(args.at_rest.apply(args.nats.config())?).await?;
     let input = read_input(&args.input)?;
-    match queue.workflow(&args.workflow).await? {
-        Some(registered) => {
+    match queue.workflow(&args.workflow).await {
+        Ok(Some(registered)) => {
             if let Err(violation) = registered.check_input(&input, None) {
                 eprintln!("error: {violation}; nothing was submitted");
                 return Ok(ExitCode::from(EXIT_INVALID));
             }
         }
-        None => eprintln!(
+        // A client allowed to publish jobs but not to read the registry:
+        // the worker checks the input all the same.
+        Err(error) => eprintln!(
+            "warning: cannot read the workflow registry ({error}); the input was not checked here, the worker \
+             checks it"
+        ),
+        Ok(None) => eprintln!(
             "note: no worker has registered workflow `{}`, so its input contract is unknown and was not checked; \
              submitting anyway: the job waits until a worker serving it starts",
             args.workflow
