@@ -42,3 +42,17 @@ pub use bundled::bundled_workflows;
 pub use host::{Host, HostBuilder, HostError, LoadedWorkflow, PluginInfo, PluginSource};
 pub use item::{Item, Payload};
 pub use weft_core::new_job_id;
+
+/// The JSON Schema (draft 2020-12) of workflow files for this host, with
+/// its built-in plugins and grant names offered for completion (`weft
+/// schema` prints it; see [`workflow::workflow_file_schema`]).
+pub fn workflow_file_schema() -> serde_json::Value {
+    let facts = workflow::SchemaFacts {
+        plugins: bundled::builtin_plugins().map(|(name, _)| name.to_owned()).collect(),
+        grants: capabilities::CAPABILITIES
+            .iter()
+            .filter_map(|c| c.grant.map(|grant| (grant.to_owned(), c.summary.to_owned())))
+            .collect(),
+    };
+    workflow::workflow_file_schema(&facts)
+}

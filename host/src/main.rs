@@ -48,6 +48,9 @@ enum Command {
     Plugins(cli::plugins::PluginsArgs),
     /// List the bundled workflows.
     Workflows,
+    /// Print the JSON Schema of workflow files, for editors (the YAML
+    /// language server: `# yaml-language-server: $schema=weft.schema.json`).
+    Schema,
     /// Write plugins: inspect a component, scaffold a new plugin project.
     Plugin {
         #[command(subcommand)]
@@ -119,6 +122,7 @@ async fn dispatch(parsed: Cli) -> Result<ExitCode> {
         Command::Validate(args) => cli::validate::validate(cache, args),
         Command::Plugins(args) => cli::plugins::plugins(cache, args),
         Command::Workflows => Ok(cli::workflows::workflows()),
+        Command::Schema => cli::schema::schema(),
         Command::Plugin { action } => cli::plugin::plugin(cache, action),
         Command::Serve(args) => cli::serve::serve(cache, args).await,
         Command::Submit(args) => cli::submit::submit(args).await,

@@ -233,6 +233,41 @@ async fn mistyped_oversized_and_misaddressed_requests_get_problem_details() {
     problem(api.get("/v1/jobs?state=lost").await, StatusCode::BAD_REQUEST).await;
     problem(api.get("/v1/jobs?since=yesterday").await, StatusCode::BAD_REQUEST).await;
 
+    // A workflow's input contract: a JSON ticket missing a field is refused
+    // naming it; a good one is accepted.
+    let triage = std::fs::read_to_string(repo_root().join("workflows/ticket-triage.yaml")).unwrap();
+    let tickets = Api::start(&server, &[&triage], ApiLimits::default()).await;
+    let missing =
+        tickets.post("/v1/workflows/ticket-triage/jobs", "application/json", r#"{"subject": "refund"}"#).await;
+    let missing = problem(missing, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(missing["detail"].as_str().unwrap().contains("input.body"), "{missing}");
+    let depth = client(&server).await.queue_depths().await.unwrap();
+    assert!(depth.iter().all(|q| q.jobs == 0), "{depth:?}");
+    let good = tickets
+        .post("/v1/workflows/ticket-triage/jobs", "application/json", r#"{"subject": "refund", "body": "order 17"}"#)
+        .await;
+    assert_eq!(good.status(), StatusCode::ACCEPTED);
+    let listed: serde_json::Value = tickets.get("/v1/workflows/ticket-triage").await.json().await.unwrap();
+    assert_eq!(listed["input"]["json_schema"]["required"][1], "body", "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_requests_leave_the_queue_empty() {
+    let server = NatsServer::start();
+    let digest = pdf_digest();
+    let limits = ApiLimits { max_upload_bytes: 4096, ..ApiLimits::default() };
+    let api = Api::start(&server, &[&digest], limits).await;
+    let exe = b"MZ\x90\x00".to_vec();
+    problem(
+        api.post("/v1/workflows/pdf-digest/jobs", "application/pdf", exe).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
+    problem(
+        api.post("/v1/workflows/pdf-digest/jobs", "text/plain", vec![b'a'; 10_000]).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
     // Nothing refused reached the queue.
     let depth = client(&server).await.queue_depths().await.unwrap();
     assert!(depth.iter().all(|q| q.jobs == 0), "{depth:?}");

@@ -17,6 +17,7 @@ mod capabilities;
 mod cli;
 mod cluster;
 mod compute_slots;
+mod contracts;
 mod delivery;
 mod encryption;
 mod fleet;

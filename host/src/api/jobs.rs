@@ -153,7 +153,7 @@ impl JobView {
         (status = 404, description = "No such workflow", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the upload cap", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not what it claims to be", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The Idempotency-Key was used for another request", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The input breaks the workflow's contract (its JSON Schema), or the Idempotency-Key was used for another request", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The queue cannot be reached", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -164,9 +164,13 @@ pub(super) async fn submit(
     request: Request,
 ) -> Result<Response, Problem> {
     caller.require(Scope::Submit)?;
-    let workflow = state.workflow(&workflow)?.name.clone();
+    let info = state.workflow(&workflow)?;
+    let (workflow, contract) = (info.name.clone(), info.input.clone());
     let idempotency_key = idempotency_key(request.headers())?;
     let input = read_input(&state, request).await?;
+    if let Some(contract) = &contract {
+        contract.check(&input.bytes, input.declared.as_deref()).map_err(contract_problem)?;
+    }
     check_type(&input)?;
     let mut job_id = None;
     if let Some(key) = &idempotency_key {
@@ -319,6 +323,18 @@ fn too_large(cap: u64) -> Problem {
     )
 }
 
+/// The answer to an input that breaks its workflow's contract: the
+/// violation's words, the status saying which kind.
+fn contract_problem(violation: crate::workflow::InputViolation) -> Problem {
+    use crate::workflow::InputViolation;
+    let (status, kind) = match &violation {
+        InputViolation::MediaType { .. } => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "wrong-type"),
+        InputViolation::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
+        _ => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-input"),
+    };
+    Problem::new(status, kind, violation.to_string())
+}
+
 /// Refuses an input whose bytes are not what its declared media type or
 /// file name says (a Windows executable sent as a PDF).
 fn check_type(input: &Input) -> Result<(), Problem> {
@@ -375,8 +391,13 @@ async fn find(state: &ApiState, job_id: &str) -> Result<JobView, Problem> {
     if let Some(record) = state.queue().status(job_id).await? {
         return Ok(JobView::of(record));
     }
-    match state.queue().queued_workflow(job_id, state.limits().queued_search).await? {
-        Some(workflow) => Ok(JobView::queued(job_id, workflow)),
+    if let Some(workflow) = state.queue().queued_workflow(job_id, state.limits().queued_search).await? {
+        return Ok(JobView::queued(job_id, workflow));
+    }
+    // A worker writes a job's record before it acks the message: a job that
+    // finished between the two reads above has its record now.
+    match state.queue().status(job_id).await? {
+        Some(record) => Ok(JobView::of(record)),
         None => Err(Problem::not_found(format!(
             "no job `{job_id}` is known: it has no record and is not among the {} newest messages waiting in the job \
              stream; check the id",

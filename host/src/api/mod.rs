@@ -101,6 +101,11 @@ pub struct WorkflowInfo {
     /// Its description, when written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// What a job's input must be (media types, size, JSON Schema), when
+    /// the workflow says; submissions that break it are refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<crate::workflow::InputContract>,
     /// Its steps in file order: the graph.
     pub steps: Vec<StepInfo>,
 }
@@ -125,6 +130,7 @@ impl WorkflowInfo {
             version: spec.version.clone(),
             revision: workflow.revision().to_string(),
             description: spec.description.clone(),
+            input: spec.input.clone(),
             steps: spec
                 .steps
                 .iter()

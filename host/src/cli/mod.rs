@@ -11,6 +11,7 @@ pub(crate) mod keys;
 pub(crate) mod plugin;
 pub(crate) mod plugins;
 pub(crate) mod run;
+pub(crate) mod schema;
 pub(crate) mod serve;
 pub(crate) mod status;
 pub(crate) mod submit;

@@ -52,7 +52,7 @@ enum InputKind {
 }
 
 /// Runs the job; exit status 0 when it succeeded, 1 when it failed, 2 when
-/// the workflow is invalid.
+/// the workflow is invalid or the input breaks its input contract.
 pub(crate) async fn run(cache: &CacheArgs, args: &RunArgs) -> Result<ExitCode> {
     let settings = args.limits.engine(cache.engine_settings(args.fuel));
     let host = HostBuilder::new()
@@ -61,7 +61,6 @@ pub(crate) async fn run(cache: &CacheArgs, args: &RunArgs) -> Result<ExitCode> {
         .capabilities(args.capabilities.config()?)
         .build()?;
     let bytes = read_input(&args.input)?;
-    let item = make_input_item(bytes, args.input_as, &args.input)?;
     let source = weft::discovery::find_workflow(Path::new(&args.workflow))?;
     if let Some(file) = weft::discovery::shadowed_file(Path::new(&args.workflow)) {
         eprintln!(
@@ -80,6 +79,14 @@ pub(crate) async fn run(cache: &CacheArgs, args: &RunArgs) -> Result<ExitCode> {
         Err(other) => return Err(other.into()),
     };
     super::warn_about(&loaded);
+    // The workflow's input contract, before anything runs.
+    if let Some(contract) = &loaded.workflow().input
+        && let Err(violation) = contract.check(&bytes, None)
+    {
+        eprintln!("error: {violation}");
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
+    let item = make_input_item(bytes, args.input_as, &args.input)?;
     let job_id = args.job_id.clone().unwrap_or_else(new_job_id);
     let progress = Progress::start(&loaded.workflow().name);
     let outcome = host.run_job(&loaded, &job_id, vec![item]).await;

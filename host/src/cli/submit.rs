@@ -1,8 +1,11 @@
 //! `weft submit`: put one job on the NATS job stream, and with `--wait`
 //! wait for its record.
 //!
-//! The workflow is a name, not a file: which workflows exist is known only
-//! to the workers serving them, so it is not looked up here.
+//! The workflow is a name, not a file: which workflows exist is known to
+//! the workers serving them, which register each one (its input contract
+//! included) at start-up. The input is checked against that contract
+//! before anything is published; a workflow no worker registered yet is
+//! submitted anyway, with a note: its job waits for one.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +15,7 @@ use anyhow::Result;
 use weft::queue::JobState;
 
 use super::args::{AtRestArgs, NatsArgs};
-use super::{EXIT_JOB_FAILED, read_input};
+use super::{EXIT_INVALID, EXIT_JOB_FAILED, read_input};
 
 /// `weft submit`'s arguments.
 #[derive(clap::Args)]
@@ -38,10 +41,31 @@ pub(crate) struct SubmitArgs {
 }
 
 /// Submits the job and prints its id, or (with `--wait`) its record; exit
-/// status 1 when a waited-for job did not succeed.
+/// status 1 when a waited-for job did not succeed, 2 when the input breaks
+/// the workflow's input contract (nothing is submitted then).
 pub(crate) async fn submit(args: &SubmitArgs) -> Result<ExitCode> {
     let queue = weft::queue::connect(args.at_rest.apply(args.nats.config())?).await?;
-    let outcome = queue.submit(&args.workflow, read_input(&args.input)?, args.job_id.clone()).await?;
+    let input = read_input(&args.input)?;
+    match queue.workflow(&args.workflow).await {
+        Ok(Some(registered)) => {
+            if let Err(violation) = registered.check_input(&input, None) {
+                eprintln!("error: {violation}; nothing was submitted");
+                return Ok(ExitCode::from(EXIT_INVALID));
+            }
+        }
+        // A client allowed to publish jobs but not to read the registry:
+        // the worker checks the input all the same.
+        Err(error) => eprintln!(
+            "warning: cannot read the workflow registry ({error}); the input was not checked here, the worker \
+             checks it"
+        ),
+        Ok(None) => eprintln!(
+            "note: no worker has registered workflow `{}`, so its input contract is unknown and was not checked; \
+             submitting anyway: the job waits until a worker serving it starts",
+            args.workflow
+        ),
+    }
+    let outcome = queue.submit(&args.workflow, input, args.job_id.clone()).await?;
     if outcome.via_object_store {
         eprintln!("uploaded the input to the object store as input.{}", outcome.job_id);
     }

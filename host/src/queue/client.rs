@@ -1,6 +1,6 @@
 //! The client side (`weft submit`, `status`, `cancel`, `dlq`): submit jobs,
-//! read their state, wait for results, cancel jobs, and list, show and
-//! replay dead letters.
+//! read their state, wait for results, cancel jobs, list, show and
+//! replay dead letters, and read the workflow registry.
 //! It reads and writes job state through the worker's [`StateStore`], so
 //! the storage code exists once.
 
@@ -123,6 +123,27 @@ impl QueueClient {
     /// The underlying NATS client (to subscribe to results, say).
     pub fn nats(&self) -> &async_nats::Client {
         &self.topology().client
+    }
+
+    /// The registry's record of workflow `name` (its revision, input
+    /// contract and step graph), if a worker serving it has started; one
+    /// bucket read. Check an input with [`super::WorkflowInfo::check_input`]
+    /// before [`QueueClient::submit`].
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::JetStream`] when the registry cannot be read.
+    pub async fn workflow(&self, name: &str) -> Result<Option<super::WorkflowInfo>, QueueError> {
+        super::registry::read(self.topology(), name).await
+    }
+
+    /// Every workflow a worker has registered, sorted by name.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::JetStream`] when the registry cannot be read.
+    pub async fn workflows(&self) -> Result<Vec<super::WorkflowInfo>, QueueError> {
+        super::registry::list(self.topology()).await
     }
 
     /// Submits a job: large or binary input goes to the object store first,

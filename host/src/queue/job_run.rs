@@ -26,7 +26,7 @@ use super::state::{
 use super::store::StateStore;
 use super::worker::{WorkerConfig, WorkerSummary};
 use super::{JobInput, JobMessage, valid_job_id};
-use crate::item::Item;
+use crate::item::{Item, Payload};
 use crate::scheduler::{CheckpointSink, JitterSource, JobOptions, JobOutcome, JobReport, JobStatus};
 use crate::{Host, LoadedWorkflow};
 
@@ -293,7 +293,7 @@ impl JobRunner {
         // claim due (the dead letter needs the job's real record).
         let mut input = None;
         if claim == Claim::Deferred {
-            let loaded = self.load_input(&job).await;
+            let loaded = self.load_input(&job, workflow).await;
             if loaded.is_err() {
                 claim = claim.input_unusable();
             }
@@ -315,7 +315,7 @@ impl JobRunner {
         };
         let input = match input {
             Some(input) => input,
-            None => self.load_input(&job).await,
+            None => self.load_input(&job, workflow).await,
         };
         let run = Run { started_at_ms: now_ms(), worker: &self.config.name };
         let input = match input {
@@ -808,19 +808,30 @@ impl JobRunner {
     }
 
     /// The job's input item: inline in the message, or read from the object store.
-    async fn load_input(&self, job: &JobMessage) -> Result<Item, String> {
-        match job.inline_item()? {
-            Some(item) => Ok(item),
+    async fn load_input(&self, job: &JobMessage, workflow: &LoadedWorkflow) -> Result<Item, String> {
+        let item = match job.inline_item()? {
+            Some(item) => item,
             None => match &job.input {
                 JobInput::Object(name) => self
                     .store
                     .get_input_object(name, self.config.max_input_bytes)
                     .await
                     .map(|bytes| job.with_metadata(Item::bytes(bytes)))
-                    .map_err(|e| e.to_string()),
-                _ => Err("no input".to_string()),
+                    .map_err(|e| e.to_string())?,
+                _ => return Err("no input".to_string()),
             },
+        };
+        // A job published straight to NATS meets the workflow's input
+        // contract here (in memory: no round trip); breaking it can never
+        // succeed, so it is unusable input, dead-lettered at once.
+        if let Some(contract) = &workflow.workflow().input {
+            let bytes = match &item.payload {
+                Payload::Text(text) => text.as_bytes(),
+                Payload::Bytes(bytes) => bytes.as_slice(),
+            };
+            contract.check(bytes, None).map_err(|violation| violation.to_string())?;
         }
+        Ok(item)
     }
 
     /// The final steps' outputs as the record will hold them: inline, or

@@ -5,7 +5,9 @@
 //! its message is settled in `job_run`, the job record's state machine in
 //! `record`, checkpoints in `checkpoints`, the state store in `store`, the
 //! cancel requests it watches in `cancel`) and the client side (`weft
-//! submit`, `status`, `cancel`, `dlq`), with the dead-letter
+//! submit`, `status`, `cancel`, `dlq`), the workflow registry workers
+//! write and clients read (`registry`: what each served workflow is, its
+//! input contract and step graph), with the dead-letter
 //! format (bodies out of line, entries authenticated) in `dead_letter`.
 //! Nothing is kept forever: records, checkpoints, objects and dead letters
 //! have maximum ages (`topology`), and a finished job's checkpoints are
@@ -30,6 +32,7 @@ mod job_run;
 mod listing;
 mod message;
 mod record;
+mod registry;
 mod state;
 mod store;
 mod topology;
@@ -48,6 +51,7 @@ pub use listing::{
     IdempotencyClaim, IdempotentSubmission, JobFilter, JobPage, JobSummary, MAX_LIST_PAGE, MAX_LIST_SCAN,
 };
 pub use message::{JobInput, JobMessage};
+pub use registry::{DEFAULT_WORKFLOWS_BUCKET, StepInfo, WorkflowInfo};
 pub use state::{Cancellation, JobRecord, JobState};
 pub use topology::{
     DEFAULT_DEAD_LETTER_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_OBJECT_MAX_AGE, DEFAULT_RECORD_MAX_AGE, QueueConfig,

@@ -51,6 +51,10 @@ pub struct QueueConfig {
     /// expire, so that expiry never drops the key and with it the proof
     /// that existing dead letters are genuine.
     pub keys_bucket: String,
+    /// Bucket of the workflow registry (`registry.rs`): what each served
+    /// workflow is, written by workers at start-up, read by clients. No
+    /// maximum age: an idle fleet must not forget its workflows.
+    pub workflows_bucket: String,
     /// How long a job record or checkpoint is kept after it was last
     /// written (the state bucket's maximum age; zero keeps them forever).
     /// Protects the server's disk from one record per job ever run, and
@@ -144,6 +148,7 @@ impl Default for QueueConfig {
             state_bucket: "weft-jobs".into(),
             object_bucket: "weft-objects".into(),
             keys_bucket: "weft-keys".into(),
+            workflows_bucket: super::registry::DEFAULT_WORKFLOWS_BUCKET.into(),
             record_max_age: DEFAULT_RECORD_MAX_AGE,
             record_max_bytes: DEFAULT_MAX_BYTES,
             object_max_age: DEFAULT_OBJECT_MAX_AGE,

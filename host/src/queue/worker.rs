@@ -4,7 +4,8 @@
 //! a job's task does is `job_run`'s), and drain on shutdown: stop pulling,
 //! wait for in-flight jobs, hand back those still running, flush the last
 //! acks. It never settles a message itself. One watch on cancel requests
-//! (`cancel`) runs beside the loop while it serves.
+//! (`cancel`) runs beside the loop while it serves; before its first pull
+//! it registers what it serves (`registry`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,6 +21,7 @@ use tokio::task::JoinSet;
 use super::QueueError;
 use super::cancel::watch_requests;
 use super::job_run::{Counters, JobRunner};
+use super::registry::{WorkflowInfo, register};
 use super::store::StateStore;
 use super::topology::{Limits, QueueConfig, open};
 use crate::scheduler::{JitterSource, RandomJitter};
@@ -213,6 +215,11 @@ impl Worker {
         // its delivery arrives.
         let (cancels, cancel_watch) =
             retry_while_unavailable("the cancel requests' watch", || watch_requests(&store)).await?;
+        // What this worker serves, for clients without the files (one put
+        // per workflow, at start-up only).
+        let records: Vec<WorkflowInfo> =
+            workflows.values().map(|workflow| WorkflowInfo::of(workflow, &config.name)).collect();
+        retry_while_unavailable("the workflow registry", || register(&store.topology, &records)).await?;
         let runner = Arc::new(JobRunner {
             host,
             workflows,

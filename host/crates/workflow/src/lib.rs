@@ -10,9 +10,15 @@
 //! be used by the CLI, the engine and tests alike. It must not panic on any input.
 //!
 //! [`parse`] checks syntax, structure and everything decidable from the file alone (field names
-//! and types, durations and sizes, retry values, step ids, `needs` references, cycles).
+//! and types, durations and sizes, retry values, step ids, `needs` references, cycles, the
+//! `input:` contract and its JSON Schema). [`InputContract`] checks a job's input against that
+//! contract ([`sniff`] tells what the bytes are); [`workflow_file_schema`] is the JSON Schema of
+//! the file format itself, built from the parser's own field lists.
 
+mod contract;
+mod file_schema;
 mod parse;
+pub mod sniff;
 mod suggest;
 mod units;
 mod validate;
@@ -26,6 +32,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use contract::{
+    ContractError, InputContract, InputViolation, MAX_SCHEMA_ERRORS_COUNTED, MAX_VIOLATION_DETAIL_CHARS,
+};
+pub use file_schema::{SchemaFacts, workflow_file_schema};
 pub use parse::MAX_FILE_BYTES;
 pub use suggest::did_you_mean;
 pub use units::{format_duration, format_size, human_size, parse_duration, parse_size};
@@ -175,6 +185,8 @@ pub struct Workflow {
     pub deadline: Duration,
     /// The `defaults` section as written (already applied to every step in [`Workflow::steps`]).
     pub defaults: Defaults,
+    /// What a job's input must be (`input:`), if the file says.
+    pub input: Option<InputContract>,
     /// The steps, in file order, with defaults applied. Ids are unique and every `needs` entry
     /// names another step; there are no cycles.
     /// Shared, so a job's run refers to them without copying.

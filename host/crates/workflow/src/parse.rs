@@ -5,27 +5,34 @@ use std::time::Duration;
 
 use saphyr::{AnnotatedMapping, LoadableYamlNode, MarkedYaml, Marker, ScanError, YamlData};
 
+use super::contract::{check_media_type, check_schema_reachable, schema_problem};
 use super::suggest::did_you_mean;
 use super::units::{format_duration, parse_count, parse_duration, parse_size};
 use super::validate::{GraphNode, graph_problems};
 use super::{
-    DEFAULT_JOB_DEADLINE, Defaults, DefaultsSpans, Diagnostic, GrantSpec, Grants, Jitter, LimitSpans, MAX_STEP_ID_LEN,
-    MapSpec, RetryPolicy, Span, StepLimits, StepSpans, StepSpec, Workflow, WorkflowError,
+    DEFAULT_JOB_DEADLINE, Defaults, DefaultsSpans, Diagnostic, GrantSpec, Grants, InputContract, Jitter, LimitSpans,
+    MAX_STEP_ID_LEN, MapSpec, RetryPolicy, Span, StepLimits, StepSpans, StepSpec, Workflow, WorkflowError,
 };
 
+// The field lists below are also what `workflow_file_schema` lists (a test
+// in `file_schema.rs` checks that the two agree).
+
 /// Fields allowed at the top level of a workflow file.
-const TOP_FIELDS: &[&str] = &["name", "version", "description", "deadline", "defaults", "steps"];
+pub(crate) const TOP_FIELDS: &[&str] = &["name", "version", "description", "deadline", "input", "defaults", "steps"];
+/// Fields allowed in `input`.
+pub(crate) const INPUT_FIELDS: &[&str] = &["media_types", "max_size", "json_schema"];
 /// Fields allowed in `defaults`.
-const DEFAULTS_FIELDS: &[&str] = &["timeout", "retry", "limits"];
+pub(crate) const DEFAULTS_FIELDS: &[&str] = &["timeout", "retry", "limits"];
 /// Fields allowed in a step.
-const STEP_FIELDS: &[&str] = &["id", "plugin", "needs", "config", "map", "retry", "timeout", "limits", "grants"];
+pub(crate) const STEP_FIELDS: &[&str] =
+    &["id", "plugin", "needs", "config", "map", "retry", "timeout", "limits", "grants"];
 /// Fields allowed in `retry`.
-const RETRY_FIELDS: &[&str] =
+pub(crate) const RETRY_FIELDS: &[&str] =
     &["max_attempts", "initial_backoff", "max_backoff", "multiplier", "jitter", "max_retry_after"];
 /// Fields allowed in `limits`.
-const LIMITS_FIELDS: &[&str] = &["memory", "fuel", "output"];
+pub(crate) const LIMITS_FIELDS: &[&str] = &["memory", "fuel", "output"];
 /// Fields allowed in a `map` mapping.
-const MAP_FIELDS: &[&str] = &["concurrency"];
+pub(crate) const MAP_FIELDS: &[&str] = &["concurrency"];
 /// How deep `config` values may nest.
 const MAX_CONFIG_DEPTH: usize = 64;
 
@@ -103,6 +110,10 @@ impl Place {
 
     fn defaults() -> Self {
         Self { prefix: "defaults.", owner: None }
+    }
+
+    fn input() -> Self {
+        Self { prefix: "input.", owner: None }
     }
 
     fn step(label: String) -> Self {
@@ -501,6 +512,99 @@ impl<'t> Cx<'t> {
             }
             Some(d) => Some((d, span_of(node))),
             None => None,
+        }
+    }
+
+    /// The `input:` section: what a job's input must be. `None` (after
+    /// reporting) when any part of it is wrong, so no half contract runs.
+    fn input(&mut self, node: &Node<'_>, workflow: &str) -> Option<InputContract> {
+        let View::Map(map) = view(node) else {
+            self.type_error(node, "a mapping such as `{ media_types: [application/pdf], max_size: 20MiB }`", "`input`");
+            return None;
+        };
+        let place = Place::input();
+        let fields = self.fields(map, INPUT_FIELDS, &place.itself());
+        let mut ok = true;
+        let mut media_types: Vec<String> = Vec::new();
+        let mut media_span = None;
+        if let Some(f) = get(&fields, "media_types") {
+            media_span = Some(f.span());
+            let what = place.field("media_types");
+            match view(f.value) {
+                View::Seq([]) => {
+                    self.error(
+                        f.span(),
+                        format!("{what} is an empty list, which accepts nothing; list media types or remove it"),
+                    );
+                    ok = false;
+                }
+                View::Seq(items) => {
+                    for item in items {
+                        let Some(text) = self.text(item) else {
+                            self.type_error(
+                                item,
+                                "a media type such as `application/pdf`",
+                                &format!("an entry of {what}"),
+                            );
+                            ok = false;
+                            continue;
+                        };
+                        let media_type = text.trim().to_ascii_lowercase();
+                        if let Err(error) = check_media_type(&media_type) {
+                            self.error(span_of(item), format!("{error} (in {what})"));
+                            ok = false;
+                        } else if media_types.contains(&media_type) {
+                            self.error(span_of(item), format!("{what} lists `{media_type}` more than once"));
+                        } else {
+                            media_types.push(media_type);
+                        }
+                    }
+                }
+                _ => {
+                    let hint = self.text(f.value).map(|t| format!("; write `media_types: [{t}]`")).unwrap_or_default();
+                    let found = kind(f.value);
+                    self.error(f.span(), format!("expected a list of media types for {what}, found {found}{hint}"));
+                    ok = false;
+                }
+            }
+        }
+        let mut max_size = None;
+        if let Some(f) = get(&fields, "max_size") {
+            max_size = self.size(f.value, &place.field("max_size"));
+            ok &= max_size.is_some();
+        }
+        let mut schema = None;
+        if let Some(f) = get(&fields, "json_schema") {
+            let what = place.field("json_schema");
+            let value = match view(f.value) {
+                View::Map(_) | View::Bool(_) => self.json(f.value, "json_schema", &place, 0),
+                _ => {
+                    self.type_error(f.value, "a mapping (a JSON Schema)", &what);
+                    None
+                }
+            };
+            match value.map(|value| (schema_problem(&value), value)) {
+                Some((None, value)) => schema = Some(value),
+                Some((Some(problem), _)) => {
+                    self.error(f.span(), problem);
+                    ok = false;
+                }
+                None => ok = false,
+            }
+            if let Err(error) = check_schema_reachable(&media_types, schema.is_some()) {
+                self.error(media_span.unwrap_or(f.span()), error.to_string());
+                ok = false;
+            }
+        }
+        if !ok {
+            return None;
+        }
+        match InputContract::new(workflow, media_types, max_size, schema) {
+            Ok(contract) => Some(contract),
+            Err(error) => {
+                self.error(span_of(node), error.to_string());
+                None
+            }
         }
     }
 
@@ -990,6 +1094,7 @@ fn empty_workflow(source_name: &str) -> Workflow {
         description: None,
         deadline: DEFAULT_JOB_DEADLINE,
         defaults: Defaults::default(),
+        input: None,
         steps: Vec::new(),
         source: source_name.to_owned(),
     }
@@ -1063,6 +1168,7 @@ pub(super) fn parse_partial(source_name: &str, text: &str) -> Result<(Workflow, 
         other => other,
     });
     let defaults = get(&fields, "defaults").map_or_else(DefaultsDraft::default, |f| cx.defaults(f.value));
+    let input = get(&fields, "input").and_then(|f| cx.input(f.value, name.as_deref().unwrap_or_default()));
 
     let mut drafts = Vec::new();
     if let Some(f) = cx.require(&fields, "steps", root_span, &top.itself()) {
@@ -1146,6 +1252,7 @@ pub(super) fn parse_partial(source_name: &str, text: &str) -> Result<(Workflow, 
         version: version.unwrap_or_default(),
         description,
         deadline: deadline.unwrap_or(DEFAULT_JOB_DEADLINE),
+        input,
         defaults: Defaults {
             timeout: defaults.timeout.map(|(d, _)| d),
             retry: default_retry,

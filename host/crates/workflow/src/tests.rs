@@ -793,3 +793,41 @@ fn pathological_nesting_is_rejected_without_overflowing_the_stack() {
     ));
     assert!(parse("wide.yaml", &wide).is_ok());
 }
+
+// ---------------------------------------------------------------- input contracts
+
+#[test]
+fn an_input_section_becomes_a_contract_that_checks_inputs() {
+    let text = "name: pdf\nversion: \"1\"\ninput:\n  media_types: [application/pdf]\n  max_size: 20MiB\nsteps:\n  - id: a\n    plugin: p\n";
+    let workflow = parse("t.yaml", text).unwrap();
+    let contract = workflow.input.expect("the contract is parsed");
+    assert_eq!(contract.workflow(), "pdf");
+    assert_eq!(contract.max_size(), Some(20 << 20));
+    assert_eq!(contract.media_types(), ["application/pdf"]);
+    assert!(contract.check(b"MZ\x90\x00", None).is_err());
+    let json = "name: t\nversion: \"1\"\ninput:\n  json_schema: { type: object, required: [subject], properties: { subject: { type: string, maxLength: 200 } } }\nsteps:\n  - id: a\n    plugin: p\n";
+    let contract = parse("t.yaml", json).unwrap().input.unwrap();
+    assert_eq!(contract.check(br#"{}"#, None).unwrap_err().to_string(), "input.subject: required field missing");
+    assert!(parse("t.yaml", &with_steps("  - id: a\n    plugin: p\n")).unwrap().input.is_none());
+}
+
+#[test]
+fn a_bad_input_section_is_reported_at_its_position() {
+    let diagnostics = |text: &str| match parse("t.yaml", text) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e.diagnostics().into_iter().map(|d| format!("{}: {}", d.span, d.message)).collect::<Vec<_>>(),
+    };
+    let text = "name: t\nversion: \"1\"\ninput:\n  media_types: [application/pdff, text/plain]\n  max_sise: 1MiB\n  json_schema: { type: objekt }\nsteps:\n  - id: a\n    plugin: p\n";
+    let found = diagnostics(text);
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert!(
+        found[0].starts_with("4:17: unknown media type `application/pdff`; did you mean `application/pdf`?"),
+        "{found:#?}"
+    );
+    assert!(found[1].starts_with("5:3: unknown field `max_sise` in `input`; did you mean `max_size`?"), "{found:#?}");
+    assert!(found[2].starts_with("6:16: `input.json_schema` is not a usable JSON Schema"), "{found:#?}");
+    let text = "name: t\nversion: \"1\"\ninput: { media_types: [application/pdf], json_schema: { type: object } }\nsteps:\n  - id: a\n    plugin: p\n";
+    assert!(one_message(text).contains("accepts no JSON; add application/json"));
+    let text = "name: t\nversion: \"1\"\ninput: { max_size: 0 }\nsteps:\n  - id: a\n    plugin: p\n";
+    assert_eq!(one_message(text), "`input.max_size` must be greater than zero");
+}
