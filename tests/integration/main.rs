@@ -27,3 +27,4 @@ mod retention;
 mod retries;
 mod sandbox;
 mod security;
+mod soak;
