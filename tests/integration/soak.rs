@@ -48,6 +48,11 @@ const MESSAGES_PER_LIVE_JOB: u64 = 4;
 /// Worker resident memory the soak allows (MiB): a worker holds at most
 /// `--concurrency` jobs of a few KiB, so growth past this is a leak.
 const DEFAULT_MAX_RSS_MIB: u64 = 256;
+/// The nap step's length: long enough that every worker holds jobs when
+/// a fault strikes it (about `rate` x 1 s jobs are in flight).
+const NAP_MS: u64 = 800;
+/// Jobs one worker runs at once (`--concurrency`).
+const CONCURRENCY: usize = 8;
 /// One job in this many is rejected by the receiver (422: fatal).
 const REJECT_ONE_IN: u64 = 20;
 
@@ -74,7 +79,7 @@ impl Settings {
     fn from_env() -> Self {
         let jobs = env_or("WEFT_SOAK_JOBS", 200usize);
         let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-        let rate = env_or("WEFT_SOAK_RATE", 8.0f64);
+        let rate = env_or("WEFT_SOAK_RATE", 5.0f64);
         // The submissions' own time, plus time to drain and verify.
         let deadline = (jobs as f64 / rate) as u64 + 120;
         Settings {
@@ -250,7 +255,7 @@ fn reset(socket: tokio::net::TcpStream) {
 fn soak_workflow(receiver: &Receiver) -> String {
     format!(
         "name: soak\nversion: '1'\nsteps:\n  - id: echo\n    plugin: {echo}\n  - id: nap\n    plugin: {sleep}\n    \
-         needs: [echo]\n    config: {{ ms: 100 }}\n  - id: notify\n    plugin: notify\n    needs: [nap]\n    \
+         needs: [echo]\n    config: {{ ms: {NAP_MS} }}\n  - id: notify\n    plugin: notify\n    needs: [nap]\n    \
          retry: {{ max_attempts: 6, initial_backoff: 100ms, jitter: none }}\n    grants: {{ http: [\"{addr}\"] }}\n    \
          config: {{ channels: [{{ type: webhook, url: \"http://{addr}/hook\" }}] }}\n",
         echo = component_path("echo-config").display(),
@@ -434,6 +439,10 @@ async fn inject(
 ) -> (BTreeMap<ProcessFault, u64>, Fleet, NatsCluster) {
     let mut rng = Rng(seed ^ 0xfa17);
     let mut done: BTreeMap<ProcessFault, u64> = BTreeMap::new();
+    // The first faults strike once the workers are running jobs.
+    while shared.ended_at.lock().unwrap().iter().all(Option::is_none) && !shared.stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let mut rounds = 0;
     while rounds < 2 || !shared.stop.load(Ordering::Relaxed) {
         let mut order = [ProcessFault::KillWorker, ProcessFault::StopWorker, ProcessFault::RestartNode];
@@ -530,6 +539,18 @@ async fn watch_ends(
     ended
 }
 
+/// Every dead letter, read again while the cluster recovers (at most 60 s).
+async fn read_dead_letters(queue: &QueueClient) -> Vec<weft::queue::DeadLetterEntry> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match queue.dead_letters().await {
+            Ok(letters) => return letters,
+            Err(error) => assert!(Instant::now() < deadline, "the dead letters cannot be read: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_random_faults_every_job_ends_once_none_is_lost_and_no_webhook_is_applied_twice() {
     let settings = Settings::from_env();
@@ -560,7 +581,7 @@ async fn under_random_faults_every_job_ends_once_none_is_lost_and_no_webhook_is_
         ".",
         "--strict",
         "--concurrency",
-        "4",
+        &CONCURRENCY.to_string(),
         "--ack-wait-secs",
         &ACK_WAIT.as_secs().to_string(),
         "--drain-grace-secs",
@@ -593,6 +614,19 @@ async fn under_random_faults_every_job_ends_once_none_is_lost_and_no_webhook_is_
         peak_storage: Mutex::new((0, 0, 0, 0)),
         storage_violation: Mutex::new(None),
         rss_violation: Mutex::new(None),
+    });
+    // Every terminal state a worker announces (`weft.results.soak`); a
+    // reconnecting client may miss some, so this can only undercount.
+    let mut events = queue.nats().subscribe("weft.results.soak").await.unwrap();
+    queue.nats().flush().await.unwrap();
+    let announced: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
+    let heard = announced.clone();
+    let listener = tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            let event: serde_json::Value = serde_json::from_slice(&event.payload).unwrap_or_default();
+            let id = event["job_id"].as_str().unwrap_or_default().to_string();
+            heard.lock().unwrap().entry(id).or_default().push(event["state"].to_string());
+        }
     });
     let deadline = Instant::now() + settings.deadline;
     let pids = Arc::new(Mutex::new(fleet.pids()));
@@ -628,14 +662,23 @@ async fn under_random_faults_every_job_ends_once_none_is_lost_and_no_webhook_is_
     let left_in_queue = stream_messages(&js, "WEFT_JOBS").await;
 
     // The invariants, for every job.
-    let letters = queue.dead_letters().await.unwrap();
+    let letters = read_dead_letters(&queue).await;
     let mut letters_by_job: HashMap<&str, Vec<&str>> = HashMap::new();
     for entry in &letters {
         letters_by_job.entry(entry.letter.job_id.as_str()).or_default().push(entry.letter.reason.as_str());
     }
+    listener.abort();
+    let announced = announced.lock().unwrap().clone();
+    let announced_twice: Vec<String> = announced
+        .iter()
+        .filter(|(_, states)| states.len() > 1)
+        .map(|(id, states)| format!("{id}: {states:?}"))
+        .collect();
     let tally = receiver.tally();
     let (mut lost, mut wrong, mut duplicated) = (Vec::new(), Vec::new(), Vec::new());
     let (mut succeeded, mut dead_lettered) = (0, 0);
+    // Jobs that more than one delivery ran: the faults struck jobs in flight.
+    let rerun = ended.values().filter(|record| record.attempts > 1).count();
     for id in ids.iter() {
         let accepted = tally.accepted_by_job.get(id).copied().unwrap_or(0);
         if accepted > 1 {
@@ -686,6 +729,8 @@ async fn under_random_faults_every_job_ends_once_none_is_lost_and_no_webhook_is_
     eprintln!("| lost | {} |", lost.len());
     eprintln!("| wrong terminal state | {} |", wrong.len());
     eprintln!("| duplicated (applied twice) | {} |", duplicated.len());
+    eprintln!("| jobs run by more than one delivery | {rerun} |");
+    eprintln!("| terminal states announced (jobs; twice) | {}; {} |", announced.len(), announced_twice.len());
     for (fault, count) in &faults {
         eprintln!("| fault {fault:?} | {count} |");
     }
@@ -719,5 +764,67 @@ async fn under_random_faults_every_job_ends_once_none_is_lost_and_no_webhook_is_
     }
     let receiver_faults: HashSet<ReceiverFault> = tally.faults.keys().copied().collect();
     assert_eq!(receiver_faults.len(), 4, "every kind of receiver fault happened: {:?}", tally.faults);
+    assert!(announced_twice.is_empty(), "jobs that ended twice: {announced_twice:?}");
     assert!(tally.dropped_repeats > 0, "some delivery was repeated after the receiver accepted it");
+}
+
+/// Found by the soak: a worker stopped (SIGSTOP) past the ack wait while
+/// running a job, so the job was redelivered and finished by another
+/// worker, announces that job's end a second time when it continues (and
+/// overwrites its record with its own stale copy): its terminal write is an
+/// unconditional put, not one conditional on the record it claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_resumed_after_sigstop_does_not_end_a_job_another_worker_finished() {
+    let server = crate::nats::NatsServer::start();
+    let receiver = crate::servers::HttpServer::always(200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = format!(
+        "name: held\nversion: '1'\nsteps:\n  - id: nap\n    plugin: {sleep}\n    config: {{ ms: 2500 }}\n  - id: notify\n    \
+         plugin: notify\n    needs: [nap]\n    grants: {{ http: [\"{grant}\"] }}\n    \
+         config: {{ channels: [{{ type: webhook, url: \"{url}\" }}] }}\n",
+        sleep = component_path("sleep").display(),
+        grant = receiver.grant(),
+        url = receiver.url("/hook"),
+    );
+    std::fs::write(dir.path().join("held.yaml"), workflow).unwrap();
+    precompile(&["notify", "sleep"]);
+    let mut fleet = Fleet {
+        dir: dir.path().to_path_buf(),
+        args: ["--nats", &server.url(), "--workflows", ".", "--ack-wait-secs", "2", "--drain-grace-secs", "20"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        workers: Vec::new(),
+        started: 0,
+    };
+    let first = fleet.spawn();
+    fleet.workers.push(first);
+    let queue = weft::queue::connect(QueueConfig { url: server.url(), ..QueueConfig::default() }).await.unwrap();
+    let mut events = queue.nats().subscribe("weft.results.held").await.unwrap();
+    queue.nats().flush().await.unwrap();
+    queue.submit("held", b"hello".to_vec(), Some("held-1".into())).await.unwrap();
+
+    // The first worker runs the job's nap; it is stopped there, past the ack wait.
+    crate::queue::wait_for_state(&queue, "held-1", JobState::Running).await;
+    let stopped = fleet.workers[0].id();
+    assert!(signal(stopped, "STOP"));
+    let second = fleet.spawn();
+    fleet.workers.push(second);
+    let record = queue.wait("held-1", Duration::from_secs(60)).await.unwrap();
+    assert_eq!(record.state, JobState::Succeeded, "the second worker finished it: {record:?}");
+    let first_event = tokio::time::timeout(Duration::from_secs(10), events.next()).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first_event.payload).contains("\"succeeded\""));
+
+    // The first worker continues, then drains and exits: whatever it does
+    // to the job is done by then.
+    assert!(signal(stopped, "CONT"));
+    assert!(signal(stopped, "TERM"));
+    let exited = crate::support::wait_exit(&mut fleet.workers[0], Duration::from_secs(40));
+    assert!(exited.is_some(), "the resumed worker drains and exits");
+    queue.nats().flush().await.unwrap();
+    let again = tokio::time::timeout(Duration::from_millis(500), events.next()).await;
+    let again = again.ok().flatten().map(|event| String::from_utf8_lossy(&event.payload).into_owned());
+    assert_eq!(again, None, "the job's end was announced a second time");
+    let after = queue.status("held-1").await.unwrap().unwrap();
+    assert_eq!(after, record, "the finished job's record is left as the second worker wrote it");
 }
