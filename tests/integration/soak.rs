@@ -115,7 +115,7 @@ impl Rng {
 fn job_id(i: usize, seed: u64) -> String {
     // A mix of the seed picks which jobs the receiver rejects.
     let mut rng = Rng(seed ^ (i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
-    if rng.next() % REJECT_ONE_IN == 0 { format!("soak-{i}-reject") } else { format!("soak-{i}") }
+    if rng.next().is_multiple_of(REJECT_ONE_IN) { format!("soak-{i}-reject") } else { format!("soak-{i}") }
 }
 
 fn rejected(job_id: &str) -> bool {
@@ -674,7 +674,8 @@ async fn under_random_faults_every_job_ends_once_none_is_lost_and_no_webhook_is_
         .filter(|(_, states)| states.len() > 1)
         .map(|(id, states)| format!("{id}: {states:?}"))
         .collect();
-    let tally = receiver.tally();
+    // The run is over: what the receiver saw is taken out of its lock.
+    let tally = std::mem::take(&mut *receiver.tally());
     let (mut lost, mut wrong, mut duplicated) = (Vec::new(), Vec::new(), Vec::new());
     let (mut succeeded, mut dead_lettered) = (0, 0);
     // Jobs that more than one delivery ran: the faults struck jobs in flight.
