@@ -502,21 +502,31 @@ async fn submit_until_stored(queue: &QueueClient, id: &str) {
 }
 
 /// Sweeps the submitted jobs not yet seen finished, every 250 ms, reading
-/// their records; a terminal one is kept. Returns at the deadline or when
-/// every job has ended.
+/// their records; a terminal one is kept. Returns when every job has
+/// ended, at the deadline, or once all are submitted and none has ended
+/// for `give_up_after`.
 async fn watch_ends(
     shared: Arc<Shared>,
     queue: QueueClient,
     ids: Arc<Vec<String>>,
     deadline: Instant,
-) -> HashMap<String, JobRecord> {
+    give_up_after: Duration,
+) -> (HashMap<String, JobRecord>, HashMap<String, JobRecord>) {
     let mut ended: HashMap<String, JobRecord> = HashMap::new();
+    let mut last_end = Instant::now();
+    let mut last_open: HashMap<String, JobRecord> = HashMap::new();
     while Instant::now() < deadline {
         let submitted = shared.submitted.load(Ordering::Relaxed);
         let open: Vec<usize> = (0..submitted).filter(|i| !ended.contains_key(&ids[*i])).collect();
         if open.is_empty() && submitted == ids.len() {
             break;
         }
+        // Every job submitted, none ended for longer than the record age:
+        // what is still open will not end (its record, if any, expired).
+        if submitted == ids.len() && last_end.elapsed() > give_up_after {
+            break;
+        }
+        let before = ended.len();
         let reads = futures::stream::iter(open)
             .map(|i| {
                 let queue = &queue;
@@ -527,16 +537,26 @@ async fn watch_ends(
             .collect::<Vec<_>>()
             .await;
         for (i, read) in reads {
-            if let Ok(Some(record)) = read
-                && matches!(record.state, JobState::Succeeded | JobState::DeadLettered | JobState::Cancelled)
-            {
-                shared.ended_at.lock().unwrap()[i] = Some(Instant::now());
-                ended.insert(ids[i].clone(), record);
+            match read {
+                Ok(Some(record))
+                    if matches!(record.state, JobState::Succeeded | JobState::DeadLettered | JobState::Cancelled) =>
+                {
+                    shared.ended_at.lock().unwrap()[i] = Some(Instant::now());
+                    ended.insert(ids[i].clone(), record);
+                }
+                // The last unfinished state seen, to tell what a lost job was doing.
+                Ok(Some(record)) => {
+                    last_open.insert(ids[i].clone(), record);
+                }
+                _ => {}
             }
+        }
+        if ended.len() > before {
+            last_end = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    ended
+    (ended, last_open)
 }
 
 /// Every dead letter, read again while the cluster recovers (at most 60 s).
@@ -632,7 +652,8 @@ async fn under_random_faults_every_job_ends_once_none_is_lost_and_no_webhook_is_
     let pids = Arc::new(Mutex::new(fleet.pids()));
     let sampler = tokio::spawn(sample(shared.clone(), js.clone(), pids.clone(), settings.clone()));
     let injector = tokio::spawn(inject(shared.clone(), fleet, cluster, js.clone(), pids.clone(), settings.seed));
-    let watcher = tokio::spawn(watch_ends(shared.clone(), queue.clone(), ids.clone(), deadline));
+    let give_up_after = settings.record_age + EXPIRY_SLACK + Duration::from_secs(30);
+    let watcher = tokio::spawn(watch_ends(shared.clone(), queue.clone(), ids.clone(), deadline, give_up_after));
 
     // Submissions at a steady rate.
     let interval = Duration::from_secs_f64(1.0 / settings.rate);
@@ -643,7 +664,7 @@ async fn under_random_faults_every_job_ends_once_none_is_lost_and_no_webhook_is_
         shared.submitted.store(i + 1, Ordering::Relaxed);
     }
     let submitted_in = shared.started.elapsed();
-    let ended = watcher.await.unwrap();
+    let (ended, last_open) = watcher.await.unwrap();
     shared.stop.store(true, Ordering::Relaxed);
     let (faults, fleet, cluster) = tokio::time::timeout(Duration::from_secs(180), injector)
         .await
@@ -687,7 +708,8 @@ async fn under_random_faults_every_job_ends_once_none_is_lost_and_no_webhook_is_
         }
         let reasons = letters_by_job.get(id.as_str()).cloned().unwrap_or_default();
         let Some(record) = ended.get(id) else {
-            lost.push(format!("{id}: {:?}", queue.status(id).await.ok().flatten().map(|r| (r.state, r.history))));
+            let now = queue.status(id).await.ok().flatten();
+            lost.push(format!("{id}: now {now:?}; last seen unfinished {:?}", last_open.get(id)));
             continue;
         };
         match record.state {
