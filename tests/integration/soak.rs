@@ -771,6 +771,9 @@ async fn under_random_faults_every_job_ends_once_none_is_lost_and_no_webhook_is_
     );
     eprintln!("| storage at end (state, objects, dead letters msgs) | {storage_end:?} |");
     eprintln!("| checkpoints left | {checkpoints_left:?} |");
+    for line in lost.iter().chain(&wrong).chain(&duplicated).chain(&announced_twice).take(40) {
+        eprintln!("soak: {line}");
+    }
     drop(fleet);
     drop(cluster);
 
