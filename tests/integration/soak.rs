@@ -799,10 +799,21 @@ async fn under_random_faults_every_job_ends_once_none_is_lost_and_no_webhook_is_
 /// worker, announces that job's end a second time when it continues (and
 /// overwrites its record with its own stale copy): its terminal write is an
 /// unconditional put, not one conditional on the record it claimed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_resumed_after_sigstop_does_not_end_a_job_another_worker_finished() {
+/// What a job of a nap then a webhook answered `status` looked like once
+/// its first worker, SIGSTOPped during the nap past the ack wait, was
+/// resumed and drained after a second worker had ended the job: the record
+/// the second worker left, a second end event if one came, the record
+/// after the first worker exited, and the job's dead letters.
+struct ResumedRun {
+    ended: JobRecord,
+    announced_again: Option<String>,
+    after: JobRecord,
+    dead_letters: usize,
+}
+
+async fn resume_a_worker_stopped_past_the_ack_wait(status: u16) -> ResumedRun {
     let server = crate::nats::NatsServer::start();
-    let receiver = crate::servers::HttpServer::always(200).await;
+    let receiver = crate::servers::HttpServer::always(status).await;
     let dir = tempfile::tempdir().unwrap();
     let workflow = format!(
         "name: held\nversion: '1'\nsteps:\n  - id: nap\n    plugin: {sleep}\n    config: {{ ms: 2500 }}\n  - id: notify\n    \
@@ -836,10 +847,11 @@ async fn a_worker_resumed_after_sigstop_does_not_end_a_job_another_worker_finish
     assert!(signal(stopped, "STOP"));
     let second = fleet.spawn();
     fleet.workers.push(second);
-    let record = queue.wait("held-1", Duration::from_secs(60)).await.unwrap();
-    assert_eq!(record.state, JobState::Succeeded, "the second worker finished it: {record:?}");
+    let ended = queue.wait("held-1", Duration::from_secs(60)).await.unwrap();
     let first_event = tokio::time::timeout(Duration::from_secs(10), events.next()).await.unwrap().unwrap();
-    assert!(String::from_utf8_lossy(&first_event.payload).contains("\"succeeded\""));
+    let first_event = String::from_utf8_lossy(&first_event.payload).into_owned();
+    let state = format!("\"state\":\"{}\"", ended.state.name());
+    assert!(first_event.contains(&state), "the second worker's end event says {state}: {first_event}");
 
     // The first worker continues, then drains and exits: whatever it does
     // to the job is done by then.
@@ -849,8 +861,27 @@ async fn a_worker_resumed_after_sigstop_does_not_end_a_job_another_worker_finish
     assert!(exited.is_some(), "the resumed worker drains and exits");
     queue.nats().flush().await.unwrap();
     let again = tokio::time::timeout(Duration::from_millis(500), events.next()).await;
-    let again = again.ok().flatten().map(|event| String::from_utf8_lossy(&event.payload).into_owned());
-    assert_eq!(again, None, "the job's end was announced a second time");
+    let announced_again = again.ok().flatten().map(|event| String::from_utf8_lossy(&event.payload).into_owned());
     let after = queue.status("held-1").await.unwrap().unwrap();
-    assert_eq!(after, record, "the finished job's record is left as the second worker wrote it");
+    let dead_letters = read_dead_letters(&queue).await.iter().filter(|entry| entry.letter.job_id == "held-1").count();
+    ResumedRun { ended, announced_again, after, dead_letters }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_resumed_after_sigstop_does_not_end_a_job_another_worker_finished() {
+    let run = resume_a_worker_stopped_past_the_ack_wait(200).await;
+    assert_eq!(run.ended.state, JobState::Succeeded, "the second worker finished it: {:?}", run.ended);
+    assert_eq!(run.announced_again, None, "the job's end was announced a second time");
+    assert_eq!(run.after, run.ended, "the finished job's record is left as the second worker wrote it");
+    assert_eq!(run.dead_letters, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_resumed_after_sigstop_does_not_dead_letter_a_job_another_worker_dead_lettered() {
+    // The receiver refuses (422: fatal), so each worker's run ends in a dead letter.
+    let run = resume_a_worker_stopped_past_the_ack_wait(422).await;
+    assert_eq!(run.ended.state, JobState::DeadLettered, "the second worker dead-lettered it: {:?}", run.ended);
+    assert_eq!(run.dead_letters, 1, "one job, one dead letter");
+    assert_eq!(run.announced_again, None, "the job's end was announced a second time");
+    assert_eq!(run.after, run.ended, "the dead-lettered job's record is left as the second worker wrote it");
 }
