@@ -95,12 +95,15 @@ pub(crate) enum Outcome<'a> {
         /// How long before it is offered again.
         delay: Duration,
     },
-    /// It can never succeed: the dead letter is stored (a large body out of
-    /// line, so it fits whatever the message's size), then (when the job
-    /// has a record) its record says dead-lettered and its result event
-    /// is published, then the message is acked. A dead letter that cannot
-    /// be stored (the server is unreachable) leaves the message for
-    /// redelivery, at most the consumer's `max_deliver` times.
+    /// It can never succeed: (when the job has a record) the record is
+    /// first written, still unfinished, at the revision this delivery last
+    /// wrote, so a delivery that lost the job stores no dead letter; then
+    /// the dead letter is stored (a large body out of line, so it fits
+    /// whatever the message's size), then its record says dead-lettered
+    /// and its result event is published, then the message is acked. A
+    /// dead letter that cannot be stored (the server is unreachable) leaves
+    /// the message for redelivery, at most the consumer's `max_deliver`
+    /// times.
     DeadLetter {
         /// What the dead-letter stream gets.
         letter: DeadLetter,
@@ -687,7 +690,8 @@ impl JobRunner {
 
     /// Claims the job before it runs: a conditional write records a first
     /// delivery as running; when a record exists, this is a redelivery and
-    /// the record is taken over instead. `Ok((record, redelivered))` to run
+    /// the record is taken over instead (a conditional update at the
+    /// revision read). `Ok((record, revision written, redelivered))` to run
     /// the job; otherwise how to settle it (a duplicate of a finished job,
     /// or state that cannot be read now).
     async fn claim_before_run(
