@@ -13,7 +13,7 @@ use crate::support::component_path;
 
 /// Connects once the cluster has elected a leader and can create
 /// replicated streams (at most 60 s).
-async fn connect_when_ready(config: &QueueConfig) -> QueueClient {
+pub(crate) async fn connect_when_ready(config: &QueueConfig) -> QueueClient {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match weft::queue::connect(config.clone()).await {

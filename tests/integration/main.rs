@@ -31,3 +31,4 @@ mod retention;
 mod retries;
 mod sandbox;
 mod security;
+mod soak;

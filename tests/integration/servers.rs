@@ -129,7 +129,7 @@ impl Drop for HttpServer {
     }
 }
 
-async fn read_request(socket: &mut tokio::net::TcpStream) -> std::io::Result<Option<Recorded>> {
+pub(crate) async fn read_request(socket: &mut tokio::net::TcpStream) -> std::io::Result<Option<Recorded>> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {

@@ -156,6 +156,10 @@ struct CheckpointState {
     /// Writes sent whose acks nobody has awaited yet.
     unacked: Vec<(String, async_nats::jetstream::context::PublishAckFuture)>,
     claim: Claim,
+    /// The bucket revision of the record the deferred claim created, once
+    /// it is [`Claim::Held`] (the run's later record writes are
+    /// conditional on it).
+    claimed_at: Option<u64>,
     /// The job may have checkpoints in the bucket: this run sent one, or
     /// it is a redelivery (an earlier run may have). Only then does
     /// [`KvCheckpoints::remove_all`] cost a request.
@@ -182,6 +186,7 @@ impl KvCheckpoints {
             pending: Vec::new(),
             unacked: Vec::new(),
             claim,
+            claimed_at: None,
             maybe_stored: false,
             objects: Vec::new(),
             finished: false,
@@ -260,6 +265,13 @@ impl KvCheckpoints {
         self.lock().claim
     }
 
+    /// The bucket revision of the record a deferred claim created, if it
+    /// did (read after [`KvCheckpoints::claim`] or
+    /// [`KvCheckpoints::claim_now`]).
+    pub(crate) fn claimed_at(&self) -> Option<u64> {
+        self.lock().claimed_at
+    }
+
     /// Writes a deferred claim now (once any flush under way has finished)
     /// and returns what it became.
     pub(crate) async fn claim_now(&self) -> Claim {
@@ -287,9 +299,11 @@ impl KvCheckpoints {
         if let Err(error) = &created {
             tracing::warn!(%error, "cannot claim the job's state");
         }
-        let claim = claim.created(created.ok());
+        let created = created.ok();
+        let claim = claim.created(created.map(|revision| revision.is_some()));
         let mut state = self.lock();
         state.claim = claim;
+        state.claimed_at = created.flatten();
         if claim == Claim::Conflict {
             state.pending.clear();
         }

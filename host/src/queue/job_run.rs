@@ -95,18 +95,22 @@ pub(crate) enum Outcome<'a> {
         /// How long before it is offered again.
         delay: Duration,
     },
-    /// It can never succeed: the dead letter is stored (a large body out of
-    /// line, so it fits whatever the message's size), then (when the job
-    /// has a record) its record says dead-lettered and its result event
-    /// is published, then the message is acked. A dead letter that cannot
-    /// be stored (the server is unreachable) leaves the message for
-    /// redelivery, at most the consumer's `max_deliver` times.
+    /// It can never succeed: (when the job has a record) the record is
+    /// first written, still unfinished, at the revision this delivery last
+    /// wrote, so a delivery that lost the job stores no dead letter; then
+    /// the dead letter is stored (a large body out of line, so it fits
+    /// whatever the message's size), then its record says dead-lettered
+    /// and its result event is published, then the message is acked. A
+    /// dead letter that cannot be stored (the server is unreachable) leaves
+    /// the message for redelivery, at most the consumer's `max_deliver`
+    /// times.
     DeadLetter {
         /// What the dead-letter stream gets.
         letter: DeadLetter,
-        /// The job's record and this run's report; `None` for a message
-        /// that is not a usable job at all.
-        record: Option<(JobRecord, Option<&'a JobReport>)>,
+        /// The job's record, the bucket revision this delivery last
+        /// wrote (or read) it at, and this run's report; `None` for a
+        /// message that is not a usable job at all.
+        record: Option<(JobRecord, u64, Option<&'a JobReport>)>,
     },
     /// A duplicate of a finished job: acked without running.
     Duplicate,
@@ -122,6 +126,18 @@ pub(crate) enum Outcome<'a> {
     /// Its claim or outcome could not be written: not settled at all, so
     /// the server redelivers it after the ack wait.
     Unsettled,
+    /// The job's record moved on past the revision this delivery last
+    /// wrote: another delivery took the job over (this one was stopped or
+    /// cut off past the ack wait), or it was cancelled. This delivery
+    /// writes, announces and dead-letters nothing more. It is acked (as a
+    /// duplicate) only when the record is terminal, since then the job's
+    /// outcome is durable; otherwise the job is another delivery's, whose
+    /// message this one shares: an ack would take it off the queue while
+    /// that delivery may still fail or crash, so it is left unsettled.
+    Lost {
+        /// The job's id (its record's key).
+        job_id: String,
+    },
 }
 
 /// How a job ended for good: its outcome is durable (record or dead
@@ -135,6 +151,10 @@ pub(crate) enum Ended {
     DeadLettered,
     /// Its record says cancelled.
     Cancelled,
+    /// Another delivery ended it (this one lost the job, see
+    /// [`Outcome::Lost`]): only this run's leftovers (checkpoints it wrote
+    /// late) go.
+    ByAnother,
 }
 
 /// Counts of how deliveries were settled.
@@ -299,7 +319,9 @@ impl JobRunner {
             }
             input = Some(loaded);
         }
-        let (record, redelivered) = if claim == Claim::Due {
+        // The bucket revision this delivery last wrote the record at (none
+        // while the claim is deferred).
+        let (record, revision, redelivered) = if claim == Claim::Due {
             match self.claim_before_run(message, job_id, workflow_name, claimant).await {
                 Ok(claimed) => {
                     claim = Claim::Held;
@@ -311,7 +333,7 @@ impl JobRunner {
                 }
             }
         } else {
-            (JobRecord::first_run(job_id, workflow_name, claimant), false)
+            (JobRecord::first_run(job_id, workflow_name, claimant), None, false)
         };
         let input = match input {
             Some(input) => input,
@@ -323,7 +345,9 @@ impl JobRunner {
             Err(reason) => {
                 let reason = format!("the job's input is unusable: {reason}");
                 let letter = letter_for(message, job_id, workflow_name, reason, None, record.history.clone());
-                self.settle(message, Outcome::DeadLetter { letter, record: Some((record, None)) }).await;
+                // Deferred claims become due on an unusable input: held.
+                let record = Some((record, revision.unwrap_or(0), None));
+                self.settle(message, Outcome::DeadLetter { letter, record }).await;
                 return;
             }
         };
@@ -343,7 +367,8 @@ impl JobRunner {
                 Err(error) => {
                     let mut record = record;
                     record.hand_back(&run);
-                    let outcome = self.missing_key(message, job_id, workflow_name, &error, Some(record)).await;
+                    let record = Some((record, revision.unwrap_or(0)));
+                    let outcome = self.missing_key(message, job_id, workflow_name, &error, record).await;
                     self.settle(message, outcome).await;
                     return;
                 }
@@ -373,7 +398,7 @@ impl JobRunner {
                 return;
             }
         };
-        let ended = self.finish(message, workflow, job_id, record, &run, outcome, &checkpoints).await;
+        let ended = self.finish(message, workflow, job_id, record, revision, &run, outcome, &checkpoints).await;
         // Only after the job's outcome is durable and its message settled:
         // nothing of this is on the job's way to its ack.
         if let Some(ended) = ended {
@@ -388,8 +413,10 @@ impl JobRunner {
 
     /// Records how the run ended, as the claim at its end allows (see
     /// [`Claim::at_end`]), then settles the message. `outcome` is `None`
-    /// when the job was stopped to be handed back. How the job ended for
-    /// good, if it did.
+    /// when the job was stopped to be handed back. `revision` is the
+    /// bucket revision the claim wrote the record at (`None` while the
+    /// claim was deferred): every write here is conditional on the last
+    /// revision this delivery wrote. How the job ended for good, if it did.
     #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
@@ -397,6 +424,7 @@ impl JobRunner {
         workflow: &LoadedWorkflow,
         job_id: &str,
         mut record: JobRecord,
+        revision: Option<u64>,
         run: &Run<'_>,
         outcome: Option<JobOutcome>,
         checkpoints: &KvCheckpoints,
@@ -417,27 +445,41 @@ impl JobRunner {
         let inline = sinks.as_ref().and_then(fits_inline);
         let large_outputs = inline == Some(false);
         let claim = if large_outputs { checkpoints.claim_now().await } else { checkpoints.claim().await };
-        let create = match claim.at_end(succeeded, large_outputs) {
-            Recording::Put => false,
-            Recording::CreateWithOutcome => true,
-            Recording::Unclaimed => {
-                tracing::warn!("cannot claim the job's state; leaving the job for redelivery");
-                return self.settle(message, Outcome::Unsettled).await;
-            }
+        let recording = claim.at_end(succeeded, large_outputs);
+        // The revision the record is written at: the claim's (this
+        // delivery's own write, or a deferred claim's flush), 0 for a
+        // deferred claim's create with the outcome, or the revision a
+        // take-over read.
+        let at = match recording {
+            Recording::Put => revision.or_else(|| checkpoints.claimed_at()),
+            Recording::CreateWithOutcome => Some(0),
+            Recording::Unclaimed => None,
             Recording::TakeOver => match self.adopt(message, job_id, workflow_name, record.claimant()).await {
-                Ok(earlier) => {
+                Ok((earlier, read_at)) => {
                     record = earlier;
-                    false
+                    Some(read_at)
                 }
                 Err(outcome) => return self.settle(message, outcome).await,
             },
         };
+        let Some(at) = at else {
+            tracing::warn!("cannot claim the job's state; leaving the job for redelivery");
+            return self.settle(message, Outcome::Unsettled).await;
+        };
+        let create = recording == Recording::CreateWithOutcome;
 
         let Some(outcome) = outcome.as_ref() else {
             tracing::warn!("handing the job back unfinished at shutdown");
             record.hand_back(run);
-            let _ = self.store.write_record(&record).await;
-            return self.settle(message, Outcome::HandedBack).await;
+            return match self.store.update_record(&record.view(None, None), at).await {
+                Ok(None) => self.settle(message, Outcome::Lost { job_id: job_id.to_string() }).await,
+                written => {
+                    if let Err(error) = written {
+                        tracing::warn!(%error, "cannot write job state");
+                    }
+                    self.settle(message, Outcome::HandedBack).await
+                }
+            };
         };
         let report = &outcome.report;
         if report.status == JobStatus::Succeeded {
@@ -445,9 +487,8 @@ impl JobRunner {
                 (Some(sinks), Some(inline)) => self.store_outputs(job_id, sinks, inline).await,
                 _ => None,
             };
-            let create = create.then_some(claim);
             return self
-                .succeed(message, job_id, workflow_name, record, run, report, outputs, create, checkpoints)
+                .succeed(message, job_id, workflow_name, record, at, create, run, report, outputs, checkpoints)
                 .await;
         }
         let retry = RetryRule {
@@ -457,21 +498,28 @@ impl JobRunner {
         };
         match record.fail(run, report.error.as_ref(), &retry) {
             Failure::Retry { delay } => {
-                let _ = self.store.write_record_view(&record.view(Some(report), None)).await;
+                match self.store.update_record(&record.view(Some(report), None), at).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return self.settle(message, Outcome::Lost { job_id: job_id.to_string() }).await,
+                    Err(error) => tracing::warn!(%error, "cannot write job state"),
+                }
                 let attempt = record.attempts;
                 tracing::warn!(attempt, retry_in = ?delay, "job failed retryably; handing it back with a delay");
                 self.settle(message, Outcome::Retry { delay }).await
             }
             Failure::DeadLetter { reason, error } => {
                 let letter = letter_for(message, job_id, workflow_name, reason, error, record.history.clone());
-                self.settle(message, Outcome::DeadLetter { letter, record: Some((record, Some(report))) }).await
+                self.settle(message, Outcome::DeadLetter { letter, record: Some((record, at, Some(report))) }).await
             }
         }
     }
 
-    /// Running → succeeded: writes the record, then settles. `deferred` is
-    /// the claim when it is still deferred: the record is then created with
-    /// the outcome, and a conflict there takes the earlier record over.
+    /// Running → succeeded: writes the record at `at` (the revision this
+    /// delivery last wrote it at), then settles. `deferred` when the claim
+    /// is still deferred: the record is then created with the outcome
+    /// (`at` is 0), and a conflict there takes the earlier record over. A
+    /// record that moved on past `at` means the job is another
+    /// delivery's ([`Outcome::Lost`]).
     #[allow(clippy::too_many_arguments)]
     async fn succeed(
         &self,
@@ -479,39 +527,40 @@ impl JobRunner {
         job_id: &str,
         workflow_name: &str,
         mut record: JobRecord,
+        at: u64,
+        deferred: bool,
         run: &Run<'_>,
         report: &JobReport,
         outputs: Option<StoredOutputs<'_>>,
-        deferred: Option<Claim>,
         checkpoints: &KvCheckpoints,
     ) -> Option<Ended> {
         record.succeed(run);
-        let view = record.view(Some(report), outputs.as_ref());
-        let written = match deferred {
-            // The deferred claim's write, with the outcome.
-            Some(claim) => self.store.create_record(&view).await.map(|created| claim.created(Some(created))),
-            None => self.store.write_record_view(&view).await.map(|()| Claim::Held),
-        };
+        let written = self.store.update_record(&record.view(Some(report), outputs.as_ref()), at).await;
         let written = match written {
-            Ok(Claim::Conflict) => {
+            Ok(None) if deferred => {
                 // A record existed: this was not the job's first delivery
                 // after all (the server restarted, or the job id was
                 // submitted again after the dedupe window).
-                record = match self.adopt(message, job_id, workflow_name, record.claimant()).await {
+                let read_at;
+                (record, read_at) = match self.adopt(message, job_id, workflow_name, record.claimant()).await {
                     Ok(earlier) => earlier,
                     Err(outcome) => return self.settle(message, outcome).await,
                 };
                 record.succeed(run);
-                self.store.write_record_view(&record.view(Some(report), outputs.as_ref())).await
+                self.store.update_record(&record.view(Some(report), outputs.as_ref()), read_at).await
             }
-            other => other.map(|_| ()),
+            other => other,
         };
-        if let Err(error) = written {
-            // Not acked: a redelivery resumes from the checkpoints, so
-            // the ones still held back are written now.
-            tracing::error!(%error, "cannot record the job's success; leaving it for redelivery");
-            checkpoints.write_all_and_wait().await;
-            return self.settle(message, Outcome::Unsettled).await;
+        match written {
+            Ok(Some(_)) => {}
+            Ok(None) => return self.settle(message, Outcome::Lost { job_id: job_id.to_string() }).await,
+            Err(error) => {
+                // Not acked: a redelivery resumes from the checkpoints, so
+                // the ones still held back are written now.
+                tracing::error!(%error, "cannot record the job's success; leaving it for redelivery");
+                checkpoints.write_all_and_wait().await;
+                return self.settle(message, Outcome::Unsettled).await;
+            }
         }
         let outputs = outputs.as_ref();
         self.settle(message, Outcome::Succeeded { workflow: workflow_name, record: &record, report, outputs }).await
@@ -547,11 +596,25 @@ impl JobRunner {
             }
             Outcome::StateUnreadable => (None, AckKind::Nak(Some(Duration::from_secs(1))), None),
             Outcome::Unsettled => return None,
-            Outcome::DeadLetter { letter, record } => {
-                // The dead letter first, then the state, then the ack, so a
-                // crash in between repeats work but loses nothing.
+            Outcome::Lost { job_id } => self.lost(&job_id).await?,
+            Outcome::DeadLetter { letter, mut record } => 'dead: {
+                // This delivery's hold on the record first (a conditional
+                // write of the failure, still unfinished), so a delivery
+                // that lost the job to another stores no second dead
+                // letter; then the dead letter, then the state, then the
+                // ack, so a crash in between repeats work but loses nothing.
+                if let Some((held, at, report)) = &mut record {
+                    match self.store.update_record(&held.view(*report, None), *at).await {
+                        Ok(Some(written)) => *at = written,
+                        Ok(None) => break 'dead self.lost(&held.job_id).await?,
+                        Err(error) => {
+                            tracing::error!(%error, "cannot hold the job's state to dead-letter it; leaving it for redelivery");
+                            return None;
+                        }
+                    }
+                }
                 let msg_id = match &record {
-                    Some((record, _)) => format!("dead-{}-{}-{}", record.job_id, record.replays, record.attempts),
+                    Some((record, _, _)) => format!("dead-{}-{}-{}", record.job_id, record.replays, record.attempts),
                     None => {
                         tracing::warn!(reason = %letter.reason, "dead-lettering an unusable job message");
                         let sequence = message.info().map(|i| i.stream_sequence).unwrap_or_default();
@@ -577,10 +640,18 @@ impl JobRunner {
                 // refused before it had one (or whose id another
                 // submission holds) leaves that id's state alone.
                 let ended = record.is_some().then_some(Ended::DeadLettered);
-                if let Some((mut record, report)) = record {
+                if let Some((mut record, at, report)) = record {
                     record.dead_lettered();
-                    if let Err(error) = self.store.write_record_view(&record.view(report, None)).await {
-                        tracing::warn!(%error, "cannot record the dead-lettered state");
+                    match self.store.update_record(&record.view(report, None), at).await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => {
+                            // Taken over between the hold and now: its new
+                            // delivery ends it (this letter stays, with
+                            // this run's history).
+                            tracing::warn!(%reason, "dead-lettered the job, but another delivery took it over meanwhile");
+                            break 'dead self.lost(&record.job_id).await?;
+                        }
+                        Err(error) => tracing::warn!(%error, "cannot record the dead-lettered state"),
                     }
                     self.store.publish_result(&record.workflow, &record, report, None).await;
                     tracing::warn!(%reason, "job dead-lettered");
@@ -597,9 +668,30 @@ impl JobRunner {
         ended
     }
 
+    /// How a delivery that lost its job ([`Outcome::Lost`]) is settled:
+    /// read the record (one request, on this path only); acked as a
+    /// duplicate when it is terminal, else `None`: left unsettled.
+    async fn lost(&self, job_id: &str) -> Option<(Option<&AtomicU64>, AckKind, Option<Ended>)> {
+        match self.store.read_record(job_id).await {
+            Ok(Some(record)) if record.state.is_terminal() => {
+                tracing::info!(state = ?record.state, "another delivery ended the job; acking this one as its duplicate");
+                Some((Some(&self.counters.duplicates), AckKind::Ack, Some(Ended::ByAnother)))
+            }
+            Ok(_) => {
+                tracing::info!("another delivery holds the job; leaving this one unsettled");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "lost the job to another delivery and cannot read its state; leaving it unsettled");
+                None
+            }
+        }
+    }
+
     /// Claims the job before it runs: a conditional write records a first
     /// delivery as running; when a record exists, this is a redelivery and
-    /// the record is taken over instead. `Ok((record, redelivered))` to run
+    /// the record is taken over instead (a conditional update at the
+    /// revision read). `Ok((record, revision written, redelivered))` to run
     /// the job; otherwise how to settle it (a duplicate of a finished job,
     /// or state that cannot be read now).
     async fn claim_before_run(
@@ -608,20 +700,26 @@ impl JobRunner {
         job_id: &str,
         workflow: &str,
         claimant: Claimant<'_>,
-    ) -> Result<(JobRecord, bool), Outcome<'static>> {
+    ) -> Result<(JobRecord, Option<u64>, bool), Outcome<'static>> {
         let first_run = JobRecord::first_run(job_id, workflow, claimant);
         let created = self.store.create_record(&first_run.view(None, None)).await;
         if let Err(error) = &created {
             tracing::warn!(%error, "cannot claim the job's state; reading it instead");
         }
-        if Claim::Due.created(created.ok()) == Claim::Held {
-            return Ok((first_run, false));
+        if let Ok(Some(revision)) = created {
+            return Ok((first_run, Some(revision), false));
         }
-        let record = self.adopt(message, job_id, workflow, claimant).await?;
-        if let Err(error) = self.store.write_record(&record).await {
-            tracing::warn!(%error, "cannot write job state");
+        let (record, read_at) = self.adopt(message, job_id, workflow, claimant).await?;
+        // The take-over, only over the record that was read: another
+        // delivery taking it over at the same time wins or loses as a whole.
+        match self.store.update_record(&record.view(None, None), read_at).await {
+            Ok(Some(revision)) => Ok((record, Some(revision), true)),
+            Ok(None) => Err(Outcome::Lost { job_id: job_id.to_string() }),
+            Err(error) => {
+                tracing::warn!(%error, "cannot write job state; will retry the job later");
+                Err(Outcome::StateUnreadable)
+            }
         }
-        Ok((record, true))
     }
 
     /// The job's record when this delivery is not its first, taken over for
@@ -636,8 +734,8 @@ impl JobRunner {
         job_id: &str,
         workflow: &str,
         claimant: Claimant<'_>,
-    ) -> Result<JobRecord, Outcome<'static>> {
-        let found = match self.store.read_record(job_id).await {
+    ) -> Result<(JobRecord, u64), Outcome<'static>> {
+        let (found, read_at) = match self.store.read_record_at(job_id).await {
             Ok(found) => found,
             Err(error) => {
                 tracing::warn!(%error, "cannot read job state; will retry the job later");
@@ -645,7 +743,7 @@ impl JobRunner {
             }
         };
         match JobRecord::take_over(found, job_id, workflow, claimant) {
-            Adoption::TakeOver(record) => Ok(record),
+            Adoption::TakeOver(record) => Ok((record, read_at)),
             Adoption::Foreign => {
                 // Dead-lettered like a message that is not a usable job:
                 // the other submission's record is left as it is.
@@ -672,7 +770,7 @@ impl JobRunner {
                     claimant.revision
                 );
                 let letter = letter_for(message, job_id, workflow, reason, None, record.history.clone());
-                Err(Outcome::DeadLetter { letter, record: Some((record, None)) })
+                Err(Outcome::DeadLetter { letter, record: Some((record, read_at, None)) })
             }
             Adoption::Duplicate(JobState::Cancelled) => {
                 tracing::info!("job cancelled; dropping its delivery");
@@ -701,14 +799,13 @@ impl JobRunner {
         // Two tries: a create that finds a record (the client's, or a
         // held-back claim's flush) reads it again.
         for _ in 0..2 {
-            let found = match self.store.read_record(job_id).await {
+            let (found, read_at) = match self.store.read_record_at(job_id).await {
                 Ok(found) => found,
                 Err(error) => {
                     tracing::warn!(%error, "cannot read the cancelled job's state; will retry the job later");
                     return self.settle(message, Outcome::StateUnreadable).await;
                 }
             };
-            let existed = found.is_some();
             let record = match JobRecord::stop_cancelled(found, job_id, workflow, request.clone(), run) {
                 Cancelling::Write(record) => record,
                 Cancelling::Finished(JobState::Cancelled) => {
@@ -719,18 +816,14 @@ impl JobRunner {
                     return self.settle(message, Outcome::Duplicate).await;
                 }
             };
-            let view = record.view(None, None);
-            let written = if existed {
-                self.store.write_record_view(&view).await.map(|()| true)
-            } else {
-                self.store.create_record(&view).await
-            };
-            match written {
-                Ok(true) => {
+            // Only over the record that was read: a delivery that finished
+            // the job meanwhile keeps its end.
+            match self.store.update_record(&record.view(None, None), read_at).await {
+                Ok(Some(_)) => {
                     self.store.publish_result(workflow, &record, None, None).await;
                     return self.settle(message, Outcome::Cancelled { job_id: job_id.to_string() }).await;
                 }
-                Ok(false) => continue,
+                Ok(None) => continue,
                 Err(error) => {
                     tracing::error!(%error, "cannot record the job as cancelled; leaving it for redelivery");
                     return self.settle(message, Outcome::Unsettled).await;
@@ -754,16 +847,18 @@ impl JobRunner {
         job_id: &str,
         workflow: &str,
         error: &AtRestError,
-        record: Option<JobRecord>,
+        record: Option<(JobRecord, u64)>,
     ) -> Outcome<'static> {
         let waited = message_age(message);
         let grace = self.config.missing_key_grace;
         if waited < grace {
             tracing::warn!(%error, "leaving the job to a worker with the at-rest key");
-            if let Some(record) = &record
-                && let Err(error) = self.store.write_record(record).await
-            {
-                tracing::warn!(%error, "cannot write job state");
+            if let Some((record, at)) = &record {
+                match self.store.update_record(&record.view(None, None), *at).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return Outcome::Lost { job_id: job_id.to_string() },
+                    Err(error) => tracing::warn!(%error, "cannot write job state"),
+                }
             }
             return Outcome::Elsewhere { delay: KEY_RETRY.min(grace - waited) };
         }
@@ -772,9 +867,9 @@ impl JobRunner {
              dead-lettered with its body kept encrypted: configure the key and replay it (`weft dlq replay`)",
             crate::workflow::format_duration(grace)
         );
-        let history = record.as_ref().map(|r| r.history.clone()).unwrap_or_default();
+        let history = record.as_ref().map(|(r, _)| r.history.clone()).unwrap_or_default();
         let letter = letter_for(message, job_id, workflow, reason, None, history);
-        Outcome::DeadLetter { letter, record: record.map(|record| (record, None)) }
+        Outcome::DeadLetter { letter, record: record.map(|(record, at)| (record, at, None)) }
     }
 
     /// Runs the job beside its companion until it finishes, is handed back

@@ -78,7 +78,8 @@ impl Claim {
 /// How a run's final record is written (see [`Claim::at_end`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Recording {
-    /// Overwrite the record this delivery holds.
+    /// Update the record this delivery holds, at the revision its claim
+    /// wrote (a record that moved on means the job is another delivery's).
     Put,
     /// Create the record with the outcome, in the claim's conditional write.
     CreateWithOutcome,

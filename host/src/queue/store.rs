@@ -91,20 +91,47 @@ impl StateStore {
 
     /// The job's record, if one was written.
     pub(crate) async fn read_record(&self, job_id: &str) -> Result<Option<JobRecord>, QueueError> {
-        let value =
-            self.topology.state.get(job_key(job_id)).await.map_err(|e| QueueError::js("reading job state", e))?;
-        value
-            .map(|bytes| serde_json::from_slice(&bytes).map_err(|e| QueueError::js("decoding job state", e)))
-            .transpose()
+        Ok(self.read_record_at(job_id).await?.0)
+    }
+
+    /// The job's record, if one was written, and the bucket revision it was
+    /// read at: the revision to give [`StateStore::update_record`] so the
+    /// write lands only over what was read (a deletion marker's revision
+    /// with no record, 0 when the key was never written).
+    pub(crate) async fn read_record_at(&self, job_id: &str) -> Result<(Option<JobRecord>, u64), QueueError> {
+        let entry =
+            self.topology.state.entry(job_key(job_id)).await.map_err(|e| QueueError::js("reading job state", e))?;
+        let Some(entry) = entry else { return Ok((None, 0)) };
+        if entry.operation != async_nats::jetstream::kv::Operation::Put {
+            return Ok((None, entry.revision));
+        }
+        let record = serde_json::from_slice(&entry.value).map_err(|e| QueueError::js("decoding job state", e))?;
+        Ok((Some(record), entry.revision))
     }
 
     /// Writes `record` only if the job has no record yet: one round trip that
     /// both claims a fresh job and tells a redelivery from a first delivery.
-    /// `Ok(false)` when a record exists (or existed) already.
-    pub(crate) async fn create_record(&self, record: &RecordView<'_>) -> Result<bool, QueueError> {
+    /// `Ok(Some(revision))` when written, `Ok(None)` when a record exists
+    /// (or existed) already.
+    pub(crate) async fn create_record(&self, record: &RecordView<'_>) -> Result<Option<u64>, QueueError> {
+        self.update_record(record, 0).await
+    }
+
+    /// Writes `record` only if the job's record is still at `revision` (0:
+    /// it has none): the write of a delivery that claimed the job at
+    /// `revision` (see ARCHITECTURE.md, "Job record state machine"), which
+    /// must not replace what another delivery (or a cancellation) wrote
+    /// since. One round trip, like an unconditional put. `Ok(Some(new
+    /// revision))` when written; `Ok(None)` when the record moved on (this
+    /// delivery lost the job).
+    pub(crate) async fn update_record(
+        &self,
+        record: &RecordView<'_>,
+        revision: u64,
+    ) -> Result<Option<u64>, QueueError> {
         let bytes = serde_json::to_vec(record).map_err(|e| QueueError::js("encoding job state", e))?;
         let mut headers = HeaderMap::new();
-        headers.insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, "0");
+        headers.insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, revision.to_string().as_str());
         let ack = self
             .topology
             .js
@@ -113,26 +140,22 @@ impl StateStore {
             .map_err(|e| QueueError::js("writing job state", e))?
             .await;
         match ack {
-            Ok(_) => Ok(true),
+            Ok(ack) => Ok(Some(ack.sequence)),
             Err(error) if error.kind() == async_nats::jetstream::context::PublishErrorKind::WrongLastSequence => {
-                Ok(false)
+                Ok(None)
             }
             Err(error) => Err(QueueError::js("writing job state", error)),
         }
     }
 
-    /// Writes `record` whatever the bucket holds.
+    /// Writes `record` whatever the bucket holds (the client's replay,
+    /// which starts the job over; a worker's writes are conditional).
     pub(crate) async fn write_record(&self, record: &JobRecord) -> Result<(), QueueError> {
-        self.write_record_view(&record.view(None, None)).await
-    }
-
-    /// Writes a record given as a [`RecordView`] (report and outputs
-    /// borrowed from the job's outcome, not copied into a `JobRecord`).
-    pub(crate) async fn write_record_view(&self, record: &RecordView<'_>) -> Result<(), QueueError> {
-        let bytes = serde_json::to_vec(record).map_err(|e| QueueError::js("encoding job state", e))?;
+        let bytes =
+            serde_json::to_vec(&record.view(None, None)).map_err(|e| QueueError::js("encoding job state", e))?;
         self.topology
             .state
-            .put(job_key(record.job_id), bytes.into())
+            .put(job_key(&record.job_id), bytes.into())
             .await
             .map_err(|e| QueueError::js("writing job state", e))?;
         Ok(())
