@@ -15,7 +15,7 @@ use crate::support::repo_root;
 struct Served {
     child: Child,
     base: String,
-    _stderr: std::thread::JoinHandle<()>,
+    _stderr: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Served {
@@ -28,7 +28,7 @@ impl Drop for Served {
 /// Starts `weft serve` with `args` and waits (at most 600 s) for the line
 /// that says where the API listens.
 fn serve(server: &NatsServer, args: &[&str]) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+    let child = Command::new(env!("CARGO_BIN_EXE_weft"))
         .current_dir(repo_root())
         .args(["serve", "--nats", &server.url(), "--workflows", "workflows/", "--http", "127.0.0.1:0"])
         .args(args)
@@ -36,13 +36,15 @@ fn serve(server: &NatsServer, args: &[&str]) -> Served {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    // Owned at once, so a failed wait below kills the process on drop.
+    let mut served = Served { child, base: String::new(), _stderr: None };
+    let stderr = served.child.stderr.take().unwrap();
     let (lines, received) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
+    served._stderr = Some(std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = lines.send(line);
         }
-    });
+    }));
     // A cold compile cache compiles every bundled plugin first (minutes on a
     // loaded 2-core machine).
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -52,8 +54,8 @@ fn serve(server: &NatsServer, args: &[&str]) -> Served {
         let line =
             received.recv_timeout(left).unwrap_or_else(|_| panic!("no API address; stderr:\n{}", seen.join("\n")));
         if let Some(rest) = line.split("HTTP API on ").nth(1) {
-            let base = rest.split_whitespace().next().unwrap().to_string();
-            return Served { child, base, _stderr: reader };
+            served.base = rest.split_whitespace().next().unwrap().to_string();
+            return served;
         }
         seen.push(line);
     }
