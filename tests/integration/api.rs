@@ -313,6 +313,14 @@ async fn jobs_are_listed_by_workflow_and_state_page_by_page() {
     expected.sort();
     assert_eq!(listed_sorted, expected, "each echo job once, the other workflow's not at all");
 
+    // Without a state filter each job is still listed once, at its latest
+    // record (its earlier revisions are in the bucket's stream too).
+    let all: serde_json::Value = api.get("/v1/jobs?workflow=echo&limit=500").await.json().await.unwrap();
+    let mut ids: Vec<&str> = all["jobs"].as_array().unwrap().iter().map(|j| j["job_id"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, expected, "{all}");
+    assert!(all["jobs"].as_array().unwrap().iter().all(|j| j["state"] == "succeeded"), "{all}");
+
     let running: serde_json::Value = api.get("/v1/jobs?state=running").await.json().await.unwrap();
     assert_eq!(running["jobs"].as_array().unwrap().len(), 0);
     let future: serde_json::Value = api.get("/v1/jobs?since=2999-01-01T00:00:00Z").await.json().await.unwrap();
@@ -369,6 +377,16 @@ async fn a_waiting_job_is_cancelled_and_a_dead_letter_is_replayed_over_http() {
     assert_eq!(replayed.status(), StatusCode::ACCEPTED);
     let job = api.wait_for_state(&job_id, "dead_lettered").await;
     assert_eq!(job["replays"], 1);
+    // The job's record was written several times (running, dead-lettered,
+    // queued by the replay, running, dead-lettered): it is listed once, as
+    // it is now.
+    let listed: serde_json::Value = api.get("/v1/jobs?workflow=trap").await.json().await.unwrap();
+    let listed = listed["jobs"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (&listed[0]["state"], &listed[0]["replays"]),
+        (&serde_json::json!("dead_lettered"), &serde_json::json!(1))
+    );
     problem(api.post("/v1/dead-letters/nobody/replay", "application/json", "").await, StatusCode::NOT_FOUND).await;
     worker.stop().await;
     let record = client(&server).await.status(&job_id).await.unwrap().unwrap();

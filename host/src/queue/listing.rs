@@ -6,14 +6,13 @@
 //!
 //! Listing reads the bucket's stream with an ordered consumer from a stream
 //! sequence (the cursor) or a time, so a page costs one consumer and the
-//! records it scans, never a read of every key; a record seen in the scan
-//! is listed only if it is still the job's latest (a later change lists it
-//! further on, a deletion not at all).
+//! records it scans, never a read of every key. The bucket keeps one
+//! revision per key, so the stream holds each job's latest record only; a
+//! job rewritten while a page is read is listed once, at its later place.
 
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
-use async_nats::jetstream::kv::Operation;
 use futures::{Stream, StreamExt as _};
 use serde::Serialize;
 
@@ -163,8 +162,10 @@ impl QueueClient {
                 && let Ok(record) = serde_json::from_slice::<JobRecord>(&message.payload)
                 && filter.workflow.as_deref().is_none_or(|w| w == record.workflow)
                 && filter.state.is_none_or(|s| s == record.state)
-                && self.is_latest(&record.job_id, sequence).await?
             {
+                // A record rewritten while this page was read shows up again
+                // further on: keep its latest state only.
+                page.jobs.retain(|listed| listed.job_id != record.job_id);
                 page.jobs.push(JobSummary {
                     started_at_ms: record.history.first().map(|a| a.started_at_ms),
                     job_id: record.job_id,
@@ -184,13 +185,6 @@ impl QueueClient {
             }
         }
         Ok(page)
-    }
-
-    /// Whether the bucket's latest entry for `job_id` is at `sequence`.
-    async fn is_latest(&self, job_id: &str, sequence: u64) -> Result<bool, QueueError> {
-        let state = &self.topology().state;
-        let entry = state.entry(job_key(job_id)).await.map_err(|e| QueueError::js("reading job state", e))?;
-        Ok(entry.is_some_and(|e| e.revision == sequence && e.operation == Operation::Put))
     }
 
     /// The job's record each time it changes, from the current one on,
