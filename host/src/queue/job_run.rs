@@ -25,10 +25,18 @@ use super::state::{
 };
 use super::store::StateStore;
 use super::worker::{WorkerConfig, WorkerSummary};
-use super::{JobInput, JobMessage, valid_job_id};
+use super::{JobInput, JobMessage, QueueError, valid_job_id};
 use crate::item::{Item, Payload};
 use crate::scheduler::{CheckpointSink, JitterSource, JobOptions, JobOutcome, JobReport, JobStatus};
 use crate::{Host, LoadedWorkflow};
+
+/// How many times a dead-lettered job's record write is tried while the
+/// bucket does not answer, [`DEAD_LETTERED_WRITE_PAUSE`] apart: together
+/// longer than a JetStream leader election after a node restart.
+const DEAD_LETTERED_WRITE_TRIES: u32 = 10;
+
+/// The pause between those tries.
+const DEAD_LETTERED_WRITE_PAUSE: Duration = Duration::from_millis(500);
 
 /// Whether a `Nats-Msg-Id` header names the job `body_id`: the same id, or
 /// the id `weft dlq replay` gives a replay (`<id>-replay-<n>`).
@@ -642,7 +650,7 @@ impl JobRunner {
                 let ended = record.is_some().then_some(Ended::DeadLettered);
                 if let Some((mut record, at, report)) = record {
                     record.dead_lettered();
-                    match self.store.update_record(&record.view(report, None), at).await {
+                    match self.record_dead_lettered(&record, at, report).await {
                         Ok(Some(_)) => {}
                         Ok(None) => {
                             // Taken over between the hold and now: its new
@@ -651,7 +659,10 @@ impl JobRunner {
                             tracing::warn!(%reason, "dead-lettered the job, but another delivery took it over meanwhile");
                             break 'dead self.lost(&record.job_id).await?;
                         }
-                        Err(error) => tracing::warn!(%error, "cannot record the dead-lettered state"),
+                        // The letter is durable (the job's outcome), so the
+                        // message is acked; the record says running until it
+                        // expires, which `weft dlq list` contradicts.
+                        Err(error) => tracing::error!(%error, "cannot record the dead-lettered state"),
                     }
                     self.store.publish_result(&record.workflow, &record, report, None).await;
                     tracing::warn!(%reason, "job dead-lettered");
@@ -666,6 +677,40 @@ impl JobRunner {
             tracing::warn!(%error, "cannot acknowledge the job message; it may be redelivered");
         }
         ended
+    }
+
+    /// Writes a dead-lettered job's record at revision `at`, trying again
+    /// while the bucket does not answer (a cluster node restarting: the
+    /// dead letter is already stored, and a record left `running` would
+    /// never end). A write whose answer was lost may have landed: a retry
+    /// that then finds the revision moved on reads the record, and one that
+    /// says dead-lettered is this write. `Ok(None)`: another delivery took
+    /// the job over.
+    async fn record_dead_lettered(
+        &self,
+        record: &JobRecord,
+        at: u64,
+        report: Option<&JobReport>,
+    ) -> Result<Option<u64>, QueueError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.store.update_record(&record.view(report, None), at).await {
+                Ok(Some(revision)) => return Ok(Some(revision)),
+                Ok(None) if tries > 1 => {
+                    let (found, revision) = self.store.read_record_at(&record.job_id).await?;
+                    let ours =
+                        found.is_some_and(|f| f.state == JobState::DeadLettered && f.attempts == record.attempts);
+                    return Ok(ours.then_some(revision));
+                }
+                Ok(None) => return Ok(None),
+                Err(error) if tries >= DEAD_LETTERED_WRITE_TRIES => return Err(error),
+                Err(error) => {
+                    tracing::warn!(%error, tries, "cannot record the dead-lettered state yet; trying again");
+                    tokio::time::sleep(DEAD_LETTERED_WRITE_PAUSE).await;
+                }
+            }
+        }
     }
 
     /// How a delivery that lost its job ([`Outcome::Lost`]) is settled:
