@@ -48,7 +48,8 @@ const SUBMITTERS: usize = 16;
 /// `weft serve --concurrency` in the worker-throughput rounds.
 const WORKER_CONCURRENCY: usize = 32;
 /// The one-step workflow the worker rounds run: `chunk` on a short text.
-const WORKER_WORKFLOW: &str = "name: echo\nversion: '1'\nsteps:\n  - id: chunk\n    plugin: chunk\n    config: { size: 1000, overlap: 0 }\n";
+const WORKER_WORKFLOW: &str =
+    "name: echo\nversion: '1'\nsteps:\n  - id: chunk\n    plugin: chunk\n    config: { size: 1000, overlap: 0 }\n";
 const BOUNDARY: &str = "weftbenchboundary7d3a1c";
 
 fn repo_root() -> PathBuf {
@@ -181,12 +182,8 @@ async fn load(client: &reqwest::Client, url: &str, body: &bytes::Bytes, clients:
                     let (mut latencies, mut errors) = (Vec::new(), Vec::new());
                     while Instant::now() < until {
                         let started = Instant::now();
-                        let sent = client
-                            .post(&url)
-                            .header("content-type", &content_type)
-                            .body(body.clone())
-                            .send()
-                            .await;
+                        let sent =
+                            client.post(&url).header("content-type", &content_type).body(body.clone()).send().await;
                         let outcome = match sent {
                             Ok(response) => {
                                 let status = response.status();
@@ -248,15 +245,11 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn weft_bin() -> PathBuf {
-    std::env::var_os("WEFT_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/release/weft"))
+    std::env::var_os("WEFT_BIN").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target/release/weft"))
 }
 
 fn seed_venv() -> PathBuf {
-    std::env::var_os("SEED_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("bench/api/.venv"))
+    std::env::var_os("SEED_VENV").map(PathBuf::from).unwrap_or_else(|| repo_root().join("bench/api/.venv"))
 }
 
 /// `weft serve` on `nats`, with `extra` arguments; a shared compile cache.
@@ -275,19 +268,11 @@ fn weft_serve(nats: &nats::NatsServer, cache: &Path, workflows: &Path, extra: &[
 /// The API flags of every bench server: loopback, the rate limits out of the
 /// way (every client here is one address), more requests at once than clients.
 fn api_flags(port: u16) -> Vec<String> {
-    [
-        "--http",
-        &format!("127.0.0.1:{port}"),
-        "--rate-per-address",
-        "1000000",
-        "--rate-per-key",
-        "1000000",
-        "--max-requests",
-        "4096",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    let mut flags = vec!["--http".to_string(), format!("127.0.0.1:{port}")];
+    for flag in ["--rate-per-address", "1000000", "--rate-per-key", "1000000", "--max-requests", "4096"] {
+        flags.push(flag.to_string());
+    }
+    flags
 }
 
 async fn uploads(client: &reqwest::Client, scratch: &Path) {
@@ -347,10 +332,9 @@ async fn uploads(client: &reqwest::Client, scratch: &Path) {
     for clients in CONCURRENCY {
         let (mut weft_runs, mut seed_runs) = (Vec::new(), Vec::new());
         for pair in 1..=PAIRS {
-            for (name, url, groups, runs) in [
-                ("weft", &weft_url, &weft_groups, &mut weft_runs),
-                ("seed", &seed_url, &seed_groups, &mut seed_runs),
-            ] {
+            for (name, url, groups, runs) in
+                [("weft", &weft_url, &weft_groups, &mut weft_runs), ("seed", &seed_url, &seed_groups, &mut seed_runs)]
+            {
                 let m = load(client, url, &body, clients, groups).await;
                 println!(
                     "| {clients} | {pair} | {name} | {:.0} | {:.2} | {:.2} | {} | {} | {:.0} |",
@@ -362,7 +346,9 @@ async fn uploads(client: &reqwest::Client, scratch: &Path) {
         summary.push((clients, weft_runs, seed_runs));
     }
     println!("\n### Medians\n");
-    println!("| clients | Weft uploads/s | seed uploads/s | ratio | Weft p50 / p99 ms | seed p50 / p99 ms | Weft / seed CPU µs/upload | errors (Weft, seed) |");
+    println!(
+        "| clients | Weft uploads/s | seed uploads/s | ratio | Weft p50 / p99 ms | seed p50 / p99 ms | Weft / seed CPU µs/upload | errors (Weft, seed) |"
+    );
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (clients, weft_runs, seed_runs) in summary {
         let med = |runs: &[Measured], f: fn(&Measured) -> f64| median(runs.iter().map(f).collect());
@@ -405,6 +391,14 @@ impl WorkerMode {
     }
 }
 
+/// The next job result announced, waiting at most 120 s.
+async fn next_result(done: &mut async_nats::Subscriber) {
+    tokio::time::timeout(Duration::from_secs(120), done.next())
+        .await
+        .unwrap_or_else(|_| panic!("no job finished within 120 s"))
+        .unwrap_or_else(|| panic!("the results subscription ended"));
+}
+
 /// One worker round on a fresh nats-server: a warm-up job, then `JOBS`
 /// jobs from `SUBMITTERS` concurrent submitters; jobs/s from the first
 /// submission to the last result announced, and the serve process's CPU per job.
@@ -412,9 +406,8 @@ async fn worker_round(client: &reqwest::Client, scratch: &Path, workflows: &Path
     let nats = nats::NatsServer::start();
     let port = free_port();
     let flags = api_flags(port);
-    let mut args: Vec<&str> = vec!["--concurrency"];
     let concurrency = WORKER_CONCURRENCY.to_string();
-    args.push(&concurrency);
+    let mut args: Vec<&str> = vec!["--concurrency", &concurrency];
     if mode != WorkerMode::NoApi {
         args.extend(flags.iter().map(String::as_str));
     }
@@ -426,15 +419,6 @@ async fn worker_round(client: &reqwest::Client, scratch: &Path, workflows: &Path
     let queue = weft::queue::connect(config).await.unwrap_or_else(|e| panic!("{e}"));
     let mut done = queue.nats().subscribe("weft.results.echo").await.unwrap_or_else(|e| panic!("{e}"));
     queue.nats().flush().await.unwrap_or_else(|e| panic!("{e}"));
-    let next_result = |done: &mut async_nats::Subscriber| {
-        let next = done.next();
-        async move {
-            tokio::time::timeout(Duration::from_secs(120), next)
-                .await
-                .unwrap_or_else(|_| panic!("no job finished within 120 s"))
-                .unwrap_or_else(|| panic!("the results subscription ended"))
-        }
-    };
     queue.submit("echo", b"warm-up".to_vec(), Some("warm-up".into())).await.unwrap_or_else(|e| panic!("{e}"));
     next_result(&mut done).await;
 
@@ -455,9 +439,15 @@ async fn worker_round(client: &reqwest::Client, scratch: &Path, workflows: &Path
                             .send()
                             .await
                             .unwrap_or_else(|e| panic!("{e}"));
-                        assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED, "{:?}", response.text().await);
+                        let status = response.status();
+                        if status != reqwest::StatusCode::ACCEPTED {
+                            panic!("the API refused job {i}: {status}: {}", response.text().await.unwrap_or_default());
+                        }
                     } else {
-                        queue.submit("echo", text.into_bytes(), Some(format!("job-{i}"))).await.unwrap_or_else(|e| panic!("{e}"));
+                        queue
+                            .submit("echo", text.into_bytes(), Some(format!("job-{i}")))
+                            .await
+                            .unwrap_or_else(|e| panic!("{e}"));
                     }
                 }
             })
