@@ -340,28 +340,15 @@ fn contract_problem(violation: crate::workflow::InputViolation) -> Problem {
 fn check_type(input: &Input) -> Result<(), Problem> {
     let claims_pdf = input.declared.as_deref() == Some("application/pdf")
         || input.file_name.as_deref().is_some_and(|n| n.to_ascii_lowercase().ends_with(".pdf"));
-    if claims_pdf && !input.bytes.starts_with(b"%PDF-") {
-        let what = sniff(&input.bytes);
+    let found = crate::workflow::sniff::sniff_head(&input.bytes);
+    if claims_pdf && found != crate::workflow::sniff::MediaKind::Pdf {
         return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "wrong-type",
-            format!("the upload says it is a PDF, but it is {what}; send the PDF itself"),
+            format!("the upload says it is a PDF, but it is {}; send the PDF itself", found.describe()),
         ));
     }
     Ok(())
-}
-
-/// What a body's first bytes say it is, in words.
-fn sniff(bytes: &[u8]) -> &'static str {
-    match bytes {
-        [b'M', b'Z', ..] => "a Windows executable (it starts with `MZ`)",
-        [0x7f, b'E', b'L', b'F', ..] => "an ELF executable",
-        [b'P', b'K', 3, 4, ..] => "a ZIP archive",
-        [0x89, b'P', b'N', b'G', ..] => "a PNG image",
-        [0xff, 0xd8, 0xff, ..] => "a JPEG image",
-        _ if std::str::from_utf8(bytes).is_ok() => "text",
-        _ => "binary data of an unknown kind",
-    }
 }
 
 /// Reads a job: its state, runs and last report.
@@ -690,7 +677,10 @@ mod tests {
         let problem = check_type(&input).err().map(|p| (p.status, p.detail));
         assert_eq!(
             problem,
-            Some((415, "the upload says it is a PDF, but it is a Windows executable (it starts with `MZ`); send the PDF itself".into()))
+            Some((
+                415,
+                "the upload says it is a PDF, but it is a Windows executable (MZ header); send the PDF itself".into()
+            ))
         );
         let pdf = Input { bytes: Bytes::from_static(b"%PDF-1.7"), declared: None, file_name: Some("a.PDF".into()) };
         assert!(check_type(&pdf).is_ok());
